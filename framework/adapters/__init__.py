@@ -1,0 +1,1 @@
+"""Adapters that turn framework callbacks (LangChain, litellm) into spans."""

@@ -1,0 +1,276 @@
+"""The data model: spans, traces, scores, samples and alerts.
+
+A :class:`Span` is built and finished on the caller's thread and then handed to
+the pipeline worker; from the moment it is enqueued the worker owns it (the
+recorder never touches it again), which is why it is a plain mutable object and
+not a frozen dataclass. Everything else that crosses threads is frozen.
+
+Times are integer nanoseconds since the Unix epoch (``time.time_ns()``).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+SpanKind = Literal[
+    "chain", "llm", "tool", "retriever", "agent", "embedding", "parser", "prompt", "other"
+]
+SPAN_KINDS: Final[tuple[str, ...]] = (
+    "chain", "llm", "tool", "retriever", "agent", "embedding", "parser", "prompt", "other",
+)
+SpanStatus = Literal["unset", "ok", "error"]
+ScoreSource = Literal["check", "feedback", "eval", "judge"]
+AlertState = Literal["pending", "firing", "resolved"]
+
+_rand = random.Random()
+
+
+def new_span_id() -> str:
+    """A random 64-bit id as 16 hex digits (the OpenTelemetry span id size)."""
+    return "%016x" % _rand.getrandbits(64)
+
+
+def new_trace_id() -> str:
+    """A random 128-bit id as 32 hex digits (the OpenTelemetry trace id size)."""
+    return "%032x" % _rand.getrandbits(128)
+
+
+class Span:
+    """One unit of work: a chain step, a model call, a tool call, a retrieval.
+
+    Only the identity fields are set in ``__init__``; every optional field reads
+    its class-level default until assigned, which keeps span creation on the
+    caller's thread cheap. Mutable containers (``tags``, ``metadata``,
+    ``attributes``) default to ``None`` and are created when first needed.
+    """
+
+    span_id: str
+    trace_id: str
+    parent_id: str | None
+    kind: str
+    name: str
+    start_ns: int
+    end_ns: int | None = None
+    status: str = "unset"
+    error: str | None = None
+    error_type: str | None = None
+    inputs: Any = None
+    outputs: Any = None
+    model: str | None = None
+    provider: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    tokens_estimated: bool = False
+    cost_usd: float | None = None  # None means unpriced, never a fake 0
+    first_token_ns: int | None = None
+    chunk_count: int = 0
+    tags: list[str] | None = None
+    metadata: dict[str, Any] | None = None
+    user_id: str | None = None
+    session_id: str | None = None
+    attributes: dict[str, Any] | None = None
+
+    def __init__(
+        self,
+        name: str,
+        kind: str = "chain",
+        *,
+        span_id: str | None = None,
+        trace_id: str | None = None,
+        parent_id: str | None = None,
+        start_ns: int | None = None,
+    ) -> None:
+        self.name = name
+        self.kind = kind
+        self.span_id = span_id or new_span_id()
+        self.trace_id = trace_id or new_trace_id()
+        self.parent_id = parent_id
+        self.start_ns = start_ns if start_ns is not None else time.time_ns()
+
+    # ---- derived timings -------------------------------------------------
+    @property
+    def is_root(self) -> bool:
+        return self.parent_id is None
+
+    @property
+    def ended(self) -> bool:
+        return self.end_ns is not None
+
+    @property
+    def latency_s(self) -> float | None:
+        if self.end_ns is None:
+            return None
+        return (self.end_ns - self.start_ns) / 1e9
+
+    @property
+    def ttft_s(self) -> float | None:
+        """Time to first token: first streamed chunk minus start."""
+        if self.first_token_ns is None:
+            return None
+        return (self.first_token_ns - self.start_ns) / 1e9
+
+    @property
+    def tpot_s(self) -> float | None:
+        """Time per output token after the first: (end - first) / (output - 1)."""
+        return tpot_seconds(self.first_token_ns, self.end_ns, self.output_tokens)
+
+    @property
+    def total_tokens(self) -> int | None:
+        if self.input_tokens is None and self.output_tokens is None:
+            return None
+        return (self.input_tokens or 0) + (self.output_tokens or 0)
+
+    # ---- mutation helpers (worker side or the owning caller) -------------
+    def set_attribute(self, key: str, value: Any) -> None:
+        if self.attributes is None:
+            self.attributes = {}
+        self.attributes[key] = value
+
+    def add_tags(self, tags: list[str] | tuple[str, ...]) -> None:
+        if not tags:
+            return
+        if self.tags is None:
+            self.tags = []
+        for t in tags:
+            if t not in self.tags:
+                self.tags.append(t)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field by name (the storage column names), for sinks and tests."""
+        return {name: getattr(self, name) for name in SPAN_FIELDS}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Span:
+        span = cls(
+            data["name"],
+            data.get("kind", "chain"),
+            span_id=data["span_id"],
+            trace_id=data["trace_id"],
+            parent_id=data.get("parent_id"),
+            start_ns=data["start_ns"],
+        )
+        for name in SPAN_FIELDS:
+            if name in data and name not in _IDENTITY:
+                setattr(span, name, data[name])
+        return span
+
+    def __repr__(self) -> str:
+        return (
+            f"Span({self.name!r}, kind={self.kind!r}, span_id={self.span_id!r}, "
+            f"parent_id={self.parent_id!r}, status={self.status!r})"
+        )
+
+
+SPAN_FIELDS: Final[tuple[str, ...]] = (
+    "span_id", "trace_id", "parent_id", "kind", "name", "start_ns", "end_ns", "status",
+    "error", "error_type", "inputs", "outputs", "model", "provider", "input_tokens",
+    "output_tokens", "cached_tokens", "reasoning_tokens", "tokens_estimated", "cost_usd",
+    "first_token_ns", "chunk_count", "tags", "metadata", "user_id", "session_id",
+    "attributes",
+)
+_IDENTITY: Final = frozenset({"span_id", "trace_id", "parent_id", "name", "kind", "start_ns"})
+
+
+def tpot_seconds(first_token_ns: int | None, end_ns: int | None, output_tokens: int | None) -> float | None:
+    """TPOT = (end - first token) / (output tokens - 1); None when undefined."""
+    if first_token_ns is None or end_ns is None or not output_tokens or output_tokens < 2:
+        return None
+    return (end_ns - first_token_ns) / 1e9 / (output_tokens - 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Trace:
+    """A trace's summary row, denormalised from its spans for fast listing."""
+
+    trace_id: str
+    name: str
+    status: str
+    start_ns: int
+    end_ns: int | None = None
+    span_count: int = 0
+    llm_count: int = 0
+    error_count: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = None
+    ttft_s: float | None = None
+    model: str | None = None
+    user_id: str | None = None
+    session_id: str | None = None
+    tags: tuple[str, ...] = ()
+    score_summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.end_ns is None:
+            return None
+        return (self.end_ns - self.start_ns) / 1e9
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    """A judgement on a span or a trace: a check result, feedback, an eval metric.
+
+    ``value`` is numeric where that makes sense (0..1 for most checks, 1..5 for a
+    rating, -1/+1 for thumbs), ``label`` a short category, ``passed`` the
+    verdict when the score has one, ``comment`` the explanation (never the
+    sensitive values a check found).
+    """
+
+    name: str
+    source: str  # ScoreSource
+    trace_id: str
+    span_id: str | None = None
+    value: float | None = None
+    label: str | None = None
+    passed: bool | None = None
+    comment: str | None = None
+    experiment_id: str | None = None
+    score_id: str = field(default_factory=new_span_id)
+    created_ns: int = field(default_factory=time.time_ns)
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """A point measurement: GPU utilisation of one device, a queue depth."""
+
+    name: str
+    value: float
+    source: str = "sampler"
+    time_ns: int = field(default_factory=time.time_ns)
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One state of an alert rule; a new object is emitted on every transition."""
+
+    rule: str
+    state: str  # AlertState
+    severity: str = "warning"
+    value: float | None = None
+    threshold: float | None = None
+    started_ns: int = field(default_factory=time.time_ns)
+    ended_ns: int | None = None
+    summary: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    alert_id: str = field(default_factory=new_span_id)
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineStats:
+    """Counters of the recorder pipeline, shown in the TUI and exported."""
+
+    queued: int
+    dropped: int
+    written: int
+    failed: int
+    spilled: int
+    replayed: int
+    queue_depth: int
+    plugin_errors: int

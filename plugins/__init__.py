@@ -1,0 +1,1 @@
+"""Built-in Chainsight plugins: each module is one concern and an ordinary pluggy plugin."""

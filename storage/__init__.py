@@ -1,0 +1,1 @@
+"""Storage: SQLAlchemy Core schema, migrations, the batch writer and the query API."""

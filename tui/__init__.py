@@ -1,0 +1,1 @@
+"""The Textual terminal UI. Nothing imports this package but the CLI, lazily."""
