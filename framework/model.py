@@ -30,12 +30,12 @@ _rand = random.Random()
 
 def new_span_id() -> str:
     """A random 64-bit id as 16 hex digits (the OpenTelemetry span id size)."""
-    return "%016x" % _rand.getrandbits(64)
+    return f"{_rand.getrandbits(64):016x}"
 
 
 def new_trace_id() -> str:
     """A random 128-bit id as 32 hex digits (the OpenTelemetry trace id size)."""
-    return "%032x" % _rand.getrandbits(128)
+    return f"{_rand.getrandbits(128):032x}"
 
 
 class Span:

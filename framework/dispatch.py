@@ -1,0 +1,161 @@
+"""Guarded dispatch of pipeline hooks: one failing plugin never stops the others.
+
+pluggy stops a hook call at the first exception, so pipeline hooks are called
+implementation by implementation here. A raising plugin is logged once (with
+its name and the hook), counted, and after ``degrade_after`` consecutive
+failures marked *degraded*: its pipeline hooks are skipped from then on. In
+strict mode the exception propagates instead (tests use it).
+
+The same guard wraps registered objects (checks, exporters, notifiers,
+samplers) under their own names, with a time budget: a call that takes longer
+than ``budget_s`` counts as a failure of kind "slow".
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pluggy
+
+log = logging.getLogger("chainsight.plugins")
+
+
+@dataclass
+class PluginHealth:
+    """Runtime health of one plugin or registered object."""
+
+    name: str
+    calls: int = 0
+    failures: int = 0
+    consecutive: int = 0
+    slow: int = 0
+    degraded: bool = False
+    last_error: str | None = None
+
+    @property
+    def status(self) -> str:
+        return "degraded" if self.degraded else "active"
+
+
+class GuardedDispatcher:
+    """Calls hook implementations one by one, isolating their failures."""
+
+    def __init__(
+        self,
+        pm: pluggy.PluginManager,
+        *,
+        strict: bool = False,
+        degrade_after: int = 5,
+    ) -> None:
+        self.pm = pm
+        self.strict = strict
+        self.degrade_after = max(1, degrade_after)
+        self.health: dict[str, PluginHealth] = {}
+        self.errors_total = 0
+        self._impls: dict[str, list[tuple[str, Callable[..., Any], tuple[str, ...]]]] = {}
+        self._lock = threading.Lock()
+
+    def refresh(self) -> None:
+        """Forget cached implementation lists (call after registering a plugin)."""
+        self._impls.clear()
+
+    def _implementations(self, hook: str) -> list[tuple[str, Callable[..., Any], tuple[str, ...]]]:
+        impls = self._impls.get(hook)
+        if impls is None:
+            caller = getattr(self.pm.hook, hook)
+            # pluggy keeps impls in reverse call order (trylast first).
+            impls = [
+                (impl.plugin_name, impl.function, tuple(impl.argnames))
+                for impl in reversed(caller.get_hookimpls())
+                if not (impl.hookwrapper or impl.wrapper)
+            ]
+            self._impls[hook] = impls
+        return impls
+
+    def has_impls(self, hook: str) -> bool:
+        return bool(self._implementations(hook))
+
+    def _health(self, name: str) -> PluginHealth:
+        health = self.health.get(name)
+        if health is None:
+            with self._lock:
+                health = self.health.setdefault(name, PluginHealth(name))
+        return health
+
+    def is_degraded(self, name: str) -> bool:
+        health = self.health.get(name)
+        return health is not None and health.degraded
+
+    def call(self, hook: str, **kwargs: Any) -> list[Any]:
+        """Call every implementation of ``hook``; return the non-None results."""
+        results: list[Any] = []
+        for name, function, argnames in self._implementations(hook):
+            ok, result = self.guard(name, function, *[kwargs[a] for a in argnames], what=hook)
+            if ok and result is not None:
+                results.append(result)
+        return results
+
+    def call_first(self, hook: str, **kwargs: Any) -> Any:
+        """firstresult semantics: the first non-None result wins."""
+        for name, function, argnames in self._implementations(hook):
+            ok, result = self.guard(name, function, *[kwargs[a] for a in argnames], what=hook)
+            if ok and result is not None:
+                return result
+        return None
+
+    def guard(
+        self,
+        name: str,
+        function: Callable[..., Any],
+        *args: Any,
+        what: str = "call",
+        budget_s: float | None = None,
+    ) -> tuple[bool, Any]:
+        """Run ``function(*args)`` on behalf of plugin/object ``name``.
+
+        Returns ``(True, result)`` or ``(False, None)`` when it raised or was
+        skipped because ``name`` is degraded.
+        """
+        health = self._health(name)
+        if health.degraded:
+            return False, None
+        health.calls += 1
+        started = time.perf_counter() if budget_s is not None else 0.0
+        try:
+            result = function(*args)
+        except Exception as exc:
+            if self.strict:
+                raise
+            self._failed(health, what, f"{type(exc).__name__}: {exc}", exc)
+            return False, None
+        if budget_s is not None:
+            elapsed = time.perf_counter() - started
+            if elapsed > budget_s:
+                health.slow += 1
+                self._failed(
+                    health, what, f"took {elapsed * 1000:.0f} ms (budget {budget_s * 1000:.0f} ms)", None
+                )
+                return True, result
+        health.consecutive = 0
+        return True, result
+
+    def _failed(self, health: PluginHealth, what: str, message: str, exc: BaseException | None) -> None:
+        self.errors_total += 1
+        health.failures += 1
+        health.consecutive += 1
+        health.last_error = f"{what}: {message}"
+        if health.failures == 1:
+            log.warning("plugin %r failed in %s: %s", health.name, what, message, exc_info=exc)
+        if health.consecutive >= self.degrade_after and not health.degraded:
+            health.degraded = True
+            log.error(
+                "plugin %r degraded after %d consecutive failures (last: %s); its pipeline hooks are skipped",
+                health.name,
+                health.consecutive,
+                message,
+            )

@@ -1,0 +1,373 @@
+"""The recorder pipeline: a bounded queue and one worker thread.
+
+The caller's thread only appends to a ``collections.deque`` (atomic, O(1), no
+lock). The worker drains batches (by size or every ``flush_interval_s``),
+prices, processes, checks, writes and exports them. When the queue is full the
+oldest item is dropped and counted. When the store is unreachable, prepared
+batches go to a spill file and are replayed in order once it answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from framework.dispatch import GuardedDispatcher
+from framework.model import Alert, PipelineStats, Sample, Score, Span
+from framework.spill import SpillFile
+
+if TYPE_CHECKING:
+    from storage.writer import StoreWriter
+
+log = logging.getLogger("chainsight.pipeline")
+
+
+class Feedback:
+    """Queue item for user feedback: stored like a score, then announced."""
+
+    __slots__ = ("score",)
+
+    def __init__(self, score: Score) -> None:
+        self.score = score
+
+
+class Marker:
+    """Queue item that a ``flush`` waits on: set once everything before it is done."""
+
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
+@dataclass
+class PipelineOptions:
+    batch_size: int = 512
+    flush_interval_s: float = 0.2
+    queue_size: int = 100_000
+    check_budget_s: float = 0.05
+    trace_buffer_s: float = 300.0
+    metrics_only: bool = False
+    retry_interval_s: float = 1.0
+
+    @classmethod
+    def from_settings(cls, pipeline: dict[str, Any]) -> PipelineOptions:
+        return cls(
+            batch_size=int(pipeline.get("batch_size", 512)),
+            flush_interval_s=float(pipeline.get("flush_interval_s", 0.2)),
+            queue_size=int(pipeline.get("queue_size", 100_000)),
+            check_budget_s=float(pipeline.get("check_budget_ms", 50)) / 1000.0,
+            trace_buffer_s=float(pipeline.get("trace_buffer_s", 300)),
+            metrics_only=bool(pipeline.get("metrics_only", False)),
+        )
+
+
+@dataclass
+class Registered:
+    """Objects plugins registered at startup, by kind."""
+
+    span_checks: list[Any] = field(default_factory=list)
+    trace_checks: list[Any] = field(default_factory=list)
+    exporters: list[Any] = field(default_factory=list)
+    notifiers: list[Any] = field(default_factory=list)
+    samplers: list[Any] = field(default_factory=list)
+
+
+CONTENT_FIELDS = ("inputs", "outputs")
+
+
+class Pipeline:
+    def __init__(
+        self,
+        writer: StoreWriter,
+        dispatcher: GuardedDispatcher,
+        registered: Registered,
+        options: PipelineOptions,
+        spill_path: Path,
+    ) -> None:
+        self.writer = writer
+        self.dispatcher = dispatcher
+        self.registered = registered
+        self.options = options
+        self.spill = SpillFile(spill_path)
+        self._queue: deque[Any] = deque(maxlen=options.queue_size)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._drop_lock = threading.Lock()
+        self._traces: dict[str, tuple[float, list[Span]]] = {}
+        self._last_evict = time.monotonic()
+        self._store_down_since: float | None = None
+        self._last_retry = 0.0
+        # Counters. ``dropped`` is written by callers under _drop_lock (full
+        # queue only); everything else is written by the worker alone.
+        self.dropped = 0
+        self.taken = 0
+        self.written = 0
+        self.failed = 0
+        self.spilled = 0
+        self.replayed = 0
+        self._thread = threading.Thread(target=self._run, name="chainsight-pipeline", daemon=True)
+        self._thread.start()
+
+    # ---- caller side (any thread): O(1), never raises, never blocks -------
+    def put(self, item: Any) -> None:
+        queue = self._queue
+        if len(queue) >= self.options.queue_size:
+            with self._drop_lock:
+                self.dropped += 1
+        queue.append(item)
+        if len(queue) >= self.options.batch_size and not self._wake.is_set():
+            self._wake.set()
+
+    def stats(self) -> PipelineStats:
+        depth = len(self._queue)
+        return PipelineStats(
+            queued=self.taken + depth + self.dropped,
+            dropped=self.dropped,
+            written=self.written,
+            failed=self.failed,
+            spilled=self.spilled,
+            replayed=self.replayed,
+            queue_depth=depth,
+            plugin_errors=self.dispatcher.errors_total,
+        )
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until everything queued before this call is processed."""
+        if not self._thread.is_alive():
+            return not self._queue
+        marker = Marker()
+        self._queue.append(marker)
+        self._wake.set()
+        return marker.done.wait(max(0.0, timeout))
+
+    def stop(self, timeout: float) -> bool:
+        """Drain, stop the worker and call shutdown hooks within ``timeout``."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        drained = self.flush(timeout)
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        remaining = max(0.0, deadline - time.monotonic())
+        for exporter in self.registered.exporters:
+            self.dispatcher.guard(exporter.name, exporter.shutdown, remaining, what="shutdown")
+        self.dispatcher.call("shutdown")
+        return drained and not self._thread.is_alive()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    # ---- worker ----------------------------------------------------------
+    def _run(self) -> None:
+        if self.spill.exists():
+            self._try_replay(force=True)
+        while True:
+            self._wake.wait(self.options.flush_interval_s)
+            self._wake.clear()
+            try:
+                self._drain()
+            except Exception:  # a bug here must not kill the worker
+                log.exception("pipeline worker error")
+            if self._stop.is_set() and not self._queue:
+                return
+
+    def _drain(self) -> None:
+        queue = self._queue
+        size = self.options.batch_size
+        while queue:
+            items: list[Any] = []
+            markers: list[Marker] = []
+            while queue and len(items) < size:
+                item = queue.popleft()
+                if isinstance(item, Marker):
+                    markers.append(item)
+                    break  # everything before the marker goes in this batch
+                items.append(item)
+            self.taken += len(items)
+            if items:
+                self._process(items)
+            for marker in markers:
+                marker.done.set()
+        if self._store_down_since is not None or self.spill.exists():
+            self._try_replay()
+
+    def _process(self, items: list[Any]) -> None:
+        spans: list[Span] = []
+        scores: list[Score] = []
+        samples: list[Sample] = []
+        alerts: list[Alert] = []
+        feedback: list[Score] = []
+        for item in items:
+            if isinstance(item, Span):
+                spans.append(item)
+            elif isinstance(item, Score):
+                scores.append(item)
+            elif isinstance(item, Sample):
+                samples.append(item)
+            elif isinstance(item, Alert):
+                alerts.append(item)
+            elif isinstance(item, Feedback):
+                feedback.append(item.score)
+        if spans:
+            scores.extend(self._process_spans(spans))
+        self._store(spans, scores + feedback, samples, alerts)
+
+        dispatcher = self.dispatcher
+        if spans:
+            batch = tuple(spans)
+            dispatcher.call("spans_finished", spans=batch)
+            for exporter in self.registered.exporters:
+                dispatcher.guard(exporter.name, exporter.export, batch, what="export")
+        if samples:
+            dispatcher.call("samples_collected", samples=tuple(samples))
+        for alert in alerts:
+            dispatcher.call("alert_changed", alert=alert)
+            for notifier in self.registered.notifiers:
+                dispatcher.guard(notifier.name, notifier.notify, alert, what="notify")
+        for score in feedback:
+            dispatcher.call("feedback_recorded", score=score)
+
+    def _process_spans(self, spans: list[Span]) -> list[Score]:
+        dispatcher = self.dispatcher
+        budget = self.options.check_budget_s
+        pricing = dispatcher.has_impls("price_span")
+        processing = dispatcher.has_impls("process_span")
+        span_checks = self.registered.span_checks
+        trace_checks = self.registered.trace_checks
+        want_traces = bool(trace_checks) or dispatcher.has_impls("trace_finished")
+        scores: list[Score] = []
+        now = time.monotonic()
+        for span in spans:
+            if (
+                pricing
+                and span.cost_usd is None
+                and span.model
+                and (span.input_tokens or span.output_tokens)
+            ):
+                cost = dispatcher.call_first("price_span", span=span)
+                if cost is not None:
+                    span.cost_usd = float(cost)
+            if processing:
+                dispatcher.call("process_span", span=span)
+            for check in span_checks:
+                ok, result = dispatcher.guard(check.name, check.check_span, span, what="check_span", budget_s=budget)
+                if ok and result:
+                    scores.extend(result)
+            if want_traces:
+                entry = self._traces.get(span.trace_id)
+                if entry is None:
+                    entry = self._traces[span.trace_id] = (now, [])
+                entry[1].append(span)
+                if span.parent_id is None:
+                    del self._traces[span.trace_id]
+                    scores.extend(self._finish_trace(span, entry[1], trace_checks, budget))
+        if want_traces and now - self._last_evict > 1.0:
+            self._evict(now)
+        if self.options.metrics_only:
+            for span in spans:
+                strip_content(span)
+        return scores
+
+    def _finish_trace(self, root: Span, spans: Sequence[Span], checks: list[Any], budget: float) -> list[Score]:
+        scores: list[Score] = []
+        frozen = tuple(spans)
+        for check in checks:
+            ok, result = self.dispatcher.guard(
+                check.name, check.check_trace, root, frozen, what="check_trace", budget_s=budget
+            )
+            if ok and result:
+                scores.extend(result)
+        for result in self.dispatcher.call("trace_finished", root=root, spans=frozen):
+            scores.extend(result)
+        return scores
+
+    def _evict(self, now: float) -> None:
+        self._last_evict = now
+        horizon = now - self.options.trace_buffer_s
+        for trace_id in [t for t, (seen, _) in self._traces.items() if seen < horizon]:
+            del self._traces[trace_id]
+
+    # ---- storage, spill and replay ---------------------------------------
+    def _store(self, spans: list[Span], scores: list[Score], samples: list[Sample], alerts: list[Alert]) -> None:
+        from storage.engine import StoreUnavailable
+        from storage.writer import WriteBatch
+
+        if not (spans or scores or samples or alerts):
+            return
+        try:
+            rows = self.writer.prepare(WriteBatch(spans=spans, scores=scores, samples=samples, alerts=alerts))
+        except Exception:
+            log.exception("could not serialise a batch of %d spans; dropped", len(spans))
+            self.failed += len(spans)
+            return
+        if self._store_down_since is not None or self.spill.exists():
+            # Keep order: while anything is spilled, new batches queue behind it.
+            self._spill(rows, len(spans))
+            return
+        try:
+            self.writer.write_prepared(rows)
+            self.written += len(spans)
+        except StoreUnavailable as exc:
+            log.warning("store unavailable (%s); spilling to %s", exc, self.spill.path)
+            self._store_down_since = time.monotonic()
+            self._last_retry = self._store_down_since
+            self._spill(rows, len(spans))
+        except Exception:
+            log.exception("store rejected a batch of %d spans", len(spans))
+            self.failed += len(spans)
+
+    def _spill(self, rows: dict[str, list[dict[str, Any]]], count: int) -> None:
+        try:
+            self.spill.append(rows)
+            self.spilled += count
+        except OSError:
+            log.exception("cannot write spill file %s; %d spans lost", self.spill.path, count)
+            self.failed += count
+
+    def _try_replay(self, force: bool = False) -> None:
+        from storage.engine import StoreUnavailable
+
+        now = time.monotonic()
+        if not force and now - self._last_retry < self.options.retry_interval_s and not self._stop.is_set():
+            return
+        self._last_retry = now
+        written: list[int] = []
+
+        def write(rows: dict[str, list[dict[str, Any]]]) -> None:
+            self.writer.write_prepared(rows)
+            written.append(len(rows.get("spans", ())))
+
+        try:
+            self.spill.replay(write)
+        except StoreUnavailable:
+            return
+        except Exception:
+            log.exception("replaying %s failed; will retry", self.spill.path)
+            return
+        finally:
+            self.replayed += sum(written)
+            self.written += sum(written)
+        if self._store_down_since is not None:
+            log.warning("store is back after %.1f s; spill replayed", now - self._store_down_since)
+        self._store_down_since = None
+
+
+def strip_content(span: Span) -> None:
+    """Metrics-only mode: keep timings, tokens, cost; drop every content field."""
+    span.inputs = None
+    span.outputs = None
+    span.error = span.error_type  # the type, not the message (it may quote content)
+    if span.attributes:
+        span.attributes = {k: v for k, v in span.attributes.items() if isinstance(v, int | float | bool)}
+    if span.metadata:
+        span.metadata = None
+
+
+Sink = Callable[[Sequence[Span]], None]
