@@ -1,9 +1,24 @@
 """The built-in plugins, loaded by dotted path (``framework`` never imports
-``plugins`` by name). Order matters for ``process_span``: redaction runs
-before anything stores, checks or exports a span. Each entry is
-``(name, module)``; the name is the ``[plugins.NAME]`` table in plugins.toml.
+``plugins`` by name). Each entry is ``(name, module)``; the name is the
+``[plugins.NAME]`` table in plugins.toml and what ``chainsight plugins`` shows.
+
+pluggy calls implementations last-registered first; plugins that must run in a
+given place (redaction before everything else) say so with ``tryfirst`` /
+``trylast`` rather than relying on this order.
 """
 
 from __future__ import annotations
 
-DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = ()
+DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
+    ("redaction", "plugins.redaction"),
+    ("pricing", "plugins.pricing"),
+    ("length", "plugins.length"),
+    ("refusal", "plugins.refusal"),
+    ("pii", "plugins.pii"),
+    ("toxicity", "plugins.toxicity"),
+    ("groundedness", "plugins.groundedness"),
+    ("json_schema", "plugins.json_schema"),
+    ("feedback", "plugins.feedback"),
+    ("demo", "plugins.demo"),
+    ("tui", "plugins.tui_command"),
+)

@@ -1,0 +1,1 @@
+"""Built-in plugin 'json_schema' (being written)."""

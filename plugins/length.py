@@ -1,0 +1,1 @@
+"""Built-in plugin 'length' (being written)."""

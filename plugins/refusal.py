@@ -1,0 +1,1 @@
+"""Built-in plugin 'refusal' (being written)."""

@@ -1,0 +1,1 @@
+"""Built-in plugin 'tui_command' (being written)."""
