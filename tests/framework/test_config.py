@@ -90,7 +90,7 @@ def test_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_missing_explicit_or_env_file_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(ConfigError, match="nope.toml: configuration file not found"):
+    with pytest.raises(ConfigError, match=r"nope\.toml: configuration file not found"):
         find_config_path(tmp_path / "nope.toml")
     monkeypatch.setenv("CHAINSIGHT_CONFIG", str(tmp_path / "gone.toml"))
     with pytest.raises(ConfigError, match=r"gone.toml: configuration file not found \(from \$CHAINSIGHT_CONFIG\)"):
@@ -337,7 +337,7 @@ def test_unknown_plugin_without_file_and_ignore() -> None:
 
 def test_invalid_plugin_schema_is_reported_not_raised() -> None:
     s = Settings(plugins={"weird": {"a": 1}})
-    with pytest.raises(ConfigError, match="plugins.weird: plugin has an invalid CONFIG_SCHEMA"):
+    with pytest.raises(ConfigError, match=r"plugins\.weird: plugin has an invalid CONFIG_SCHEMA"):
         resolve_plugin_configs(s, {"weird": {"type": "no-such-type"}})
 
 
