@@ -1,0 +1,227 @@
+"""The tables, defined once for SQLite and PostgreSQL (SQLAlchemy Core).
+
+Times are integer nanoseconds since the epoch (BigInteger); derived durations
+are float milliseconds, kept only where an index or a sort needs them. JSON
+columns are JSONB on PostgreSQL. Alembic migrations (storage/migrations) are
+generated from this module and are what creates the tables; never call
+``metadata.create_all`` on a real store.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+Json = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+# SQLite only autoincrements an INTEGER PRIMARY KEY.
+AutoId = BigInteger().with_variant(Integer(), "sqlite")
+
+TAG_SEP: Final = "\n"
+"""Tags are also stored as ``"\\nprod\\nrag\\n"`` so ``tag:prod`` is a LIKE."""
+
+spans = Table(
+    "spans",
+    metadata,
+    Column("span_id", Text, primary_key=True),
+    Column("trace_id", Text, nullable=False),
+    Column("parent_id", Text),
+    Column("kind", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("error", Text),
+    Column("error_type", Text),
+    Column("start_ns", BigInteger, nullable=False),
+    Column("end_ns", BigInteger),
+    Column("first_token_ns", BigInteger),
+    Column("latency_ms", Float),
+    Column("model", Text),
+    Column("provider", Text),
+    Column("input_tokens", BigInteger),
+    Column("output_tokens", BigInteger),
+    Column("cached_tokens", BigInteger),
+    Column("reasoning_tokens", BigInteger),
+    Column("tokens_estimated", Boolean, nullable=False),
+    Column("cost_usd", Float),
+    Column("chunk_count", Integer, nullable=False),
+    Column("inputs", Json),
+    Column("outputs", Json),
+    Column("tags", Json),
+    Column("tags_text", Text),
+    Column("metadata", Json),
+    Column("user_id", Text),
+    Column("session_id", Text),
+    Column("attributes", Json),
+    # Lower-cased name, error and content preview; only set on root spans.
+    Column("search_text", Text),
+    Index(None, "trace_id", "start_ns"),
+    Index(None, "kind", "start_ns"),
+)
+
+traces = Table(
+    "traces",
+    metadata,
+    Column("trace_id", Text, primary_key=True),
+    Column("root_span_id", Text),
+    Column("name", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("start_ns", BigInteger, nullable=False),
+    Column("end_ns", BigInteger),
+    Column("duration_ms", Float),
+    Column("span_count", Integer, nullable=False),
+    Column("llm_count", Integer, nullable=False),
+    Column("error_count", Integer, nullable=False),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("total_tokens", BigInteger, nullable=False),
+    Column("cost_usd", Float),
+    Column("unpriced_count", Integer, nullable=False),
+    Column("ttft_ms", Float),
+    Column("tpot_ms", Float),
+    Column("model", Text),
+    Column("user_id", Text),
+    Column("session_id", Text),
+    Column("tags", Text),  # TAG_SEP-delimited, from the root span
+    Column("search_text", Text),
+    Column("updated_ns", BigInteger, nullable=False),
+    Index(None, "start_ns", "trace_id"),
+    Index(None, "status", "start_ns"),
+    Index(None, "model", "start_ns"),
+    Index(None, "user_id", "start_ns"),
+    Index(None, "session_id", "start_ns"),
+    Index(None, "cost_usd", "trace_id"),
+    Index(None, "duration_ms", "trace_id"),
+)
+
+scores = Table(
+    "scores",
+    metadata,
+    Column("score_id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("value", Float),
+    Column("label", Text),
+    Column("passed", Boolean),
+    Column("source", Text, nullable=False),
+    Column("comment", Text),
+    Column("trace_id", Text, nullable=False),
+    Column("span_id", Text),
+    Column("experiment_id", Text),
+    Column("created_ns", BigInteger, nullable=False),
+    Index(None, "trace_id"),
+    Index(None, "name", "created_ns"),
+    Index(None, "experiment_id"),
+)
+
+samples = Table(
+    "samples",
+    metadata,
+    Column("sample_id", AutoId, primary_key=True, autoincrement=True),
+    Column("time_ns", BigInteger, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("value", Float),
+    Column("labels", Json),
+    # Canonical labels JSON: (name, time_ns, source, labels_key) identifies a sample,
+    # so replaying a spilled batch adds nothing.
+    Column("labels_key", Text, nullable=False),
+    UniqueConstraint("name", "time_ns", "source", "labels_key"),
+    Index(None, "time_ns"),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("alert_id", Text, primary_key=True),
+    Column("rule", Text, nullable=False),
+    Column("severity", Text, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("value", Float),
+    Column("threshold", Float),
+    Column("started_ns", BigInteger, nullable=False),
+    Column("ended_ns", BigInteger),
+    Column("summary", Text, nullable=False),
+    Column("labels", Json),
+    Column("updated_ns", BigInteger, nullable=False),
+    Index(None, "state", "started_ns"),
+    Index(None, "started_ns"),
+)
+
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("dataset_id", Text, primary_key=True),
+    Column("name", Text, nullable=False, unique=True),
+    Column("description", Text),
+    Column("metadata", Json),
+    Column("created_ns", BigInteger, nullable=False),
+)
+
+dataset_items = Table(
+    "dataset_items",
+    metadata,
+    Column("item_id", Text, primary_key=True),
+    Column("dataset_id", Text, nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("input", Json),
+    Column("expected", Json),
+    Column("metadata", Json),
+    Column("created_ns", BigInteger, nullable=False),
+    Index(None, "dataset_id", "position"),
+)
+
+experiments = Table(
+    "experiments",
+    metadata,
+    Column("experiment_id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("dataset_id", Text),
+    Column("status", Text, nullable=False),
+    Column("metadata", Json),  # model, prompt version, parameters, git commit...
+    Column("summary", Json),  # metric name -> aggregate, written when it ends
+    Column("created_ns", BigInteger, nullable=False),
+    Column("ended_ns", BigInteger),
+    Index(None, "dataset_id", "created_ns"),
+    Index(None, "created_ns"),
+)
+
+experiment_results = Table(
+    "experiment_results",
+    metadata,
+    Column("result_id", Text, primary_key=True),
+    Column("experiment_id", Text, nullable=False),
+    Column("item_id", Text),
+    Column("trace_id", Text),
+    Column("input", Json),
+    Column("expected", Json),
+    Column("output", Json),
+    Column("error", Text),
+    Column("latency_ms", Float),
+    Column("input_tokens", BigInteger),
+    Column("output_tokens", BigInteger),
+    Column("cost_usd", Float),
+    Column("created_ns", BigInteger, nullable=False),
+    Index(None, "experiment_id", "item_id"),
+)
+
+TABLE_NAMES: Final[tuple[str, ...]] = tuple(metadata.tables)
