@@ -1,0 +1,92 @@
+"""Caller-thread cost of recording a span (start + end), default plugins loaded.
+
+Runs, interleaved in one process:
+  * baseline: an empty loop with the same call shape (two method calls on a
+    trivial object), the floor the interpreter imposes;
+  * chainsight: Observer.start_span + end_span into a real SQLite file, with the
+    default built-in plugins loaded and the pipeline worker running (it competes
+    for the GIL, as it would in a real program).
+
+Prints the median per-span cost over rounds and what the pipeline did with the
+spans (all must be written, none dropped).
+
+    python bench/hot_path.py [--spans 200000] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from framework.observer import Observer  # noqa: E402
+
+
+class _Floor:
+    def start_span(self, name: str, kind: str = "chain", *, parent: object = None) -> object:
+        return parent
+
+    def end_span(self, span: object) -> None:
+        return None
+
+
+def run_round(recorder: object, parent: object, count: int) -> float:
+    start_span = recorder.start_span  # type: ignore[attr-defined]
+    end_span = recorder.end_span  # type: ignore[attr-defined]
+    t0 = time.perf_counter()
+    for _ in range(count):
+        end_span(start_span("step", "tool", parent=parent))
+    return (time.perf_counter() - t0) / count
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spans", type=int, default=200_000, help="spans per round")
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/hot_path.db"
+        observer = Observer(
+            url,
+            spill_path=Path(tmp) / "spill.jsonl",
+            entry_points=False,
+            pipeline={"queue_size": args.spans * 2},
+        )
+        loaded = [i.name for i in observer.plugins.infos if i.status == "active"]
+        root = observer.start_span("bench-root", "chain")
+        floor = _Floor()
+        floor_times: list[float] = []
+        ours: list[float] = []
+        for _ in range(args.rounds):
+            floor_times.append(run_round(floor, root, args.spans))
+            ours.append(run_round(observer, root, args.spans))
+            observer.flush(timeout=120)
+        observer.end_span(root)
+        observer.flush(timeout=120)
+        stats = observer.stats()
+        observer.shutdown(timeout=30)
+
+    floor_us = statistics.median(floor_times) * 1e6
+    ours_us = statistics.median(ours) * 1e6
+    total = args.spans * args.rounds + 1
+    print(f"plugins loaded: {', '.join(loaded) or '(none)'}")
+    print(f"spans per round: {args.spans:,}  rounds: {args.rounds}")
+    print(f"{'':28}{'per span (median)':>20}")
+    print(f"{'call-shape floor':28}{floor_us:>17.2f} us")
+    print(f"{'chainsight start+end':28}{ours_us:>17.2f} us")
+    print(f"{'above the floor':28}{ours_us - floor_us:>17.2f} us   (target: total < 5 us)")
+    print(
+        f"pipeline: recorded {total:,}, written {stats.written:,}, dropped {stats.dropped:,}, "
+        f"failed {stats.failed:,}, plugin errors {stats.plugin_errors:,}"
+    )
+    return 0 if stats.written == total and stats.dropped == 0 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

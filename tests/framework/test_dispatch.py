@@ -1,0 +1,115 @@
+"""Guarded dispatch: a raising plugin is isolated, counted and degraded."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from framework import hookimpl
+from framework.dispatch import GuardedDispatcher
+from framework.model import Span
+from framework.plugin_manager import new_plugin_manager
+
+
+class Raiser:
+    name = "raiser"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    @hookimpl
+    def process_span(self, span: Span) -> None:
+        self.calls += 1
+        raise RuntimeError("boom")
+
+
+class Tagger:
+    name = "tagger"
+
+    @hookimpl
+    def process_span(self, span: Span) -> None:
+        span.add_tags(["seen"])
+
+
+class Cheap:
+    @hookimpl(trylast=True)
+    def price_span(self, span: Span) -> float | None:
+        return 1.0
+
+
+class Override:
+    @hookimpl
+    def price_span(self, span: Span) -> float | None:
+        return 2.0 if span.model == "special" else None
+
+
+def make(*plugins: object, strict: bool = False, degrade_after: int = 3) -> GuardedDispatcher:
+    pm = new_plugin_manager()
+    for p in plugins:
+        pm.register(p, name=getattr(p, "name", type(p).__name__))
+    return GuardedDispatcher(pm, strict=strict, degrade_after=degrade_after)
+
+
+def test_raising_plugin_does_not_stop_others_and_degrades(caplog: pytest.LogCaptureFixture) -> None:
+    raiser = Raiser()
+    dispatcher = make(raiser, Tagger())
+    with caplog.at_level(logging.WARNING, logger="chainsight.plugins"):
+        for _ in range(5):
+            span = Span("s")
+            dispatcher.call("process_span", span=span)
+            assert span.tags == ["seen"]
+    health = dispatcher.health["raiser"]
+    assert health.degraded and health.status == "degraded"
+    assert raiser.calls == 3  # skipped once degraded
+    assert dispatcher.errors_total == 3
+    assert "RuntimeError: boom" in (health.last_error or "")
+    # logged once when it first failed, once when degraded: not on every call
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("failed in process_span" in m for m in messages) == 1
+    assert sum("degraded" in m for m in messages) == 1
+    assert not dispatcher.health["tagger"].degraded
+
+
+def test_success_resets_consecutive_failures() -> None:
+    class Flaky:
+        name = "flaky"
+        n = 0
+
+        @hookimpl
+        def process_span(self, span: Span) -> None:
+            self.n += 1
+            if self.n % 2:
+                raise ValueError("odd")
+
+    dispatcher = make(Flaky(), degrade_after=2)
+    for _ in range(10):
+        dispatcher.call("process_span", span=Span("s"))
+    assert not dispatcher.health["flaky"].degraded
+    assert dispatcher.health["flaky"].failures == 5
+
+
+def test_strict_mode_reraises() -> None:
+    dispatcher = make(Raiser(), strict=True)
+    with pytest.raises(RuntimeError, match="boom"):
+        dispatcher.call("process_span", span=Span("s"))
+
+
+def test_call_first_respects_trylast_and_first_result() -> None:
+    dispatcher = make(Cheap(), Override())
+    plain, special = Span("a"), Span("b")
+    special.model = "special"
+    assert dispatcher.call_first("price_span", span=plain) == 1.0
+    assert dispatcher.call_first("price_span", span=special) == 2.0
+
+
+def test_guard_budget_counts_slow_calls() -> None:
+    import time
+
+    dispatcher = make(degrade_after=2)
+    ok, result = dispatcher.guard("slowpoke", lambda: time.sleep(0.02) or 7, budget_s=0.001)
+    assert ok and result == 7
+    dispatcher.guard("slowpoke", lambda: time.sleep(0.02), budget_s=0.001)
+    assert dispatcher.health["slowpoke"].slow == 2
+    assert dispatcher.is_degraded("slowpoke")
+    assert dispatcher.guard("slowpoke", lambda: 1) == (False, None)
