@@ -1,0 +1,659 @@
+"""The ``chainsight`` command line.
+
+Built-in commands: ``traces``, ``show``, ``plugins``, ``config check`` and
+``db upgrade``. Plugins add more through the ``register_commands`` hook (the
+demo, the TUI, pricing and feedback commands arrive this way).
+
+Conventions: every listing takes ``--json`` (one JSON document on stdout);
+every command that reads the store takes ``--db URL`` (default: the configured
+storage URL); ``--config PATH`` picks the plugins.toml; errors are printed as
+``chainsight: error: ...`` with exit status 1, configuration problems with
+exit status 2, and tracebacks only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import logging
+import re
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from framework.cli_render import (
+    MISSING,
+    Column,
+    fmt_cost,
+    fmt_int,
+    fmt_seconds,
+    fmt_time,
+    print_json,
+    print_lines,
+    print_table,
+    short_id,
+    tree_order,
+)
+from framework.config import ConfigError, ConfigProblem, Settings, read_settings
+from framework.extension import CommandRunner
+
+if TYPE_CHECKING:
+    from framework.plugin_manager import PluginSet
+
+PROG = "chainsight"
+EXIT_OK, EXIT_ERROR, EXIT_CONFIG = 0, 1, 2
+
+log = logging.getLogger("chainsight.cli")
+
+
+class CliError(Exception):
+    """A user-facing error: printed as ``chainsight: error: <message>``, exit 1."""
+
+
+# --------------------------------------------------------------------------
+# Entry point
+# --------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``chainsight`` with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    pre.add_argument("--debug", action="store_true")
+    early, _ = pre.parse_known_args(args_in)
+    debug = bool(early.debug)
+
+    try:
+        return _run(args_in, early.config, debug)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `chainsight traces | head`
+        _quiet_broken_pipe()
+        return EXIT_OK
+    except ConfigError as exc:
+        if debug:
+            raise
+        report_problems(exc.problems)
+        return EXIT_CONFIG
+    except CliError as exc:
+        if debug:
+            raise
+        _error(str(exc))
+        return EXIT_ERROR
+    except Exception as exc:
+        if debug:
+            raise
+        _error(f"{describe_exception(exc)} (run with --debug for the traceback)")
+        return EXIT_ERROR
+
+
+def _run(argv: list[str], config: str | None, debug: bool) -> int:
+    problems: list[ConfigProblem] = []
+    try:
+        settings, problems = read_settings(config)
+    except ConfigError as exc:  # the named file does not exist
+        settings, problems = Settings(), list(exc.problems)
+
+    # Plugins are loaded before parsing so that their commands exist. With a
+    # broken file the sections in error fall back to their defaults here; the
+    # problems are reported once the command is known (`config check` lists them).
+    plugins = _load_plugins(settings, debug)
+    parser = build_parser(plugins)
+    ns = parser.parse_args(argv)
+    if not getattr(ns, "run", None):
+        parser.print_help(sys.stderr)
+        return EXIT_CONFIG
+    ns.settings = settings
+    ns.config_problems = problems
+    ns.plugin_set = plugins
+    if getattr(ns, "needs_config", True) and problems:
+        report_problems(problems)
+        return EXIT_CONFIG
+    if hasattr(ns, "db") and not ns.db:
+        ns.db = settings.storage_url
+    result = ns.run(ns)
+    return EXIT_OK if result is None else int(result)
+
+
+def _load_plugins(settings: Settings, debug: bool) -> PluginSet | None:
+    try:
+        from framework.plugin_manager import load_plugins
+
+        return load_plugins(settings, strict=False)
+    except Exception as exc:  # never let a plugin stop the CLI from starting
+        if debug:
+            raise
+        _warn(f"plugins not loaded: {describe_exception(exc)}")
+        return None
+
+
+def _error(message: str) -> None:
+    for i, line in enumerate(str(message).splitlines() or [""]):
+        sys.stderr.write((f"{PROG}: error: " if i == 0 else "  ") + line + "\n")
+
+
+def _warn(message: str) -> None:
+    sys.stderr.write(f"{PROG}: warning: {message}\n")
+
+
+def report_problems(problems: Sequence[ConfigProblem]) -> None:
+    n = len(problems)
+    sys.stderr.write(f"{PROG}: error: invalid configuration ({n} problem{'s' if n != 1 else ''}):\n")
+    for p in problems:
+        sys.stderr.write(f"  {p}\n")
+
+
+def describe_exception(exc: BaseException) -> str:
+    """The first line of the message, prefixed by the type when the message alone is vague."""
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    if not first:
+        return type(exc).__name__
+    if isinstance(exc, OSError | LookupError | ValueError) and type(exc).__name__ not in first:
+        return f"{type(exc).__name__}: {first}"
+    return first
+
+
+def _quiet_broken_pipe() -> None:
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+# --------------------------------------------------------------------------
+# Parser and the command registry handed to plugins
+# --------------------------------------------------------------------------
+
+
+def _common() -> argparse.ArgumentParser:
+    """--config and --debug, accepted before or after the subcommand."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                        help="plugins.toml to use (default: $CHAINSIGHT_CONFIG, ./plugins.toml, "
+                        "the user config dir)")
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks")
+    return common
+
+
+def add_db_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", metavar="URL", default=None,
+                        help="store URL (default: $CHAINSIGHT_STORAGE_URL, [storage] url, "
+                        "sqlite:///chainsight.db)")
+
+
+def add_json_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+
+
+class CommandTable:
+    """Implements :class:`framework.extension.CommandRegistry` over argparse subparsers.
+
+    The first command registered under a name wins; a clash (with a built-in or
+    another plugin's command) is reported on stderr and ignored, as is a
+    command whose ``configure`` raises.
+    """
+
+    def __init__(self, subparsers: Any, common: argparse.ArgumentParser) -> None:
+        self._sub = subparsers
+        self._common = common
+        self.names: dict[str, str] = {}  # command -> owner ("builtin" or plugin name)
+        self.owner = "builtin"
+        self.problems: list[str] = []
+
+    def add(
+        self,
+        name: str,
+        help: str,
+        configure: Callable[[argparse.ArgumentParser], None],
+        run: CommandRunner,
+    ) -> None:
+        owner = self.owner
+        if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_-]*", name):
+            self._reject(f"plugin {owner!r}: invalid command name {name!r}")
+            return
+        if name in self.names:
+            taken = self.names[name]
+            by = "a built-in command" if taken == "builtin" else f"plugin {taken!r}"
+            self._reject(f"plugin {owner!r}: command {name!r} is already taken by {by}; ignored")
+            return
+        # Try configure on a scratch parser first: a subparser cannot be removed.
+        scratch = argparse.ArgumentParser(prog=f"{PROG} {name}", add_help=False)
+        add_db_arg(scratch)
+        add_json_arg(scratch)
+        try:
+            configure(scratch)
+        except Exception as exc:
+            self._reject(f"plugin {owner!r}: command {name!r} not added: {describe_exception(exc)}")
+            return
+        parser = self._sub.add_parser(name, help=help, description=help, parents=[self._common])
+        add_db_arg(parser)
+        add_json_arg(parser)
+        configure(parser)
+        parser.set_defaults(run=run, command=name)
+        self.names[name] = owner
+
+    def _reject(self, message: str) -> None:
+        self.problems.append(message)
+        _warn(message)
+
+
+def build_parser(plugins: PluginSet | None = None) -> argparse.ArgumentParser:
+    """The full parser: built-in commands, then the plugins' ``register_commands``."""
+    common = _common()
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Chainsight: local-first observability for LLM chains and agents.",
+        parents=[common],
+    )
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    table = CommandTable(sub, common)
+
+    def builtin(name: str, help: str, run: CommandRunner, *, db: bool = True, json: bool = True,
+                parent: Any = None) -> argparse.ArgumentParser:
+        p = (parent or sub).add_parser(name, help=help, description=help, parents=[common])
+        if db:
+            add_db_arg(p)
+        if json:
+            add_json_arg(p)
+        p.set_defaults(run=run, command=name)
+        table.names[name] = "builtin"
+        return p
+
+    p = builtin("traces", "list traces, newest first, with filters", cmd_traces)
+    p.add_argument("query", nargs="?", default=None, metavar="FILTER",
+                   help="filter expression, e.g. 'status:error latency>2s model:gpt-4o'")
+    p.add_argument("--status", choices=("ok", "error", "unset"))
+    p.add_argument("--name", help="trace (root span) name")
+    p.add_argument("--model")
+    p.add_argument("--user", dest="user_id", metavar="USER")
+    p.add_argument("--session", dest="session_id", metavar="SESSION")
+    p.add_argument("--tag")
+    p.add_argument("--since", help="a duration back from now (30m, 2h, 7d) or an ISO date/time")
+    p.add_argument("--until", help="like --since: only traces that started before it")
+    p.add_argument("--min-cost", type=float, metavar="USD")
+    p.add_argument("--min-latency", metavar="DURATION", help="seconds, or 500ms, 2s, 1m")
+    p.add_argument("--text", help="text search in names, inputs, outputs and errors")
+    p.add_argument("--limit", type=_positive_int, default=50)
+    p.add_argument("--cursor", help="continue a listing (printed after a full page)")
+
+    p = builtin("show", "show one trace: its span tree and scores", cmd_show)
+    p.add_argument("trace_id", metavar="TRACE_ID", help="a trace id or a unique prefix of one")
+
+    builtin("plugins", "list plugins with their version, source, hooks and status",
+            cmd_plugins, db=False)
+
+    cfg = sub.add_parser("config", help="configuration commands", parents=[common])
+    cfg.set_defaults(run=None)
+    table.names["config"] = "builtin"
+    cfg_sub = cfg.add_subparsers(title="config commands", metavar="COMMAND")
+    p = cfg_sub.add_parser("check", help="validate plugins.toml against every plugin's schema",
+                           description="Validate the configuration without running anything.",
+                           parents=[common])
+    add_json_arg(p)
+    p.set_defaults(run=cmd_config_check, command="config check", needs_config=False)
+
+    db = sub.add_parser("db", help="database commands", parents=[common])
+    db.set_defaults(run=None)
+    table.names["db"] = "builtin"
+    db_sub = db.add_subparsers(title="db commands", metavar="COMMAND")
+    p = db_sub.add_parser("upgrade", help="apply the schema migrations to the store",
+                          description="Apply the schema migrations to the store.",
+                          parents=[common])
+    add_db_arg(p)
+    add_json_arg(p)
+    p.set_defaults(run=cmd_db_upgrade, command="db upgrade")
+
+    if plugins is not None:
+        register_plugin_commands(plugins, table)
+    return parser
+
+
+def register_plugin_commands(plugins: PluginSet, table: CommandTable) -> None:
+    """Call each plugin's ``register_commands`` on its own, so that one raising
+    plugin is reported with its name and the others still add theirs."""
+    for impl in plugins.pm.hook.register_commands.get_hookimpls():  # registration order
+        table.owner = impl.plugin_name
+        try:
+            impl.function(**{name: table for name in impl.argnames})
+        except Exception as exc:
+            table._reject(f"plugin {impl.plugin_name!r}: register_commands failed: "
+                          f"{describe_exception(exc)}")
+    table.owner = "builtin"
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    return value
+
+
+# --------------------------------------------------------------------------
+# Argument values
+# --------------------------------------------------------------------------
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+
+
+def parse_duration(text: str) -> float:
+    """``500ms``, ``2s``, ``1.5``, ``30m``, ``2h``, ``7d`` -> seconds."""
+    m = _DURATION.match(text)
+    if not m:
+        raise CliError(f"not a duration: {text!r} (use e.g. 500ms, 2s, 30m, 2h, 7d)")
+    return float(m.group(1)) * _UNIT_S[m.group(2)]
+
+
+def parse_time(text: str, *, now_ns: int | None = None) -> int:
+    """A duration back from now (``2h``) or an ISO date/time -> ns since the epoch."""
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    if _DURATION.match(text):
+        return now_ns - int(parse_duration(text) * 1e9)
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise CliError(
+            f"not a time: {text!r} (use a duration back from now like 2h or 7d, "
+            "or an ISO date such as 2025-01-31 or 2025-01-31T12:00)"
+        ) from None
+    if when.tzinfo is None:
+        when = when.astimezone()  # local time
+    return int(when.timestamp() * 1e9)
+
+
+def build_filter(ns: argparse.Namespace) -> Any:
+    """A ``storage.query.TraceFilter`` from the positional filter and the flags."""
+    from storage.query import TraceFilter
+
+    base: Any
+    if ns.query:
+        from storage.filters import FilterError, parse_filter
+
+        try:
+            base = parse_filter(ns.query)
+        except FilterError as exc:
+            raise CliError(f"invalid filter {ns.query!r}: {exc}") from None
+    else:
+        base = TraceFilter()
+
+    changes: dict[str, Any] = {}
+    for flag in ("status", "name", "model", "user_id", "session_id", "tag", "text"):
+        value = getattr(ns, flag, None)
+        if value is not None:
+            changes[flag] = value
+    if ns.since:
+        changes["since_ns"] = parse_time(ns.since)
+    if ns.until:
+        changes["until_ns"] = parse_time(ns.until)
+    if ns.min_cost is not None:
+        changes["min_cost"] = ns.min_cost
+    if ns.min_latency:
+        changes["min_latency_s"] = parse_duration(ns.min_latency)
+    if not changes:
+        return base
+    return dataclasses.replace(base, **changes)
+
+
+# --------------------------------------------------------------------------
+# Commands
+# --------------------------------------------------------------------------
+
+
+def _open_store(url: str) -> Any:
+    from storage.query import Store
+
+    return Store(url)
+
+
+TRACE_COLUMNS = (
+    Column("time"),
+    Column("trace"),
+    Column("name", max_width=40),
+    Column("status"),
+    Column("duration", "right"),
+    Column("ttft", "right"),
+    Column("spans", "right"),
+    Column("tokens", "right"),
+    Column("cost", "right"),
+    Column("model", max_width=30),
+    Column("user", max_width=20),
+)
+
+
+def trace_row(t: Any) -> list[str]:
+    tokens = (t.input_tokens or 0) + (t.output_tokens or 0)
+    return [
+        fmt_time(t.start_ns),
+        short_id(t.trace_id),
+        t.name,
+        t.status,
+        fmt_seconds(t.duration_s),
+        fmt_seconds(t.ttft_s),
+        fmt_int(t.span_count),
+        fmt_int(tokens) if tokens or t.llm_count else MISSING,
+        fmt_cost(t.cost_usd),
+        t.model,
+        t.user_id,
+    ]
+
+
+def trace_json(t: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {f.name: getattr(t, f.name) for f in dataclasses.fields(t)}
+    data["duration_s"] = t.duration_s
+    return data
+
+
+def cmd_traces(ns: argparse.Namespace) -> int:
+    filters = build_filter(ns)
+    store = _open_store(ns.db)
+    try:
+        page = store.list_traces(filters, limit=ns.limit, cursor=ns.cursor)
+    finally:
+        store.close()
+    if ns.json:
+        print_json({"items": [trace_json(t) for t in page.items], "next_cursor": page.next_cursor})
+        return EXIT_OK
+    if not page.items:
+        sys.stderr.write("no traces match\n" if (ns.query or filters != type(filters)()) else
+                         f"no traces in {redact_url(ns.db)}\n")
+        return EXIT_OK
+    print_table(TRACE_COLUMNS, [trace_row(t) for t in page.items])
+    if page.next_cursor:
+        sys.stderr.write(f"more: {PROG} traces ... --cursor {page.next_cursor}\n")
+    return EXIT_OK
+
+
+SPAN_COLUMNS = (
+    Column("span", max_width=60),
+    Column("kind"),
+    Column("status"),
+    Column("latency", "right"),
+    Column("ttft", "right"),
+    Column("tpot", "right"),
+    Column("tokens", "right"),
+    Column("cost", "right"),
+    Column("model", max_width=30),
+    Column("error", max_width=60),
+)
+
+SCORE_COLUMNS = (
+    Column("score", max_width=30),
+    Column("value", "right"),
+    Column("label", max_width=20),
+    Column("passed"),
+    Column("source"),
+    Column("span"),
+    Column("comment", max_width=60),
+)
+
+
+def span_row(guide: str, s: Any) -> list[str]:
+    llm = s.kind == "llm"
+    tokens = s.total_tokens
+    return [
+        guide + str(s.name),
+        s.kind,
+        s.status,
+        fmt_seconds(s.latency_s),
+        fmt_seconds(s.ttft_s) if llm else "",
+        fmt_seconds(s.tpot_s) if llm else "",
+        fmt_int(tokens) if tokens is not None else ("" if not llm else MISSING),
+        fmt_cost(s.cost_usd) if llm or s.cost_usd is not None else "",
+        s.model or "",
+        (f"{s.error_type}: {s.error}" if s.error_type and s.error else s.error) or "",
+    ]
+
+
+def score_row(sc: Any) -> list[str]:
+    value = "" if sc.value is None else f"{sc.value:g}"
+    passed = "" if sc.passed is None else ("yes" if sc.passed else "no")
+    return [sc.name, value, sc.label or "", passed, sc.source,
+            short_id(sc.span_id) if sc.span_id else "(trace)", sc.comment or ""]
+
+
+def cmd_show(ns: argparse.Namespace) -> int:
+    store = _open_store(ns.db)
+    try:
+        detail = store.get_trace(ns.trace_id)
+    finally:
+        store.close()
+    if detail is None:
+        raise CliError(f"no trace matches {ns.trace_id!r} in {redact_url(ns.db)}")
+    t = detail.trace
+    if ns.json:
+        print_json({
+            "trace": trace_json(t),
+            "spans": [s.to_dict() | {"latency_s": s.latency_s, "ttft_s": s.ttft_s, "tpot_s": s.tpot_s}
+                      for s in detail.spans],
+            "scores": list(detail.scores),
+            "samples": list(getattr(detail, "samples", ()) or ()),
+        })
+        return EXIT_OK
+    tokens = (t.input_tokens or 0) + (t.output_tokens or 0)
+    head = [
+        f"trace {t.trace_id}  {t.name}",
+        f"  status {t.status}   started {fmt_time(t.start_ns)}   duration {fmt_seconds(t.duration_s)}"
+        f"   ttft {fmt_seconds(t.ttft_s)}",
+        f"  spans {t.span_count}   llm calls {t.llm_count}   tokens {fmt_int(tokens)}"
+        f" ({fmt_int(t.input_tokens)} in / {fmt_int(t.output_tokens)} out)   cost {fmt_cost(t.cost_usd)}",
+    ]
+    who = [f"user {t.user_id}" if t.user_id else "", f"session {t.session_id}" if t.session_id else "",
+           ("tags " + ", ".join(t.tags)) if t.tags else ""]
+    if any(who):
+        head.append("  " + "   ".join(w for w in who if w))
+    print_lines(head)
+    sys.stdout.write("\n")
+    print_table(SPAN_COLUMNS, [span_row(g, s) for g, s in tree_order(detail.spans)])
+    if detail.scores:
+        sys.stdout.write("\n")
+        print_table(SCORE_COLUMNS, [score_row(sc) for sc in detail.scores])
+    return EXIT_OK
+
+
+PLUGIN_COLUMNS = (
+    Column("name"),
+    Column("version"),
+    Column("source", max_width=40),
+    Column("hooks", max_width=70),
+    Column("status", max_width=80),
+)
+
+
+def cmd_plugins(ns: argparse.Namespace) -> int:
+    plugins: PluginSet | None = ns.plugin_set
+    if plugins is None:
+        from framework.plugin_manager import load_plugins
+
+        plugins = load_plugins(ns.settings, strict=False)
+    infos = list(plugins.infos)
+    if ns.json:
+        print_json([
+            {"name": i.name, "version": i.version, "source": i.source, "hooks": list(i.hooks),
+             "status": i.status, "error": i.error}
+            for i in infos
+        ])
+        return EXIT_OK
+    rows = [
+        [i.name, i.version or MISSING, i.source, ", ".join(i.hooks) or MISSING,
+         f"{i.status}: {i.error}" if i.error else i.status]
+        for i in infos
+    ]
+    print_table(PLUGIN_COLUMNS, rows)
+    return EXIT_OK
+
+
+def cmd_config_check(ns: argparse.Namespace) -> int:
+    settings: Settings = ns.settings
+    problems: list[ConfigProblem] = list(ns.config_problems)
+    warnings: list[str] = []
+    configured = 0
+    syntax_broken = any(p.message.startswith(("invalid TOML", "cannot read", "not UTF-8",
+                                             "configuration file not found")) for p in problems)
+    if not syntax_broken:
+        from framework.config import resolve_plugin_configs
+        from framework.plugin_manager import load_plugins
+
+        plugins = ns.plugin_set or load_plugins(settings, strict=False)
+        failed = [i.name for i in plugins.infos if i.status == "failed"]
+        warnings += [f"plugin {i.name!r} failed to load: {i.error}" for i in plugins.infos
+                     if i.status == "failed"]
+        try:
+            configs = resolve_plugin_configs(settings, plugins.schemas, ignore=failed)
+            configured = len(configs)
+        except ConfigError as exc:
+            problems += exc.problems
+    problems.sort(key=lambda p: (p.file or "", p.line or 0))
+    where = settings.display_path if settings.path is not None or not problems else (
+        problems[0].file or "built-in defaults")
+    if ns.json:
+        print_json({
+            "ok": not problems,
+            "file": str(settings.path) if settings.path is not None else None,
+            "plugins_configured": configured,
+            "problems": [p.to_dict() | {"text": str(p)} for p in problems],
+            "warnings": warnings,
+        })
+    else:
+        for w in warnings:
+            _warn(w)
+        if not problems:
+            sys.stdout.write(f"OK: {where}, {configured} plugin{'s' if configured != 1 else ''} configured\n")
+        else:
+            report_problems(problems)
+    return EXIT_CONFIG if problems else EXIT_OK
+
+
+def cmd_db_upgrade(ns: argparse.Namespace) -> int:
+    from storage.engine import upgrade
+
+    revision = upgrade(ns.db)
+    if ns.json:
+        print_json({"url": redact_url(ns.db), "revision": revision})
+    else:
+        sys.stdout.write(f"{redact_url(ns.db)}: at revision {revision or MISSING}\n")
+    return EXIT_OK
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password hidden, for messages."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
