@@ -291,7 +291,7 @@ def build_parser(plugins: PluginSet | None = None) -> argparse.ArgumentParser:
             cmd_plugins, db=False)
 
     cfg = sub.add_parser("config", help="configuration commands", parents=[common])
-    cfg.set_defaults(run=None)
+    cfg.set_defaults(run=_usage(cfg), needs_config=False)
     table.names["config"] = "builtin"
     cfg_sub = cfg.add_subparsers(title="config commands", metavar="COMMAND")
     p = cfg_sub.add_parser("check", help="validate plugins.toml against every plugin's schema",
@@ -301,7 +301,7 @@ def build_parser(plugins: PluginSet | None = None) -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_config_check, command="config check", needs_config=False)
 
     db = sub.add_parser("db", help="database commands", parents=[common])
-    db.set_defaults(run=None)
+    db.set_defaults(run=_usage(db), needs_config=False)
     table.names["db"] = "builtin"
     db_sub = db.add_subparsers(title="db commands", metavar="COMMAND")
     p = db_sub.add_parser("upgrade", help="apply the schema migrations to the store",
@@ -314,6 +314,16 @@ def build_parser(plugins: PluginSet | None = None) -> argparse.ArgumentParser:
     if plugins is not None:
         register_plugin_commands(plugins, table)
     return parser
+
+
+def _usage(parser: argparse.ArgumentParser) -> CommandRunner:
+    """The runner of a command group given no subcommand: its help, exit 2."""
+
+    def run(_ns: argparse.Namespace) -> int:
+        parser.print_help(sys.stderr)
+        return EXIT_CONFIG
+
+    return run
 
 
 def register_plugin_commands(plugins: PluginSet, table: CommandTable) -> None:

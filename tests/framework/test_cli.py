@@ -78,6 +78,12 @@ def test_no_command_prints_usage(capsys: pytest.CaptureFixture[str]) -> None:
     assert "usage: chainsight" in err
 
 
+def test_command_group_without_subcommand_prints_its_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "db")
+    assert code == 2
+    assert "usage: chainsight db" in err and "upgrade" in err
+
+
 def test_value_parsers() -> None:
     assert parse_duration("500ms") == 0.5
     assert parse_duration("2s") == 2
