@@ -429,15 +429,15 @@ def _open_store(url: str) -> Any:
 TRACE_COLUMNS = (
     Column("time"),
     Column("trace"),
-    Column("name", max_width=40),
+    Column("name", max_width=40, flex=True),
     Column("status"),
     Column("duration", "right"),
     Column("ttft", "right"),
     Column("spans", "right"),
     Column("tokens", "right"),
     Column("cost", "right"),
-    Column("model", max_width=30),
-    Column("user", max_width=20),
+    Column("model", max_width=30, flex=True),
+    Column("user", max_width=20, flex=True),
 )
 
 
@@ -475,8 +475,10 @@ def cmd_traces(ns: argparse.Namespace) -> int:
         print_json({"items": [trace_json(t) for t in page.items], "next_cursor": page.next_cursor})
         return EXIT_OK
     if not page.items:
-        sys.stderr.write("no traces match\n" if (ns.query or filters != type(filters)()) else
-                         f"no traces in {redact_url(ns.db)}\n")
+        flags = ("query", "status", "name", "model", "user_id", "session_id", "tag", "text",
+                 "since", "until", "min_cost", "min_latency", "cursor")
+        filtered = any(getattr(ns, f, None) is not None for f in flags)
+        sys.stderr.write("no traces match\n" if filtered else f"no traces in {redact_url(ns.db)}\n")
         return EXIT_OK
     print_table(TRACE_COLUMNS, [trace_row(t) for t in page.items])
     if page.next_cursor:
@@ -485,7 +487,7 @@ def cmd_traces(ns: argparse.Namespace) -> int:
 
 
 SPAN_COLUMNS = (
-    Column("span", max_width=60),
+    Column("span", max_width=60, flex=True),
     Column("kind"),
     Column("status"),
     Column("latency", "right"),
@@ -493,18 +495,18 @@ SPAN_COLUMNS = (
     Column("tpot", "right"),
     Column("tokens", "right"),
     Column("cost", "right"),
-    Column("model", max_width=30),
-    Column("error", max_width=60),
+    Column("model", max_width=30, flex=True),
+    Column("error", max_width=60, flex=True),
 )
 
 SCORE_COLUMNS = (
-    Column("score", max_width=30),
+    Column("score", max_width=30, flex=True),
     Column("value", "right"),
-    Column("label", max_width=20),
+    Column("label", max_width=20, flex=True),
     Column("passed"),
     Column("source"),
     Column("span"),
-    Column("comment", max_width=60),
+    Column("comment", max_width=60, flex=True),
 )
 
 
@@ -574,9 +576,9 @@ def cmd_show(ns: argparse.Namespace) -> int:
 PLUGIN_COLUMNS = (
     Column("name"),
     Column("version"),
-    Column("source", max_width=40),
-    Column("hooks", max_width=70),
-    Column("status", max_width=80),
+    Column("source", max_width=40, flex=True),
+    Column("hooks", max_width=70, flex=True),
+    Column("status", max_width=80, flex=True),
 )
 
 

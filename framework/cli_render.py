@@ -157,6 +157,7 @@ class Column:
     align: str = "left"  # "left" | "right"
     max_width: int | None = None
     style: str | None = None
+    flex: bool = False  # on a narrow terminal, only flexible columns are shortened
 
 
 def is_terminal(out: IO[str]) -> bool:
@@ -214,9 +215,11 @@ def _rich_table(columns: Sequence[Column], cells: list[list[str]], title: str | 
     from rich.text import Text
 
     table = Table(title=Text(title) if title else None, header_style="bold", box=None, pad_edge=False)
-    for c in columns:
-        table.add_column(Text(c.header), justify="right" if c.align == "right" else "left",
-                         style=c.style, overflow="ellipsis", no_wrap=True)
+    for i, c in enumerate(columns):
+        widest = max([len(c.header), *(len(row[i]) for row in cells)])
+        table.add_column(Text(c.header.upper()), justify="right" if c.align == "right" else "left",
+                         style=c.style, overflow="ellipsis", no_wrap=True,
+                         min_width=None if c.flex else widest)
     status_col = next((i for i, c in enumerate(columns) if c.header.lower() == "status"), None)
     for row in cells:
         texts = [Text(v) for v in row]
