@@ -435,7 +435,8 @@ def test_db_upgrade(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_unreachable_store_is_a_clean_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("storage.query")
-    url = f"sqlite:///{tmp_path / 'no' / 'such' / 'dir' / 'x.db'}"
+    (tmp_path / "a-file").write_text("")
+    url = f"sqlite:///{tmp_path / 'a-file' / 'x.db'}"  # a parent that is a file
     code, _, err = run(capsys, "traces", "--db", url)
     assert code == 1
     assert err.startswith("chainsight: error: ")
