@@ -1,1 +1,38 @@
-"""Built-in plugin 'tui_command' (being written)."""
+"""Built-in plugin 'tui_command': ``chainsight tui [--db URL]`` opens the terminal UI.
+
+Textual is imported only when the command runs, so the CLI (and ``framework``)
+stays light.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from framework import hookimpl
+from framework.extension import CommandRegistry
+
+
+def _configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--live", action="store_true", help="start with live tail on")
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        from tui.app import ChainsightApp
+    except ImportError as error:  # Textual is an optional dependency
+        print(f"chainsight tui needs Textual: pip install 'chainsight[tui]' ({error})",
+              file=sys.stderr)
+        return 2
+    url = getattr(args, "db", None)
+    if not url:
+        from framework.config import load_settings
+
+        url = load_settings().storage_url
+    ChainsightApp(url, live=bool(getattr(args, "live", False))).run()
+    return 0
+
+
+@hookimpl
+def register_commands(cli: CommandRegistry) -> None:
+    cli.add("tui", "Browse traces, metrics and alerts in the terminal", _configure, _run)

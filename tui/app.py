@@ -1,0 +1,235 @@
+"""The Chainsight Textual app: modes for each screen, workers for every read."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from tui.data import DataSource, StoreDown
+from tui.screens.alerts import AlertsScreen
+from tui.screens.experiments import ExperimentsScreen
+from tui.screens.help import HelpScreen
+from tui.screens.metrics import MetricsScreen
+from tui.screens.trace_detail import TraceDetailScreen
+from tui.screens.traces import TracesScreen
+from tui.widgets.health import Health, HealthBar
+
+PIPELINE_SAMPLES = {
+    "dropped": "chainsight_spans_dropped_total",
+    "failed": "chainsight_spans_failed_total",
+}
+
+
+class ChainsightApp(App[None]):
+    """Browse a Chainsight store. ``now_ns`` freezes "now" (tests, snapshots)."""
+
+    TITLE = "Chainsight"
+    CSS_PATH = "app.tcss"
+    MODES: ClassVar = {
+        "traces": TracesScreen,
+        "metrics": MetricsScreen,
+        "alerts": AlertsScreen,
+        "experiments": ExperimentsScreen,
+    }
+    DEFAULT_MODE = "traces"
+    BINDINGS: ClassVar = [
+        Binding("1", "switch_mode('traces')", "Traces"),
+        Binding("2", "switch_mode('metrics')", "Metrics"),
+        Binding("3", "switch_mode('alerts')", "Alerts"),
+        Binding("4", "switch_mode('experiments')", "Experiments"),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(
+        self,
+        store_url: str,
+        *,
+        now_ns: int | None = None,
+        live_interval: float = 2.0,
+        health_interval: float = 5.0,
+        retry_interval: float = 2.0,
+        page_size: int = 100,
+        export_dir: str | Path | None = None,
+        data: DataSource | None = None,
+        live: bool = False,
+    ) -> None:
+        super().__init__()
+        self.store_url = store_url
+        self.data = data or DataSource(store_url)
+        self.frozen_now = now_ns
+        self.live_interval = live_interval
+        self.health_interval = health_interval
+        self.retry_interval = retry_interval
+        self.page_size = page_size
+        self.start_live = live
+        self.export_dir = Path(export_dir) if export_dir is not None else Path.cwd()
+        self.health = Health(store=_display_url(store_url))
+        self._observer: Any = None
+        self._observer_lock = threading.Lock()
+
+    # ---- time and health ----------------------------------------------------
+    def now(self) -> int:
+        return self.frozen_now if self.frozen_now is not None else time.time_ns()
+
+    def set_health(self, **changes: Any) -> None:
+        from dataclasses import replace
+
+        self.health = replace(self.health, **changes)
+        for bar in self.screen.query(HealthBar):
+            bar.refresh()
+
+    def store_down(self, error: StoreDown) -> None:
+        """Called (on the UI thread) when a read failed; the caller retries on a timer."""
+        self.set_health(error=f"store unavailable: {error} (retrying)")
+
+    def store_ok(self) -> None:
+        if self.health.error is not None:
+            self.set_health(error=None)
+
+    def on_mount(self) -> None:
+        self.refresh_health()
+        self.set_interval(self.health_interval, self.refresh_health)
+
+    @work(thread=True, exclusive=True, group="health", exit_on_error=False)
+    def refresh_health(self) -> None:
+        try:
+            count = self.data.count_traces()
+            firing = len(self.data.list_alerts(state="firing"))
+            pipeline: dict[str, int | None] = {}
+            for key, name in PIPELINE_SAMPLES.items():
+                samples = self.data.list_samples(name=name, limit=10_000)
+                pipeline[key] = int(max(s.value for s in samples)) if samples else None
+        except StoreDown as error:
+            self.call_from_thread(self.store_down, error)
+            return
+        self.call_from_thread(self.set_health, traces=count, firing=firing, error=None,
+                              **pipeline)
+
+    # ---- navigation -------------------------------------------------------
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def open_trace(self, trace_id: str) -> None:
+        if self.current_mode != "traces":
+            self.switch_mode("traces")
+        self.push_screen(TraceDetailScreen(trace_id))
+
+    def show_traces(self, filter_text: str) -> None:
+        """Switch to the traces screen with ``filter_text`` applied."""
+        self.switch_mode("traces")
+        screen = self.screen
+        while isinstance(screen, TraceDetailScreen):
+            self.pop_screen()
+            screen = self.screen
+        if isinstance(screen, TracesScreen):
+            screen.set_filter(filter_text)
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Traces", "Recent traces with filter and live tail",
+                            lambda: self.switch_mode("traces"))
+        yield SystemCommand("Metrics", "Latency, TTFT, TPOT, throughput, cost, GPU",
+                            lambda: self.switch_mode("metrics"))
+        yield SystemCommand("Alerts", "Firing and recent alerts",
+                            lambda: self.switch_mode("alerts"))
+        yield SystemCommand("Experiments", "Experiments side by side",
+                            lambda: self.switch_mode("experiments"))
+        yield SystemCommand("Help", "Keys of every screen", self.action_help)
+        if isinstance(screen, TracesScreen):
+            yield SystemCommand("Toggle live tail", "Follow new traces as they arrive",
+                                screen.action_toggle_live)
+            yield SystemCommand("Filter traces", "Focus the filter bar", screen.action_focus_filter)
+            yield SystemCommand("Errors only", "Filter: status:error",
+                                lambda: screen.set_filter("status:error"))
+        if isinstance(screen, TraceDetailScreen):
+            yield SystemCommand("Export trace as JSON", "Write the trace to a file",
+                                screen.action_export)
+            yield SystemCommand("Copy trace JSON", "Copy to the clipboard", screen.action_copy)
+            yield SystemCommand("Thumbs up", "Feedback +1", lambda: screen.action_thumbs(1))
+            yield SystemCommand("Thumbs down", "Feedback -1", lambda: screen.action_thumbs(-1))
+            yield SystemCommand("Rate trace", "Rating 1 to 5", screen.action_rate)
+            yield SystemCommand("Comment on trace", "Free-text feedback", screen.action_comment)
+
+    # ---- feedback and export (thread workers) -----------------------------
+    def observer(self) -> Any:
+        """The Observer used for feedback, created on first use (worker thread)."""
+        with self._observer_lock:
+            if self._observer is None:
+                from framework.observer import Observer
+
+                self._observer = Observer(self.store_url, builtins=(), entry_points=False)
+            return self._observer
+
+    @work(thread=True, group="feedback", exit_on_error=False)
+    def send_feedback(self, trace_id: str, span_id: str | None = None, **feedback: Any) -> None:
+        try:
+            self.observer().feedback(trace_id, span_id=span_id, **feedback)
+            ok = self.observer().flush(timeout=5.0)
+        except Exception as error:  # shown to the user, never fatal
+            self.call_from_thread(self.say, f"feedback failed: {error}", "error")
+            return
+        what = ", ".join(f"{k} {v}" for k, v in feedback.items() if k != "comment") or "comment"
+        self.call_from_thread(self.say, f"feedback saved: {what}" if ok else
+                              "feedback queued (store busy)")
+        self.call_from_thread(self._feedback_done, trace_id)
+
+    def _feedback_done(self, trace_id: str) -> None:
+        screen = self.screen
+        if isinstance(screen, TraceDetailScreen) and screen.trace_id == trace_id:
+            screen.load()
+
+    @work(thread=True, group="export", exit_on_error=False)
+    def export_trace(self, detail: Any) -> None:
+        path = self.export_dir / f"trace-{detail.trace.trace_id}.json"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(trace_json(detail), encoding="utf-8")
+        except OSError as error:
+            self.call_from_thread(self.say, f"export failed: {error}", "error")
+            return
+        self.call_from_thread(self.say, f"exported to {path}")
+
+    def say(self, message: str, severity: str = "information") -> None:
+        self.notify(message, severity=severity, markup=False)  # type: ignore[arg-type]
+
+    def on_unmount(self) -> None:
+        observer, self._observer = self._observer, None
+        if observer is not None:
+            observer.shutdown(timeout=2.0)
+        self.data.close()
+
+
+def trace_json(detail: Any) -> str:
+    """A trace with its spans and scores as one JSON document."""
+    doc = {
+        "trace": asdict(detail.trace),
+        "spans": [span.to_dict() for span in detail.spans],
+        "scores": [asdict(score) for score in detail.scores],
+    }
+    return json.dumps(doc, indent=2, ensure_ascii=False, default=str)
+
+
+def _display_url(url: str) -> str:
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
+
+
+def run(store_url: str) -> int:
+    ChainsightApp(store_url).run()
+    return 0

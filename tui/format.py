@@ -1,0 +1,78 @@
+"""Short, fixed-width formats for numbers shown in tables and panes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Final
+
+DASH: Final = "—"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return DASH
+    if seconds < 0.001:
+        return f"{seconds * 1e6:.0f}µs"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.2f}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
+
+
+def cost(usd: float | None) -> str:
+    """Dollars; None is *unpriced* and shown as a dash, never $0."""
+    if usd is None:
+        return DASH
+    if usd == 0:
+        return "$0"
+    if usd < 0.01:
+        return f"${usd:.4f}"
+    if usd < 100:
+        return f"${usd:.3f}"
+    return f"${usd:,.0f}"
+
+
+def tokens(count: int | None) -> str:
+    if count is None:
+        return DASH
+    if count < 10_000:
+        return str(count)
+    if count < 1_000_000:
+        return f"{count / 1000:.1f}k"
+    return f"{count / 1e6:.1f}M"
+
+
+def number(value: float | None, digits: int = 2) -> str:
+    if value is None:
+        return DASH
+    if float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:,.{digits}f}"
+
+
+def percent(rate: float | None) -> str:
+    return DASH if rate is None else f"{rate * 100:.1f}%"
+
+
+def clock(ns: int | None) -> str:
+    """Local wall time of a timestamp (UTC, so snapshots do not depend on the machine)."""
+    if ns is None:
+        return DASH
+    return dt.datetime.fromtimestamp(ns / 1e9, tz=dt.UTC).strftime("%m-%d %H:%M:%S")
+
+
+def ago(ns: int | None, now_ns: int) -> str:
+    """How long before ``now_ns``: "12s", "5m", "3h", "2d"."""
+    if ns is None:
+        return DASH
+    seconds = max(0.0, (now_ns - ns) / 1e9)
+    if seconds < 60:
+        return f"{seconds:.0f}s ago"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f}m ago"
+    if seconds < 86400:
+        return f"{seconds / 3600:.0f}h ago"
+    return f"{seconds / 86400:.0f}d ago"

@@ -1,0 +1,1 @@
+"""The screens of the Chainsight TUI, one module each."""

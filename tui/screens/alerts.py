@@ -1,0 +1,144 @@
+"""Firing and recent alerts; Enter jumps to the traces behind one."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from tui import format as fmt
+from tui.data import StoreDown
+from tui.safe_text import clean, safe
+from tui.widgets.health import HealthBar
+
+STATE_STYLE = {"firing": "bold red", "pending": "yellow", "resolved": "green"}
+# Alert labels that are also trace filter keys.
+FILTER_KEYS = {"model": "model", "user": "user", "user_id": "user", "session": "session",
+               "session_id": "session", "tag": "tag", "status": "status", "name": "name"}
+
+
+def alert_filter(alert: Any) -> str:
+    """The trace filter that shows what an alert is about."""
+    parts = []
+    for key, value in sorted((alert.labels or {}).items()):
+        if key in FILTER_KEYS and value:
+            value = str(value)
+            parts.append(f'{FILTER_KEYS[key]}:"{value}"' if " " in value else
+                         f"{FILTER_KEYS[key]}:{value}")
+    rule = alert.rule.lower()
+    if ("error" in rule or "fail" in rule) and not any(p.startswith("status:") for p in parts):
+        parts.append("status:error")
+    return " ".join(parts)
+
+
+class AlertsScreen(Screen[None]):
+    BINDINGS: ClassVar = [
+        Binding("enter", "jump", "Traces"),
+        Binding("f", "toggle_firing", "Firing only"),
+        Binding("ctrl+r", "reload", "Reload", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.firing_only = False
+        self.alerts: list[Any] = []
+
+    def compose(self):  # type: ignore[no-untyped-def]
+        yield HealthBar("Alerts")
+        yield Static(id="alerts-title", markup=False)
+        yield DataTable(id="alerts", cursor_type="row", zebra_stripes=True)
+        yield Static(id="alert-summary", markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#alerts", DataTable)
+        for title, width in (("state", 9), ("severity", 8), ("rule", 24), ("value", 9),
+                             ("threshold", 9), ("since", 9), ("summary", None)):
+            table.add_column(title, key=title, width=width)
+        table.focus()
+
+    def on_screen_resume(self) -> None:
+        self.load()
+
+    def load(self) -> None:
+        self._fetch(self.firing_only)
+
+    @work(thread=True, exclusive=True, group="alerts", exit_on_error=False)
+    def _fetch(self, firing_only: bool) -> None:
+        app: Any = self.app
+        try:
+            alerts = app.data.list_alerts(state="firing" if firing_only else None, limit=200)
+        except StoreDown as error:
+            app.call_from_thread(app.store_down, error)
+            app.call_from_thread(self.set_timer, app.retry_interval, self.load)
+            return
+        app.call_from_thread(self._apply, alerts)
+
+    def _apply(self, alerts: list[Any]) -> None:
+        self.app.store_ok()  # type: ignore[attr-defined]
+        order = {"firing": 0, "pending": 1, "resolved": 2}
+        self.alerts = sorted(alerts, key=lambda a: (order.get(a.state, 3), -a.started_ns))
+        now = self.app.now()  # type: ignore[attr-defined]
+        table = self.query_one("#alerts", DataTable)
+        table.clear()
+        for alert in self.alerts:
+            table.add_row(
+                Text(clean(alert.state), style=STATE_STYLE.get(alert.state, "")),
+                safe(alert.severity, single_line=True, max_len=8),
+                safe(alert.rule, "bold", single_line=True, max_len=40),
+                Text(fmt.number(alert.value), justify="right"),
+                Text(fmt.number(alert.threshold), justify="right", style="dim"),
+                Text(fmt.ago(alert.started_ns, now)),
+                safe(alert.summary, single_line=True, max_len=200),
+                key=alert.alert_id,
+            )
+        firing = sum(1 for a in alerts if a.state == "firing")
+        title = Text(f" {firing} firing", style="bold red" if firing else "bold green")
+        title.append(f" · {len(alerts)} shown" + (" (firing only)" if self.firing_only else ""),
+                     style="dim")
+        self.query_one("#alerts-title", Static).update(title)
+        if not alerts:
+            self.query_one("#alert-summary", Static).update(
+                Text("No alerts. Rules live in plugins.toml under [plugins.alerts].", style="dim"))
+
+    @on(DataTable.RowHighlighted, "#alerts")
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        alert = self._alert(event.cursor_row)
+        if alert is None:
+            return
+        text = Text()
+        text.append_text(safe(alert.rule, "bold", single_line=True))
+        text.append("  ")
+        text.append_text(safe(alert.summary))
+        if alert.labels:
+            text.append("\nlabels ", style="dim")
+            text.append_text(safe(", ".join(f"{k}={v}" for k, v in alert.labels.items())))
+        jump = alert_filter(alert)
+        text.append("\nEnter → traces", style="dim")
+        if jump:
+            text.append(" filtered by ", style="dim")
+            text.append_text(safe(jump, "italic"))
+        self.query_one("#alert-summary", Static).update(text)
+
+    @on(DataTable.RowSelected, "#alerts")
+    def _selected(self, event: DataTable.RowSelected) -> None:
+        self.action_jump()
+
+    def _alert(self, row: int) -> Any:
+        return self.alerts[row] if 0 <= row < len(self.alerts) else None
+
+    def action_jump(self) -> None:
+        alert = self._alert(self.query_one("#alerts", DataTable).cursor_row)
+        if alert is not None:
+            self.app.show_traces(alert_filter(alert))  # type: ignore[attr-defined]
+
+    def action_toggle_firing(self) -> None:
+        self.firing_only = not self.firing_only
+        self.load()
+
+    def action_reload(self) -> None:
+        self.load()

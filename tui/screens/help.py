@@ -1,0 +1,74 @@
+"""The help screen (``?``): every key of every screen."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.text import Text
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+KEYS = (
+    ("Everywhere", (
+        ("1 2 3 4", "Traces · Metrics · Alerts · Experiments"),
+        ("ctrl+p", "command palette"),
+        ("?", "this help"),
+        ("q", "quit"),
+    )),
+    ("Traces", (
+        ("/", "focus the filter bar (Enter applies, Esc returns)"),
+        ("Enter", "open the highlighted trace"),
+        ("PgDn / ↓", "scroll; the next page loads at the end"),
+        ("s / o", "sort by the next column / flip ascending-descending"),
+        ("click header", "sort by that column"),
+        ("t", "live tail: follow new traces"),
+        ("y", "copy the trace id"),
+    )),
+    ("Trace", (
+        ("↑ ↓ ← →", "move in the span tree, collapse, expand"),
+        ("Tab", "switch between tree and detail pane"),
+        ("+ / -", "thumbs up / down"),
+        ("r", "rate 1..5"),
+        ("c", "comment"),
+        ("e", "export the trace as JSON to a file"),
+        ("y", "copy the trace as JSON"),
+        ("Esc", "back to the traces"),
+    )),
+    ("Metrics", (
+        ("[ / ]", "shorter / longer time range"),
+        ("g", "group by model on/off"),
+    )),
+    ("Alerts", (("Enter", "traces behind the alert"), ("f", "firing only"))),
+    ("Experiments", (("Space", "mark for comparison"), ("Enter", "compare side by side"))),
+    ("Filter syntax", (
+        ("status:error", "field:value — status, model, user, session, tag, name"),
+        ("cost>0.01", "comparisons on cost, latency (2s, 300ms), tokens"),
+        ('"free text"', "search names, errors and content"),
+    )),
+)
+
+
+def help_text() -> Text:
+    out = Text()
+    for section, keys in KEYS:
+        out.append(f"{section}\n", style="bold cyan")
+        for key, what in keys:
+            out.append(f"  {key:>14}  ", style="bold")
+            out.append(f"{what}\n")
+        out.append("\n")
+    out.rstrip()
+    return out
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS: ClassVar = [
+        Binding("escape", "dismiss", "Close"),
+        Binding("question_mark", "dismiss", "Close", key_display="?"),
+        Binding("q", "dismiss", "Close", show=False),
+    ]
+
+    def compose(self):  # type: ignore[no-untyped-def]
+        with VerticalScroll(id="help"):
+            yield Static(help_text())

@@ -1,0 +1,231 @@
+"""Metrics over a time range: latency/TTFT/TPOT percentiles, throughput, errors, cost, GPU."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final
+
+from rich.text import Text
+from textual import work
+from textual.binding import Binding
+from textual.containers import Grid, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from tui import format as fmt
+from tui.data import StoreDown
+from tui.safe_text import safe
+from tui.widgets.health import HealthBar
+from tui.widgets.plot import Plot, hbars
+
+RANGES: Final = (("15m", 900), ("1h", 3600), ("6h", 6 * 3600), ("24h", 86400),
+                 ("7d", 7 * 86400), ("30d", 30 * 86400))
+BUCKETS: Final = 60
+
+
+@dataclass(frozen=True, slots=True)
+class PlotSpec:
+    id: str
+    title: str
+    metric: str  # Store.timeseries metric name
+    style: str
+    kind: str = "seconds"  # how the summary formats values
+    per_second: bool = False  # divide each bucket's value by its width
+
+
+PLOTS: Final = (
+    PlotSpec("p-latency", "latency p95", "latency_p95", "cyan"),
+    PlotSpec("p-ttft", "TTFT p95", "ttft_p95", "magenta"),
+    PlotSpec("p-tpot", "TPOT p95", "tpot_p95", "bright_magenta"),
+    PlotSpec("p-rps", "requests/s", "requests", "green", "rate", per_second=True),
+    PlotSpec("p-tps", "tokens/s", "tokens", "bright_green", "rate", per_second=True),
+    PlotSpec("p-errors", "error rate", "error_rate", "red", "percent"),
+    PlotSpec("p-cost", "cost (cumulative)", "cost", "yellow", "cost"),
+    PlotSpec("p-gpu", "GPU utilisation %", "gpu_utilization", "bright_blue", "number"),
+)
+
+
+def series_values(result: Any) -> list[float | None]:
+    """Values of a timeseries answer, whatever shape of points the store returns."""
+    points = getattr(result, "points", result)
+    if isinstance(points, dict):
+        points = next(iter(points.values()), [])
+    values: list[float | None] = []
+    for point in points or []:
+        if isinstance(point, int | float) or point is None:
+            values.append(point)
+        elif isinstance(point, tuple | list):
+            values.append(point[-1])
+        else:
+            values.append(getattr(point, "value", None))
+    return values
+
+
+def _summary(values: list[float | None], kind: str) -> str:
+    present = [v for v in values if v is not None]
+    if not present:
+        return ""
+    last, peak = present[-1], max(present)
+    show = {"seconds": fmt.duration, "percent": fmt.percent, "cost": fmt.cost}.get(
+        kind, lambda v: fmt.number(v))
+    return f"last {show(last)} · max {show(peak)}"
+
+
+class MetricsScreen(Screen[None]):
+    BINDINGS: ClassVar = [
+        Binding("left_square_bracket", "range(-1)", "Shorter", key_display="["),
+        Binding("right_square_bracket", "range(1)", "Longer", key_display="]"),
+        Binding("g", "group", "By model"),
+        Binding("ctrl+r", "reload", "Reload", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.range_index = 3
+        self.by_model = True
+        self.generation = 0
+
+    def compose(self):  # type: ignore[no-untyped-def]
+        yield HealthBar("Metrics")
+        yield Static(id="range", markup=False)
+        with VerticalScroll(id="metrics-body"):
+            with Grid(id="plots"):
+                for spec in PLOTS:
+                    yield Plot(spec.title, style=spec.style, id=spec.id)
+            yield DataTable(id="aggregates", cursor_type="row", zebra_stripes=True)
+            with Grid(id="metrics-lower"):
+                yield Static(id="cost-by-model", markup=False)
+                yield Static(id="quality", markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#aggregates", DataTable)
+        for title in ("group", "requests", "errors", "p50", "p95", "p99", "TTFT p50", "TPOT p50",
+                      "tokens", "cost", "unpriced"):
+            table.add_column(title, key=title)
+        self.load()
+
+    def on_screen_resume(self) -> None:
+        self.load()
+
+    # ---- loading ------------------------------------------------------------
+    def load(self) -> None:
+        self.generation += 1
+        self._draw_range()
+        _label, seconds = RANGES[self.range_index]
+        until = self.app.now()  # type: ignore[attr-defined]
+        self._fetch(self.generation, until - seconds * 1_000_000_000, until)
+
+    @work(thread=True, exclusive=True, group="metrics", exit_on_error=False)
+    def _fetch(self, generation: int, since: int, until: int) -> None:
+        app: Any = self.app
+        data = app.data
+        try:
+            series = {}
+            for spec in PLOTS:
+                try:
+                    series[spec.id] = series_values(data.timeseries(spec.metric, since, until,
+                                                                    BUCKETS))
+                except (ValueError, KeyError):  # a metric this store does not know
+                    series[spec.id] = []
+            overall = data.aggregates(since, until)
+            by_model = data.aggregates(since, until, group_by="model")
+            scores = data.list_scores(since_ns=since, until_ns=until, limit=5000)
+        except StoreDown as error:
+            app.call_from_thread(app.store_down, error)
+            app.call_from_thread(self.set_timer, app.retry_interval, self.load)
+            return
+        app.call_from_thread(self._apply, generation, since, until, series, overall, by_model,
+                             scores)
+
+    def _apply(self, generation: int, since: int, until: int, series: dict[str, list[Any]],
+               overall: list[Any], by_model: list[Any], scores: list[Any]) -> None:
+        if generation != self.generation:
+            return
+        self.app.store_ok()  # type: ignore[attr-defined]
+        bucket_s = (until - since) / 1e9 / BUCKETS
+        for spec in PLOTS:
+            values = series.get(spec.id, [])
+            if spec.per_second:
+                values = [None if v is None else v / bucket_s for v in values]
+            if spec.metric == "cost":
+                total, cumulative = 0.0, []
+                for v in values:
+                    total += v or 0.0
+                    cumulative.append(total)
+                values = cumulative if any(v for v in values) else []
+            self.query_one(f"#{spec.id}", Plot).set_series(values, _summary(values, spec.kind))
+        table = self.query_one("#aggregates", DataTable)
+        table.clear()
+        for row in [*overall, *(by_model if self.by_model else [])]:
+            table.add_row(*self._aggregate_cells(row))
+        self.query_one("#cost-by-model", Static).update(self._cost_text(by_model))
+        self.query_one("#quality", Static).update(self._quality_text(scores))
+
+    def _aggregate_cells(self, row: Any) -> list[Text]:
+        def get(name: str) -> Any:
+            return getattr(row, name, None)
+        group = get("group")
+        return [
+            safe(group, "bold", single_line=True, max_len=28, placeholder="all"),
+            Text(fmt.number(get("count")), justify="right"),
+            Text(fmt.percent(get("error_rate")), justify="right",
+                 style="red" if (get("error_rate") or 0) > 0.05 else ""),
+            Text(fmt.duration(get("latency_p50")), justify="right"),
+            Text(fmt.duration(get("latency_p95")), justify="right"),
+            Text(fmt.duration(get("latency_p99")), justify="right"),
+            Text(fmt.duration(get("ttft_p50")), justify="right"),
+            Text(fmt.duration(get("tpot_p50")), justify="right"),
+            Text(fmt.tokens((get("input_tokens") or 0) + (get("output_tokens") or 0)),
+                 justify="right"),
+            Text(fmt.cost(get("cost_usd")), justify="right"),
+            Text(fmt.number(get("unpriced_count")), justify="right", style="dim"),
+        ]
+
+    def _cost_text(self, by_model: list[Any]) -> Text:
+        rows = [(str(getattr(r, "group", None) or "unknown"), float(r.cost_usd), fmt.cost(r.cost_usd))
+                for r in by_model if getattr(r, "cost_usd", None)]
+        rows.sort(key=lambda r: -r[1])
+        width = max(20, self.query_one("#cost-by-model").content_region.width)
+        return Text.assemble(Text("cost by model\n", style="bold"), hbars(rows[:8], width, "yellow"))
+
+    def _quality_text(self, scores: list[Any]) -> Text:
+        out = Text("quality and feedback\n", style="bold")
+        groups: dict[tuple[str, str], list[Any]] = {}
+        for score in scores:
+            groups.setdefault((score.source, score.name), []).append(score)
+        if not groups:
+            out.append("no scores in this range", style="dim")
+        for (source, name), items in sorted(groups.items())[:10]:
+            values = [s.value for s in items if s.value is not None]
+            verdicts = [s.passed for s in items if s.passed is not None]
+            out.append_text(safe(f"{source}/{name}", single_line=True, max_len=28))
+            out.append(f"  n={len(items)}")
+            if values:
+                out.append(f"  mean {fmt.number(sum(values) / len(values))}")
+            if verdicts:
+                out.append(f"  pass {fmt.percent(sum(verdicts) / len(verdicts))}",
+                           style="green" if sum(verdicts) == len(verdicts) else "yellow")
+            out.append("\n")
+        out.rstrip()
+        return out
+
+    def _draw_range(self) -> None:
+        text = Text(" range ", style="bold")
+        for i, (label, _) in enumerate(RANGES):
+            text.append(f" {label} ", style="reverse bold" if i == self.range_index else "dim")
+        text.append("   [ ] change · g group by model " +
+                    ("(on)" if self.by_model else "(off)"), style="dim")
+        self.query_one("#range", Static).update(text)
+
+    # ---- actions ------------------------------------------------------------
+    def action_range(self, step: int) -> None:
+        self.range_index = max(0, min(len(RANGES) - 1, self.range_index + step))
+        self.load()
+
+    def action_group(self) -> None:
+        self.by_model = not self.by_model
+        self.load()
+
+    def action_reload(self) -> None:
+        self.load()
