@@ -1,1 +1,119 @@
-"""Built-in plugin 'pii' (being written)."""
+"""Built-in plugin ``pii``: personal data and secrets in what a model saw or said.
+
+Judges llm spans and root spans (``span_kinds`` adds others), one Score per
+judged span, on its inputs and outputs:
+
+* ``name`` ``"pii"``, ``source`` ``"check"``;
+* ``value`` 1.0 when anything was found, else 0.0 (so the mean of ``value``
+  is the PII rate);
+* ``label`` the kinds found, sorted and comma-separated (``"email,phone"``),
+  or ``"clean"``;
+* ``passed`` True when nothing was found;
+* ``comment`` the counts per kind, and how many were already masked by
+  redaction; never the values.
+
+Redaction runs first (``process_span``), so the text this check reads is
+already masked. Redaction records what it masked on the span
+(``attributes["chainsight.redacted"]``, kind -> count); this check adds those
+counts to what it finds in the remaining text (kinds redaction is switched off
+for). Redaction counts cover the whole span (inputs, outputs, attributes,
+metadata, error). Detectors are shared with redaction: :mod:`plugins.detectors`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any, Final
+
+from framework import hookimpl
+from framework.extension import Register
+from framework.model import Score, Span
+from plugins import detectors
+from plugins.redaction import ATTRIBUTE
+from plugins.text import iter_strings, judges_answer
+
+NAME: Final = "pii"
+
+CONFIG_SCHEMA: Final[dict[str, Any]] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "kinds": {
+            "type": "array",
+            "items": {"enum": list(detectors.SWITCHES)},
+            "uniqueItems": True,
+            "default": list(detectors.SWITCHES),
+            "description": "What counts as PII: PII kinds, and 'secrets' for keys and tokens.",
+        },
+        "span_kinds": {
+            "type": "array",
+            "items": {"type": "string"},
+            "default": ["llm"],
+            "description": "Span kinds judged besides root spans.",
+        },
+    },
+}
+
+
+class PiiCheck:
+    name = NAME
+
+    def __init__(
+        self,
+        kinds: tuple[str, ...] = detectors.SWITCHES,
+        span_kinds: tuple[str, ...] = ("llm",),
+    ) -> None:
+        self.detectors = detectors.detectors_for(kinds)
+        self.counted = frozenset(d.kind for d in self.detectors)
+        self.span_kinds = span_kinds
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> PiiCheck:
+        return cls(
+            tuple(config.get("kinds", detectors.SWITCHES)),
+            tuple(config.get("span_kinds", ("llm",))),
+        )
+
+    def check_span(self, span: Span) -> list[Score] | None:
+        if not judges_answer(span, self.span_kinds):
+            return None
+        if span.inputs is None and span.outputs is None:
+            return None
+        found: Counter[str] = Counter()
+        for value in (span.inputs, span.outputs):
+            for text in iter_strings(value):
+                found.update(detectors.count(text, self.detectors))
+        masked: Counter[str] = Counter()
+        recorded = (span.attributes or {}).get(ATTRIBUTE)
+        if isinstance(recorded, Mapping):
+            for kind, n in recorded.items():
+                if kind in self.counted and isinstance(n, int):
+                    masked[kind] += n
+        total = found + masked
+        if not total:
+            return [Score(NAME, "check", span.trace_id, span.span_id, 0.0, "clean", True,
+                          "no PII or secrets found")]
+        parts = ", ".join(f"{kind} x{n}" for kind, n in sorted(total.items()))
+        comment = f"found {parts}"
+        if masked:
+            comment += f" ({sum(masked.values())} masked by redaction)"
+        return [Score(NAME, "check", span.trace_id, span.span_id, 1.0,
+                      ",".join(sorted(total)), False, comment)]
+
+
+_check: PiiCheck | None = None
+
+
+@hookimpl
+def configure(config: Mapping[str, Any]) -> None:
+    # Built here so a bad option fails at startup, and handed to register_checks,
+    # which the host calls right after configuring this observer's plugins.
+    global _check
+    _check = PiiCheck.from_config(config)
+
+
+@hookimpl
+def register_checks(register: Register) -> None:
+    register(_check if _check is not None else PiiCheck.from_config({}))

@@ -1,1 +1,232 @@
-"""Built-in plugin 'redaction' (being written)."""
+"""Built-in plugin ``redaction``: mask PII and secrets before anything sees them.
+
+``process_span`` is ``tryfirst``, so it runs before every other
+``process_span`` implementation, and the pipeline runs checks, storage and
+sinks after ``process_span``: no check, table row, exporter or log line ever
+sees the original values (patterns: :mod:`plugins.detectors`).
+
+What is masked: strings anywhere in ``inputs``, ``outputs``, ``attributes``
+and ``metadata`` (nested dicts, lists, tuples, LangChain messages and
+documents and other pydantic models, dataclasses) and ``error``. A finding
+becomes ``[redacted:KIND]`` (``replacement``). String values under keys that
+name a secret (``password``, ``api_key``, ``authorization``, ``cookie``...)
+are masked whole as ``credential`` when ``secrets`` is on. Identity fields
+(``name``, ``user_id``, ``session_id``, ``tags``) are left alone: they are
+keys the store groups by.
+
+The user's objects are never mutated: the span holds references to what the
+chain passed around (its message objects, its dicts), so the walk is
+copy-on-write. An unchanged value is kept as is (no copy); a changed one is
+rebuilt (a new dict or list, ``model_copy(update=...)`` for pydantic models,
+``dataclasses.replace`` for dataclasses); any other object with a finding is
+replaced by its JSON form (what storage would have stored) with the findings
+masked.
+
+What was found is recorded, by kind and count, in
+``span.attributes["chainsight.redacted"]`` (``{"email": 2, "api_key": 1}``):
+the ``pii`` check adds these counts to what it finds in the text that is
+left, so PII is still reported even though the check sees masked text.
+
+Configuration (``[plugins.redaction]``): one switch per PII kind and one for
+all secrets, all on by default; ``replacement``; ``sensitive_keys``.
+
+The configuration is process-wide (the module is the plugin): the last
+observer configured wins.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any, Final
+
+from framework import hookimpl
+from framework.model import Span
+from plugins import detectors
+from plugins.detectors import SECRETS, SENSITIVE_KEY, SWITCHES, Detector
+
+ATTRIBUTE: Final = "chainsight.redacted"
+MAX_DEPTH: Final = 64
+
+CONFIG_SCHEMA: Final[dict[str, Any]] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        **{
+            kind: {
+                "type": "boolean",
+                "default": True,
+                "description": f"Mask {'API keys, tokens and private keys' if kind == SECRETS else kind.replace('_', ' ') + 's'}.",
+            }
+            for kind in SWITCHES
+        },
+        "replacement": {
+            "type": "string",
+            "default": detectors.DEFAULT_REPLACEMENT,
+            "description": "What a finding becomes; {kind} is replaced by its kind.",
+        },
+        "sensitive_keys": {
+            "type": "boolean",
+            "default": True,
+            "description": "Mask whole string values under keys such as password, api_key, authorization (needs secrets).",
+        },
+    },
+}
+
+
+class Redactor:
+    """Copy-on-write masking of one span's content."""
+
+    def __init__(
+        self,
+        enabled: tuple[str, ...] = SWITCHES,
+        replacement: str = detectors.DEFAULT_REPLACEMENT,
+        sensitive_keys: bool = True,
+    ) -> None:
+        self.detectors: tuple[Detector, ...] = detectors.detectors_for(enabled)
+        self.replacement = replacement
+        self.mask_keys = sensitive_keys and SECRETS in enabled
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Redactor:
+        enabled = tuple(kind for kind in SWITCHES if config.get(kind, True))
+        return cls(
+            enabled,
+            str(config.get("replacement", detectors.DEFAULT_REPLACEMENT)),
+            bool(config.get("sensitive_keys", True)),
+        )
+
+    @property
+    def active(self) -> bool:
+        return bool(self.detectors) or self.mask_keys
+
+    def redact_span(self, span: Span) -> Counter[str]:
+        counts: Counter[str] = Counter()
+        for field in ("inputs", "outputs", "metadata"):
+            value = getattr(span, field)
+            if value is not None:
+                new = self.redact(value, counts)
+                if new is not value:
+                    setattr(span, field, new)
+        if span.error:
+            span.error = self.redact(span.error, counts)
+        if span.attributes:
+            previous = span.attributes.get(ATTRIBUTE)
+            rest = {k: v for k, v in span.attributes.items() if k != ATTRIBUTE}
+            new_rest = self.redact(rest, counts)
+            if new_rest is not rest:
+                span.attributes = dict(new_rest)
+                if previous is not None:
+                    span.attributes[ATTRIBUTE] = previous
+        if counts:
+            merged = Counter(span.attributes.get(ATTRIBUTE) or {}) if span.attributes else Counter()
+            merged.update(counts)
+            # a new dict: the attributes mapping may be shared with the caller
+            span.attributes = {**(span.attributes or {}), ATTRIBUTE: dict(sorted(merged.items()))}
+        return counts
+
+    def redact(self, value: Any, counts: Counter[str]) -> Any:
+        """``value`` with findings masked; the same object when nothing was found."""
+        return self._walk(value, counts, None, 0, set())
+
+    def _text(self, text: str, counts: Counter[str], key: str | None) -> str:
+        if self.mask_keys and key is not None and text and SENSITIVE_KEY.match(key):
+            if text == self.replacement.replace("{kind}", "credential"):
+                return text
+            counts["credential"] += 1
+            return self.replacement.replace("{kind}", "credential")
+        new, found = detectors.redact(text, self.detectors, self.replacement)
+        if found:
+            counts.update(found)
+            return new
+        return text
+
+    def _walk(self, value: Any, counts: Counter[str], key: str | None, depth: int, path: set[int]) -> Any:
+        if isinstance(value, str):
+            return self._text(value, counts, key)
+        if value is None or isinstance(value, bool | int | float | bytes | bytearray):
+            return value
+        if depth >= MAX_DEPTH or id(value) in path:
+            return value
+        path.add(id(value))
+        try:
+            return self._walk_container(value, counts, depth, path)
+        finally:
+            path.discard(id(value))
+
+    def _walk_container(self, value: Any, counts: Counter[str], depth: int, path: set[int]) -> Any:
+        walk = self._walk
+        if isinstance(value, Mapping):
+            changed = False
+            out: dict[Any, Any] = {}
+            for k, v in value.items():
+                new = walk(v, counts, k if isinstance(k, str) else None, depth + 1, path)
+                changed |= new is not v
+                out[k] = new
+            return out if changed else value
+        if isinstance(value, list | tuple | set | frozenset):
+            items = list(value)
+            new_items = [walk(v, counts, None, depth + 1, path) for v in items]
+            if all(a is b for a, b in zip(items, new_items, strict=True)):
+                return value
+            return tuple(new_items) if isinstance(value, tuple) else new_items
+        fields = getattr(type(value), "model_fields", None)
+        if isinstance(fields, Mapping) and hasattr(value, "model_copy"):  # pydantic v2
+            updates = {}
+            for name in fields:
+                old = getattr(value, name, None)
+                new = walk(old, counts, name, depth + 1, path)
+                if new is not old:
+                    updates[name] = new
+            return value.model_copy(update=updates) if updates else value
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            dc_updates = {}
+            for f in dataclasses.fields(value):
+                old = getattr(value, f.name, None)
+                new = walk(old, counts, f.name, depth + 1, path)
+                if new is not old:
+                    dc_updates[f.name] = new
+            if not dc_updates:
+                return value
+            try:
+                return dataclasses.replace(value, **dc_updates)
+            except Exception:
+                return walk(_jsonable(value), counts, None, depth + 1, path)
+        # Anything else is stored as its JSON form; mask that if it holds anything.
+        form = _jsonable(value)
+        local: Counter[str] = Counter()
+        new = walk(form, local, None, depth + 1, path)
+        if new is form:
+            return value
+        counts.update(local)
+        return new
+
+
+def _jsonable(value: Any) -> Any:
+    from storage.serialize import dumps
+
+    return json.loads(dumps(value))
+
+
+_redactor = Redactor()
+
+
+def current() -> Redactor:
+    """The redactor the hooks use (the last configured one)."""
+    return _redactor
+
+
+@hookimpl
+def configure(config: Mapping[str, Any]) -> None:
+    global _redactor
+    _redactor = Redactor.from_config(config)
+
+
+@hookimpl(tryfirst=True)
+def process_span(span: Span) -> None:
+    redactor = _redactor
+    if redactor.active:
+        redactor.redact_span(span)

@@ -1,0 +1,263 @@
+"""PII and secret detectors: the one source of truth for ``pii`` and ``redaction``.
+
+Each :class:`Detector` is a precompiled pattern plus an optional validator
+(Luhn for card numbers, ISO 13616 mod-97 for IBANs, the DNI check letter,
+``ipaddress`` for IP addresses...). :func:`find` runs them in priority order
+and drops a match that overlaps one already accepted, so a card number inside
+an API key is reported once, as the key.
+
+Kinds (what scores and ``chainsight.redacted`` report):
+
+* PII: ``email``, ``phone``, ``credit_card``, ``iban``, ``national_id``
+  (US SSN, UK NINO, Spanish DNI), ``ip_address`` (IPv4, IPv6).
+* Secrets (one switch, ``secrets``): ``private_key``, ``api_key`` (``sk-...``,
+  Stripe, Google ``AIza...``), ``aws_key``, ``github_token``, ``slack_token``,
+  ``jwt``, ``bearer_token``, ``credential`` (``password=...``, ``api_key: ...``).
+
+Every pattern is linear: quantifiers are bounded or run over classes that
+cannot overlap the next token, so no input backtracks catastrophically
+(tests/plugins/test_detectors.py times adversarial inputs).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
+from typing import Final
+
+SECRETS: Final = "secrets"
+PII_KINDS: Final[tuple[str, ...]] = (
+    "email", "phone", "credit_card", "iban", "national_id", "ip_address",
+)
+SECRET_KINDS: Final[tuple[str, ...]] = (
+    "private_key", "api_key", "aws_key", "github_token", "slack_token", "jwt",
+    "bearer_token", "credential",
+)
+SWITCHES: Final[tuple[str, ...]] = (*PII_KINDS, SECRETS)
+"""What a user turns on or off: each PII kind, and all secrets together."""
+
+
+@dataclass(frozen=True, slots=True)
+class Detector:
+    kind: str
+    pattern: re.Pattern[str]
+    validate: Callable[[str], bool] | None = None
+    group: int = 0  # the group that is the sensitive value (0: the whole match)
+
+    @property
+    def switch(self) -> str:
+        return SECRETS if self.kind in SECRET_KINDS else self.kind
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    kind: str
+    start: int
+    end: int
+
+
+# ---- validators ------------------------------------------------------------
+
+def _digits(text: str) -> str:
+    return "".join(c for c in text if c.isdigit())
+
+
+def luhn_valid(number: str) -> bool:
+    """The Luhn checksum of the digits in ``number`` (13 to 19 of them)."""
+    digits = _digits(number)
+    if not 13 <= len(digits) <= 19 or len(set(digits)) == 1:
+        return False
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2 == 1:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+_IBAN_LENGTHS: Final[dict[str, int]] = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22,
+    "BR": 29, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "DO": 28, "EE": 20,
+    "ES": 24, "FI": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27,
+    "GT": 28, "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IS": 26, "IT": 27, "JO": 30, "KW": 30,
+    "KZ": 20, "LB": 28, "LI": 21, "LT": 20, "LU": 20, "LV": 21, "MC": 27, "MD": 24, "ME": 22,
+    "MK": 19, "MR": 27, "MT": 31, "MU": 30, "NL": 18, "NO": 15, "PK": 24, "PL": 28, "PS": 29,
+    "PT": 25, "QA": 29, "RO": 24, "RS": 22, "SA": 24, "SE": 24, "SI": 19, "SK": 24, "SM": 27,
+    "TN": 24, "TR": 26, "UA": 29, "VG": 24, "XK": 20,
+}
+
+
+def iban_valid(text: str) -> bool:
+    """ISO 13616: known country length and mod-97 remainder of 1."""
+    iban = text.replace(" ", "").upper()
+    expected = _IBAN_LENGTHS.get(iban[:2])
+    if expected is None or len(iban) != expected:
+        return False
+    rearranged = iban[4:] + iban[:4]
+    try:
+        number = int("".join(str(int(c, 36)) for c in rearranged))
+    except ValueError:
+        return False
+    return number % 97 == 1
+
+
+_DNI_LETTERS: Final = "TRWAGMYFPDXBNJZSQVHLCKE"
+
+
+def dni_valid(text: str) -> bool:
+    """Spanish DNI: 8 digits and the check letter (number mod 23)."""
+    digits = _digits(text)
+    return len(digits) == 8 and text[-1].upper() == _DNI_LETTERS[int(digits) % 23]
+
+
+def phone_valid(text: str) -> bool:
+    digits = _digits(text)
+    low = 8 if text.startswith("+") else 9
+    if not low <= len(digits) <= 15 or len(set(digits)) <= 2:
+        return False
+    # ISO dates and times are not phone numbers.
+    return _DATE_LIKE.search(text) is None
+
+
+_DATE_LIKE: Final = re.compile(r"(?:19|20)\d\d[-./](?:0[1-9]|1[0-2])[-./](?:0[1-9]|[12]\d|3[01])")
+
+
+def ip_valid(text: str) -> bool:
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    if address.version == 6:
+        return any(c.isdigit() for c in text) and text.count(":") >= 2
+    return True
+
+
+def api_key_valid(text: str) -> bool:
+    """Real keys are random: they have digits (``sk-learn-docs-page`` is no key)."""
+    return sum(c.isdigit() for c in text) >= 2
+
+
+# ---- patterns --------------------------------------------------------------
+
+_HEX4 = r"[0-9A-Fa-f]{1,4}"
+
+DETECTORS: Final[tuple[Detector, ...]] = (
+    # secrets first: they win overlaps
+    Detector("private_key", re.compile(
+        r"-----BEGIN[A-Z ]{0,40}PRIVATE KEY(?: BLOCK)?-----"
+        r"(?:[\s\S]{0,20000}?-----END[A-Z ]{0,40}PRIVATE KEY(?: BLOCK)?-----|[A-Za-z0-9+/=\s]{0,20000})"
+    )),
+    Detector("aws_key", re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA)[A-Z0-9]{16}(?![A-Z0-9])")),
+    Detector("aws_key", re.compile(
+        r"(?i)aws_?secret_?(?:access_?)?key[\"']?\s{0,3}[:=]\s{0,3}[\"']?([A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])"
+    ), group=1),
+    Detector("github_token", re.compile(r"(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})")),
+    Detector("slack_token", re.compile(r"(?<![A-Za-z0-9_])xox[abposr]-[A-Za-z0-9-]{10,250}")),
+    Detector("jwt", re.compile(r"(?<![\w-])eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}")),
+    Detector("api_key", re.compile(r"(?<![\w-])sk-[A-Za-z0-9_-]{20,400}"), api_key_valid),
+    Detector("api_key", re.compile(r"(?<![\w-])(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{16,250}")),
+    Detector("api_key", re.compile(r"(?<![\w-])AIza[0-9A-Za-z_-]{35}(?![\w-])")),
+    Detector("bearer_token", re.compile(r"(?i)\bbearer\s{1,5}([A-Za-z0-9._~+/-]{16,2000}=*)")),
+    Detector("credential", re.compile(
+        r"(?i)\b(?:password|passwd|pwd|passphrase|api[_-]?key|secret[_-]?key|client[_-]?secret|"
+        r"access[_-]?token|auth[_-]?token|refresh[_-]?token|private[_-]?key)[\"']?\s{0,3}[:=]\s{0,3}[\"']?"
+        r"([^\s\"',;)}\]\[][^\s\"',;)}\]]{5,199})"
+    ), group=1),
+    # PII
+    Detector("email", re.compile(
+        r"(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}(?![\w-])"
+    )),
+    Detector("iban", re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![A-Za-z0-9])"), iban_valid),
+    Detector("credit_card", re.compile(r"(?<![\d.-])(?:\d[ -]?){12,18}\d(?![\d-]|\.\d)"), luhn_valid),
+    Detector("national_id", re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])")),
+    Detector("national_id", re.compile(r"(?<![A-Za-z0-9])[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D](?![A-Za-z0-9])")),
+    Detector("national_id", re.compile(r"(?<![\w-])\d{8}-?[A-Z](?![\w-])"), dni_valid),
+    Detector("phone", re.compile(
+        r"(?<![\w+.-])(?:"
+        r"\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\d{2,4}){1,4}"  # international
+        r"|\(\d{3}\) ?\d{3}[ .-]\d{4}"  # (415) 555-0134
+        r"|\d{3}[.-]\d{3}[.-]\d{4}"  # 415-555-0134
+        r"|0\d{1,4}(?:[ /.-]\d{2,8}){1,4}"  # national trunk prefix: 030 1234567, 06 12 34 56 78
+        r")(?![\w-]|\.\d)"
+    ), phone_valid),
+    Detector("ip_address", re.compile(
+        r"(?<![\w.])(?<![Vv]ersion )(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?![\w]|\.\d)"
+    ), ip_valid),
+    Detector("ip_address", re.compile(
+        rf"(?<![\w:])(?:(?:{_HEX4}:){{7}}{_HEX4}|(?:{_HEX4}:){{1,6}}:(?:{_HEX4}(?::{_HEX4}){{0,5}})?|::(?:{_HEX4}(?::{_HEX4}){{0,6}}))(?![\w:])"
+    ), ip_valid),
+)
+
+SENSITIVE_KEY: Final = re.compile(
+    r"(?i)^(?:[\w.-]{0,40}[_.-])?(?:password|passwd|pwd|passphrase|secret|client[_-]?secret|"
+    r"secret[_-]?key|api[_-]?key|apikey|(?:access|auth|api|id|refresh|bearer|session)[_-]?token|"
+    r"authorization|proxy-authorization|cookie|set-cookie|private[_-]?key)$"
+)
+"""Mapping keys whose string values are secrets whatever they look like
+(``{"api_key": "abc"}``, an ``Authorization`` header)."""
+
+_MIN_LEN: Final = 6  # shorter strings cannot hold any of the above
+
+
+def detectors_for(enabled: Collection[str]) -> tuple[Detector, ...]:
+    """The detectors whose switch (PII kind or ``secrets``) is in ``enabled``."""
+    unknown = set(enabled) - set(SWITCHES)
+    if unknown:
+        raise ValueError(f"unknown detector kinds: {sorted(unknown)}; known: {list(SWITCHES)}")
+    return tuple(d for d in DETECTORS if d.switch in enabled)
+
+
+ALL: Final[tuple[Detector, ...]] = DETECTORS
+
+
+def find(text: str, detectors: Iterable[Detector] = DETECTORS) -> list[Finding]:
+    """Non-overlapping findings in ``text``, sorted by position."""
+    if len(text) < _MIN_LEN:
+        return []
+    accepted: list[Finding] = []
+    for detector in detectors:
+        for match in detector.pattern.finditer(text):
+            start, end = match.span(detector.group)
+            if start < 0:
+                continue
+            value = match.group(detector.group)
+            if detector.validate is not None and not detector.validate(value):
+                continue
+            if any(start < f.end and f.start < end for f in accepted):
+                continue
+            accepted.append(Finding(detector.kind, start, end))
+    accepted.sort(key=lambda f: f.start)
+    return accepted
+
+
+def count(text: str, detectors: Iterable[Detector] = DETECTORS) -> Counter[str]:
+    """How many of each kind ``text`` holds (never the values)."""
+    return Counter(f.kind for f in find(text, detectors))
+
+
+DEFAULT_REPLACEMENT: Final = "[redacted:{kind}]"
+
+
+def redact(
+    text: str,
+    detectors: Iterable[Detector] = DETECTORS,
+    replacement: str = DEFAULT_REPLACEMENT,
+) -> tuple[str, Counter[str]]:
+    """``text`` with every finding replaced (``{kind}`` is filled in), and the counts."""
+    findings = find(text, detectors)
+    if not findings:
+        return text, Counter()
+    parts: list[str] = []
+    last = 0
+    for f in findings:
+        parts.append(text[last:f.start])
+        parts.append(replacement.replace("{kind}", f.kind))
+        last = f.end
+    parts.append(text[last:])
+    return "".join(parts), Counter(f.kind for f in findings)
