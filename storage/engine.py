@@ -87,6 +87,7 @@ def _sqlite_pragmas(busy_timeout_ms: int) -> Any:
             cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA synchronous = NORMAL")
             cursor.execute("PRAGMA foreign_keys = OFF")
+            cursor.execute("PRAGMA cache_size = -65536")  # 64 MiB: random-key index inserts
         finally:
             cursor.close()
 

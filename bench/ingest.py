@@ -1,0 +1,200 @@
+"""Ingest throughput: spans per second into SQLite (and PostgreSQL), side by side.
+
+Same process, same rows (3-level traces: chain -> agent step -> llm + tool,
+small inputs and outputs), batches of 1000 spans:
+
+  (a) raw driver executemany of the prepared span rows (sqlite3 / psycopg),
+      one transaction per batch, no trace totals: the floor;
+  (b) StoreWriter.write (serialise + insert + recompute trace totals);
+  (c) the whole pipeline: Observer.start_span/end_span on this thread, the
+      worker thread with the default plugins, the writer, until flush().
+
+    python bench/ingest.py [--spans 200000] [--batch 1000] [--postgres URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from framework.model import Span
+from storage import schema
+from storage.engine import normalize_url, upgrade
+from storage.writer import StoreWriter, WriteBatch
+
+SPANS_PER_TRACE = 4
+
+
+def make_spans(count: int) -> list[Span]:
+    spans: list[Span] = []
+    t = time.time_ns() - count * 1_000_000
+    for i in range(count // SPANS_PER_TRACE):
+        t += 4_000_000
+        root = Span("rag-chain", "chain", start_ns=t)
+        root.inputs = {"question": f"what is item {i}?"}
+        root.user_id, root.session_id, root.tags = f"user{i % 50}", f"s{i % 500}", ["bench"]
+        step = Span("agent", "agent", trace_id=root.trace_id, parent_id=root.span_id, start_ns=t + 10)
+        llm = Span("ChatModel", "llm", trace_id=root.trace_id, parent_id=step.span_id, start_ns=t + 20)
+        llm.model, llm.provider = "gpt-4o-mini", "openai"
+        llm.inputs = {"messages": [{"role": "user", "content": f"what is item {i}?"}]}
+        llm.outputs = {"text": f"item {i} is a thing"}
+        llm.input_tokens, llm.output_tokens, llm.cost_usd = 12, 7, 0.00002
+        llm.first_token_ns, llm.end_ns = t + 500_000, t + 2_000_000
+        tool = Span("search", "tool", trace_id=root.trace_id, parent_id=step.span_id, start_ns=t + 30)
+        tool.inputs, tool.outputs, tool.end_ns = {"q": "item"}, ["doc1", "doc2"], t + 2_500_000
+        step.end_ns, root.end_ns = t + 2_600_000, t + 3_000_000
+        root.outputs = {"answer": f"item {i} is a thing"}
+        for s in (root, step, llm, tool):
+            s.status = "ok"
+        spans.extend((llm, tool, step, root))  # children end first, as in real runs
+    return spans
+
+
+def batches(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def timed(fn: Callable[[], None], count: int) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return count / (time.perf_counter() - t0)
+
+
+def raw_sqlite(path: Path, rows: list[list[dict[str, Any]]]) -> None:
+    columns = [c.name for c in schema.spans.columns]
+    sql = f"INSERT INTO spans ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})"
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    for batch in rows:
+        with conn:
+            conn.executemany(sql, batch)
+    conn.close()
+
+
+def raw_postgres(url: str, rows: list[list[dict[str, Any]]]) -> None:
+    import psycopg
+
+    columns = [c.name for c in schema.spans.columns]
+    sql = f"INSERT INTO spans ({', '.join(columns)}) VALUES ({', '.join(f'%({c})s' for c in columns)})"
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        conn.execute("TRUNCATE spans, traces")
+        conn.commit()
+        for batch in rows:
+            with conn.transaction(), conn.cursor() as cur:
+                cur.executemany(sql, batch)
+
+
+def copy_postgres(url: str, rows: list[list[dict[str, Any]]]) -> None:
+    import psycopg
+
+    columns = [c.name for c in schema.spans.columns]
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        conn.execute("TRUNCATE spans, traces")
+        conn.commit()
+        for batch in rows:
+            with (
+                conn.transaction(),
+                conn.cursor() as cur,
+                cur.copy(f"COPY spans ({', '.join(columns)}) FROM STDIN") as copy,
+            ):
+                for row in batch:
+                    copy.write_row([row[c] for c in columns])
+
+
+def writer_run(url: str, spans: list[Span], size: int) -> None:
+    writer = StoreWriter(url)
+    for batch in batches(spans, size):
+        writer.write(WriteBatch(spans=batch))
+    writer.close()
+
+
+def pipeline_run(url: str, spans: list[Span], workdir: Path) -> float:
+    from framework.observer import Observer
+
+    obs = Observer(url, spill_path=workdir / "bench.spill.jsonl", entry_points=False)
+    obs.flush(timeout=10)
+    t0 = time.perf_counter()
+    for template in spans:
+        span = obs.start_span(template.name, template.kind, span_id=template.span_id,
+                              trace_id=template.trace_id, parent_id=template.parent_id,
+                              start_ns=template.start_ns, inputs=template.inputs,
+                              model=template.model, user_id=template.user_id)
+        span.input_tokens, span.output_tokens = template.input_tokens, template.output_tokens
+        span.first_token_ns = template.first_token_ns
+        obs.end_span(span, outputs=template.outputs, end_ns=template.end_ns)
+    ok = obs.flush(timeout=120)
+    rate = len(spans) / (time.perf_counter() - t0)
+    stats = obs.stats()
+    obs.shutdown(timeout=10)
+    if not ok or stats.dropped or stats.written < len(spans):
+        print(f"  pipeline incomplete: {stats}", file=sys.stderr)
+    return rate
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spans", type=int, default=200_000)
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--postgres", metavar="URL", help="also measure this PostgreSQL database")
+    parser.add_argument("--no-pipeline", action="store_true", help="skip (c)")
+    args = parser.parse_args()
+
+    spans = make_spans(args.spans)
+    prepared = [StoreWriter("sqlite://").prepare(WriteBatch(spans=b))["spans"]
+                for b in batches(spans, args.batch)]
+    results: list[tuple[str, str, float]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for name in ("raw", "writer", "pipeline"):
+            upgrade(f"sqlite:///{work / name}.db")
+        results.append(("sqlite", "(a) raw sqlite3 executemany, prepared rows",
+                        timed(lambda: raw_sqlite(work / "raw.db", prepared), len(spans))))
+        results.append(("sqlite", "(b) StoreWriter.write (serialise+insert+totals)",
+                        timed(lambda: writer_run(f"sqlite:///{work}/writer.db", spans, args.batch),
+                              len(spans))))
+        if not args.no_pipeline:
+            fresh = make_spans(args.spans)
+            results.append(("sqlite", "(c) pipeline: start/end_span -> worker -> writer",
+                            pipeline_run(f"sqlite:///{work}/pipeline.db", fresh, work)))
+        if args.postgres:
+            url = normalize_url(args.postgres)
+            upgrade(url)
+            results.append(("postgres", "(a) raw psycopg executemany, prepared rows",
+                            timed(lambda: raw_postgres(url, prepared), len(spans))))
+            results.append(("postgres", "(a') raw psycopg COPY, prepared rows",
+                            timed(lambda: copy_postgres(url, prepared), len(spans))))
+            _truncate(url)
+            results.append(("postgres", "(b) StoreWriter.write (serialise+insert+totals)",
+                            timed(lambda: writer_run(url, spans, args.batch), len(spans))))
+            if not args.no_pipeline:
+                _truncate(url)
+                results.append(("postgres", "(c) pipeline: start/end_span -> worker -> writer",
+                                pipeline_run(url, make_spans(args.spans), work)))
+    print(f"{args.spans} spans, batches of {args.batch}")
+    print(f"{'store':<9} {'path':<52} {'spans/s':>10}")
+    for store, label, rate in results:
+        print(f"{store:<9} {label:<52} {rate:>10,.0f}")
+    return 0
+
+
+def _truncate(url: str) -> None:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("TRUNCATE spans, traces")
+    engine.dispose()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

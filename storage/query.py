@@ -1,0 +1,630 @@
+"""The read API: the only contract between the store and its readers.
+
+The CLI, the TUI and evaluation reports read through :class:`Store`; none of
+them touches the tables. Lists use keyset pagination (an opaque cursor holding
+the last row's sort value and id), never OFFSET, so page N costs what page 1
+costs.
+
+Semantics worth knowing:
+
+* ``TraceFilter.model`` matches a trace whose summary model (its first LLM
+  call's) is that model *or* that has any span with that model; exact match.
+* ``name`` and ``text`` are case-insensitive substring matches; ``text``
+  searches the trace's name, root error and root inputs/outputs (first 2000
+  characters of each); ``tag`` matches the root span's tags exactly.
+* ``aggregates``/``timeseries`` with ``group_by="model"`` (or ``"provider"``)
+  aggregate LLM spans that started in the window; otherwise traces that
+  started in it. Latency is the span's / trace's duration; TTFT and TPOT of a
+  trace are its first streamed LLM call's. Percentiles interpolate linearly
+  between ranks (PostgreSQL's ``percentile_cont``), computed in Python so both
+  backends give the same figures.
+* ``Trace.score_summary`` maps a score name to ``{"value": mean or None,
+  "count": n, "passed": k, "failed": m}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import sqlalchemy as sa
+
+from framework.model import SPAN_FIELDS, Alert, Sample, Score, Span, Trace
+from storage import schema
+from storage.engine import open_engine, translate_errors
+
+T = schema.traces
+S = schema.spans
+
+ORDER_COLUMNS: Final[dict[str, sa.Column[Any]]] = {
+    "start_ns": T.c.start_ns,
+    "start": T.c.start_ns,
+    "time": T.c.start_ns,
+    "duration": T.c.duration_ms,
+    "duration_ms": T.c.duration_ms,
+    "latency": T.c.duration_ms,
+    "cost": T.c.cost_usd,
+    "cost_usd": T.c.cost_usd,
+    "tokens": T.c.total_tokens,
+    "total_tokens": T.c.total_tokens,
+    "spans": T.c.span_count,
+    "span_count": T.c.span_count,
+    "errors": T.c.error_count,
+    "error_count": T.c.error_count,
+}
+SPAN_GROUPS: Final = {"model": S.c.model, "provider": S.c.provider}
+TRACE_GROUPS: Final = {
+    "name": T.c.name,
+    "status": T.c.status,
+    "user": T.c.user_id,
+    "user_id": T.c.user_id,
+    "session": T.c.session_id,
+    "session_id": T.c.session_id,
+    "trace_model": T.c.model,
+}
+METRICS: Final = (
+    "requests", "errors", "error_rate", "latency_p50", "latency_p95", "latency_p99",
+    "ttft_p50", "ttft_p95", "tpot_p50", "tpot_p95", "input_tokens", "output_tokens",
+    "tokens", "cost",
+)
+
+
+@dataclass(frozen=True)
+class TraceFilter:
+    status: str | None = None
+    name: str | None = None
+    model: str | None = None
+    user_id: str | None = None
+    session_id: str | None = None
+    tag: str | None = None
+    since_ns: int | None = None
+    until_ns: int | None = None
+    min_cost: float | None = None
+    min_latency_s: float | None = None
+    text: str | None = None
+
+
+@dataclass(frozen=True)
+class TracePage:
+    items: list[Trace]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class TraceDetail:
+    trace: Trace
+    spans: list[Span]
+    scores: list[Score]
+    samples: list[Sample]
+
+
+@dataclass(frozen=True)
+class AggregateRow:
+    group: str | None
+    count: int
+    error_count: int
+    error_rate: float
+    latency_p50: float | None
+    latency_p95: float | None
+    latency_p99: float | None
+    ttft_p50: float | None
+    ttft_p95: float | None
+    tpot_p50: float | None
+    tpot_p95: float | None
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float | None
+    unpriced_count: int
+
+
+@dataclass(frozen=True)
+class SeriesPoint:
+    """One bucket of a time series: ``[start_ns, end_ns)``; value None = no data."""
+
+    start_ns: int
+    end_ns: int
+    group: str | None
+    value: float | None
+
+
+# ---- helpers -------------------------------------------------------------
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float | None:
+    """Linear interpolation between closest ranks (``percentile_cont``)."""
+    n = len(sorted_values)
+    if n == 0:
+        return None
+    k = (n - 1) * q
+    lo = math.floor(k)
+    hi = min(lo + 1, n - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
+
+
+def _like(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def filter_clauses(f: TraceFilter | None) -> list[sa.ColumnElement[bool]]:
+    if f is None:
+        return []
+    out: list[sa.ColumnElement[bool]] = []
+    if f.status:
+        out.append(T.c.status == f.status)
+    if f.name:
+        out.append(sa.func.lower(T.c.name).like(_like(f.name.lower()), escape="\\"))
+    if f.model:
+        other = S.alias("model_span")
+        out.append(
+            sa.or_(
+                T.c.model == f.model,
+                sa.exists().where(other.c.trace_id == T.c.trace_id, other.c.model == f.model),
+            )
+        )
+    if f.user_id:
+        out.append(T.c.user_id == f.user_id)
+    if f.session_id:
+        out.append(T.c.session_id == f.session_id)
+    if f.tag:
+        sep = schema.TAG_SEP
+        out.append(T.c.tags.like(_like(sep + f.tag + sep), escape="\\"))
+    if f.since_ns is not None:
+        out.append(T.c.start_ns >= f.since_ns)
+    if f.until_ns is not None:
+        out.append(T.c.start_ns < f.until_ns)
+    if f.min_cost is not None:
+        out.append(T.c.cost_usd >= f.min_cost)
+    if f.min_latency_s is not None:
+        out.append(T.c.duration_ms >= f.min_latency_s * 1000.0)
+    if f.text:
+        out.append(T.c.search_text.like(_like(f.text.lower()), escape="\\"))
+    return out
+
+
+def _encode_cursor(order: str, descending: bool, value: Any, trace_id: str) -> str:
+    raw = json.dumps([order, descending, value, trace_id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, order: str, descending: bool) -> tuple[Any, str]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        c_order, c_desc, value, trace_id = json.loads(base64.urlsafe_b64decode(padded))
+    except Exception as error:
+        raise ValueError(f"invalid cursor {cursor!r}") from error
+    if c_order != order or c_desc != descending:
+        raise ValueError("cursor was made for another sort order")
+    return value, str(trace_id)
+
+
+def _after(col: sa.Column[Any], descending: bool, value: Any, trace_id: str) -> sa.ColumnElement[bool]:
+    """Rows after (value, trace_id) in the order NULLs-smallest, ties by trace_id."""
+    tid = T.c.trace_id
+    if descending:
+        if value is None:
+            return sa.and_(col.is_(None), tid < trace_id)
+        return sa.or_(col < value, sa.and_(col == value, tid < trace_id), col.is_(None))
+    if value is None:
+        return sa.or_(sa.and_(col.is_(None), tid > trace_id), col.is_not(None))
+    return sa.or_(col > value, sa.and_(col == value, tid > trace_id))
+
+
+def _tags(text: str | None) -> tuple[str, ...]:
+    if not text:
+        return ()
+    return tuple(t for t in text.split(schema.TAG_SEP) if t)
+
+
+def _trace(row: Any, summaries: dict[str, dict[str, Any]]) -> Trace:
+    return Trace(
+        trace_id=row.trace_id,
+        name=row.name,
+        status=row.status,
+        start_ns=row.start_ns,
+        end_ns=row.end_ns,
+        span_count=row.span_count,
+        llm_count=row.llm_count,
+        error_count=row.error_count,
+        input_tokens=row.input_tokens,
+        output_tokens=row.output_tokens,
+        cost_usd=row.cost_usd,
+        ttft_s=row.ttft_ms / 1000.0 if row.ttft_ms is not None else None,
+        model=row.model,
+        user_id=row.user_id,
+        session_id=row.session_id,
+        tags=_tags(row.tags),
+        score_summary=summaries.get(row.trace_id, {}),
+    )
+
+
+_SPAN_READ = [S.c[name] for name in SPAN_FIELDS]
+
+
+def _span(row: Any) -> Span:
+    data = dict(row._mapping)
+    data["tokens_estimated"] = bool(data["tokens_estimated"])
+    return Span.from_dict(data)
+
+
+def _score(row: Any) -> Score:
+    return Score(
+        name=row.name, source=row.source, trace_id=row.trace_id, span_id=row.span_id,
+        value=row.value, label=row.label, passed=None if row.passed is None else bool(row.passed),
+        comment=row.comment, experiment_id=row.experiment_id, score_id=row.score_id,
+        created_ns=row.created_ns,
+    )
+
+
+def _sample(row: Any) -> Sample:
+    return Sample(name=row.name, value=row.value, source=row.source, time_ns=row.time_ns,
+                  labels=dict(row.labels or {}))
+
+
+def _alert(row: Any) -> Alert:
+    return Alert(
+        rule=row.rule, state=row.state, severity=row.severity, value=row.value,
+        threshold=row.threshold, started_ns=row.started_ns, ended_ns=row.ended_ns,
+        summary=row.summary, labels=dict(row.labels or {}), alert_id=row.alert_id,
+    )
+
+
+@dataclass
+class _Acc:
+    count: int = 0
+    errors: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float | None = None
+    unpriced: int = 0
+
+    def __post_init__(self) -> None:
+        self.latency: list[float] = []
+        self.ttft: list[float] = []
+        self.tpot: list[float] = []
+
+    def add(self, row: Sequence[Any]) -> None:
+        # row: (group, bucket_key, is_error, latency_ms, ttft_ms, tpot_ms, in, out, cost, unpriced)
+        self.count += 1
+        self.errors += 1 if row[2] else 0
+        if row[3] is not None:
+            self.latency.append(row[3] / 1000.0)
+        if row[4] is not None:
+            self.ttft.append(row[4] / 1000.0)
+        if row[5] is not None:
+            self.tpot.append(row[5] / 1000.0)
+        self.input_tokens += row[6] or 0
+        self.output_tokens += row[7] or 0
+        if row[8] is not None:
+            self.cost = (self.cost or 0.0) + row[8]
+        self.unpriced += row[9] or 0
+
+    def row(self, group: str | None) -> AggregateRow:
+        for values in (self.latency, self.ttft, self.tpot):
+            values.sort()
+        return AggregateRow(
+            group=group,
+            count=self.count,
+            error_count=self.errors,
+            error_rate=self.errors / self.count if self.count else 0.0,
+            latency_p50=percentile(self.latency, 0.5),
+            latency_p95=percentile(self.latency, 0.95),
+            latency_p99=percentile(self.latency, 0.99),
+            ttft_p50=percentile(self.ttft, 0.5),
+            ttft_p95=percentile(self.ttft, 0.95),
+            tpot_p50=percentile(self.tpot, 0.5),
+            tpot_p95=percentile(self.tpot, 0.95),
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            cost_usd=self.cost,
+            unpriced_count=self.unpriced,
+        )
+
+
+def _metric(row: AggregateRow, metric: str) -> float | None:
+    simple: dict[str, float | None] = {
+        "requests": row.count,
+        "errors": row.error_count,
+        "error_rate": row.error_rate if row.count else None,
+        "input_tokens": row.input_tokens,
+        "output_tokens": row.output_tokens,
+        "tokens": row.input_tokens + row.output_tokens,
+        "cost": row.cost_usd,
+    }
+    if metric in simple:
+        return simple[metric]
+    value: float | None = getattr(row, metric)
+    return value
+
+
+class Store:
+    """Read access to one store (SQLite file or PostgreSQL database)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = open_engine(url)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _rows(self, stmt: sa.Executable, params: dict[str, Any] | None = None) -> list[Any]:
+        with translate_errors(self.url), self.engine.connect() as conn:
+            return list(conn.execute(stmt, params or {}))
+
+    # ---- traces ------------------------------------------------------------
+    def list_traces(
+        self,
+        filters: TraceFilter | None = None,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        order: str = "start_ns",
+        descending: bool = True,
+    ) -> TracePage:
+        col = ORDER_COLUMNS.get(order)
+        if col is None:
+            raise ValueError(f"cannot order by {order!r}; use one of {', '.join(ORDER_COLUMNS)}")
+        clauses = filter_clauses(filters)
+        if cursor:
+            value, last_id = _decode_cursor(cursor, order, descending)
+            clauses.append(_after(col, descending, value, last_id))
+        if descending:
+            ordering = [col.desc().nulls_last(), T.c.trace_id.desc()]
+        else:
+            ordering = [col.asc().nulls_first(), T.c.trace_id.asc()]
+        stmt = sa.select(T).where(*clauses).order_by(*ordering).limit(max(1, limit) + 1)
+        rows = self._rows(stmt)
+        more = len(rows) > limit
+        rows = rows[: max(1, limit)]
+        summaries = self.score_summaries([r.trace_id for r in rows])
+        items = [_trace(r, summaries) for r in rows]
+        next_cursor = None
+        if more and rows:
+            last = rows[-1]
+            next_cursor = _encode_cursor(order, descending, getattr(last, col.name), last.trace_id)
+        return TracePage(items=items, next_cursor=next_cursor)
+
+    def count_traces(self, filters: TraceFilter | None = None) -> int:
+        stmt = sa.select(sa.func.count()).select_from(T).where(*filter_clauses(filters))
+        return int(self._rows(stmt)[0][0])
+
+    def resolve_trace_id(self, prefix: str, limit: int = 2) -> list[str]:
+        """Trace ids equal to ``prefix`` or starting with it (at most ``limit``)."""
+        exact = self._rows(sa.select(T.c.trace_id).where(T.c.trace_id == prefix))
+        if exact:
+            return [prefix]
+        stmt = (
+            sa.select(T.c.trace_id)
+            .where(T.c.trace_id.like(prefix.replace("\\", "\\\\").replace("%", "\\%")
+                                     .replace("_", "\\_") + "%", escape="\\"))
+            .order_by(T.c.trace_id)
+            .limit(limit)
+        )
+        return [r.trace_id for r in self._rows(stmt)]
+
+    def get_trace(self, trace_id: str) -> TraceDetail | None:
+        """One trace with its spans (by start), scores and samples in its window.
+
+        ``trace_id`` may be a unique prefix; None when nothing or several match.
+        """
+        ids = self.resolve_trace_id(trace_id) if trace_id else []
+        if len(ids) != 1:
+            return None
+        tid = ids[0]
+        with translate_errors(self.url), self.engine.connect() as conn:
+            row = conn.execute(sa.select(T).where(T.c.trace_id == tid)).first()
+            if row is None:
+                return None
+            spans = [
+                _span(r)
+                for r in conn.execute(
+                    sa.select(*_SPAN_READ).where(S.c.trace_id == tid).order_by(S.c.start_ns, S.c.span_id)
+                )
+            ]
+            sc = schema.scores
+            scores = [
+                _score(r)
+                for r in conn.execute(
+                    sa.select(sc).where(sc.c.trace_id == tid).order_by(sc.c.created_ns, sc.c.score_id)
+                )
+            ]
+            sm = schema.samples
+            end = row.end_ns if row.end_ns is not None else row.start_ns
+            samples = [
+                _sample(r)
+                for r in conn.execute(
+                    sa.select(sm)
+                    .where(sm.c.time_ns >= row.start_ns, sm.c.time_ns <= end)
+                    .order_by(sm.c.time_ns, sm.c.sample_id)
+                )
+            ]
+        trace = _trace(row, _summarise(scores))
+        return TraceDetail(trace=trace, spans=spans, scores=scores, samples=samples)
+
+    def score_summaries(self, trace_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        ids = list(trace_ids)
+        if not ids:
+            return {}
+        sc = schema.scores
+        stmt = sa.select(sc).where(sc.c.trace_id.in_(ids))
+        return _summarise([_score(r) for r in self._rows(stmt)], by_trace=True)
+
+    # ---- scores, alerts, samples --------------------------------------------
+    def list_scores(
+        self,
+        trace_id: str | None = None,
+        name: str | None = None,
+        source: str | None = None,
+        since_ns: int | None = None,
+        limit: int = 1000,
+    ) -> list[Score]:
+        sc = schema.scores
+        clauses = []
+        if trace_id is not None:
+            clauses.append(sc.c.trace_id == trace_id)
+        if name is not None:
+            clauses.append(sc.c.name == name)
+        if source is not None:
+            clauses.append(sc.c.source == source)
+        if since_ns is not None:
+            clauses.append(sc.c.created_ns >= since_ns)
+        stmt = (sa.select(sc).where(*clauses)
+                .order_by(sc.c.created_ns.desc(), sc.c.score_id.desc()).limit(limit))
+        return [_score(r) for r in self._rows(stmt)]
+
+    def list_alerts(self, state: str | None = None, limit: int = 100) -> list[Alert]:
+        al = schema.alerts
+        clauses = [al.c.state == state] if state is not None else []
+        stmt = (sa.select(al).where(*clauses)
+                .order_by(al.c.started_ns.desc(), al.c.alert_id.desc()).limit(limit))
+        return [_alert(r) for r in self._rows(stmt)]
+
+    def list_samples(
+        self,
+        name: str | None = None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+        limit: int = 10_000,
+    ) -> list[Sample]:
+        """Samples oldest first (the most recent ``limit`` of the window)."""
+        sm = schema.samples
+        clauses = []
+        if name is not None:
+            clauses.append(sm.c.name == name)
+        if since_ns is not None:
+            clauses.append(sm.c.time_ns >= since_ns)
+        if until_ns is not None:
+            clauses.append(sm.c.time_ns < until_ns)
+        stmt = (sa.select(sm).where(*clauses)
+                .order_by(sm.c.time_ns.desc(), sm.c.sample_id.desc()).limit(limit))
+        return [_sample(r) for r in reversed(self._rows(stmt))]
+
+    # ---- aggregates ------------------------------------------------------------
+    def _metric_rows(
+        self, since_ns: int | None, until_ns: int | None, group_by: str | None
+    ) -> tuple[list[Any], sa.ColumnElement[Any]]:
+        if group_by in SPAN_GROUPS:
+            time_col: sa.ColumnElement[Any] = S.c.start_ns
+            tpot = sa.case(
+                (
+                    sa.and_(S.c.first_token_ns.is_not(None), S.c.end_ns.is_not(None),
+                            S.c.output_tokens >= 2),
+                    sa.cast(S.c.end_ns - S.c.first_token_ns, sa.Float) / 1e6
+                    / (S.c.output_tokens - 1),
+                ),
+                else_=None,
+            )
+            cols: list[sa.ColumnElement[Any]] = [
+                SPAN_GROUPS[group_by], S.c.start_ns, S.c.status == "error", S.c.latency_ms,
+                sa.cast(S.c.first_token_ns - S.c.start_ns, sa.Float) / 1e6, tpot,
+                S.c.input_tokens, S.c.output_tokens, S.c.cost_usd,
+                sa.case((S.c.cost_usd.is_(None), 1), else_=0),
+            ]
+            base = sa.select(*cols).where(S.c.kind == "llm")
+        elif group_by is None or group_by in TRACE_GROUPS:
+            time_col = T.c.start_ns
+            group_col = TRACE_GROUPS[group_by] if group_by else sa.null()
+            cols = [
+                group_col, T.c.start_ns, T.c.status == "error", T.c.duration_ms, T.c.ttft_ms,
+                T.c.tpot_ms, T.c.input_tokens, T.c.output_tokens, T.c.cost_usd,
+                T.c.unpriced_count,
+            ]
+            base = sa.select(*cols)
+        else:
+            known = ", ".join([*SPAN_GROUPS, *TRACE_GROUPS])
+            raise ValueError(f"cannot group by {group_by!r}; use one of {known}")
+        if since_ns is not None:
+            base = base.where(time_col >= since_ns)
+        if until_ns is not None:
+            base = base.where(time_col < until_ns)
+        return self._rows(base), time_col
+
+    def aggregates(
+        self,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+        group_by: str | None = None,
+    ) -> list[AggregateRow]:
+        """Request metrics over a window, one row per group (by count, descending)."""
+        rows, _ = self._metric_rows(since_ns, until_ns, group_by)
+        accs: dict[str | None, _Acc] = defaultdict(_Acc)
+        for row in rows:
+            accs[row[0]].add(row)
+        if group_by is None and not accs:
+            accs[None] = _Acc()
+        result = [acc.row(group) for group, acc in accs.items()]
+        result.sort(key=lambda r: (-r.count, r.group or ""))
+        return result
+
+    def timeseries(
+        self,
+        metric: str,
+        since_ns: int,
+        until_ns: int,
+        buckets: int,
+        group_by: str | None = None,
+    ) -> list[SeriesPoint]:
+        """``metric`` (one of METRICS) per time bucket, oldest first, every bucket present."""
+        if metric not in METRICS:
+            raise ValueError(f"unknown metric {metric!r}; use one of {', '.join(METRICS)}")
+        if buckets < 1 or until_ns <= since_ns:
+            raise ValueError("need buckets >= 1 and until_ns > since_ns")
+        width = (until_ns - since_ns) / buckets
+        rows, _ = self._metric_rows(since_ns, until_ns, group_by)
+        accs: dict[tuple[str | None, int], _Acc] = defaultdict(_Acc)
+        groups: dict[str | None, None] = {} if group_by else {None: None}
+        for row in rows:
+            index = min(buckets - 1, int((row[1] - since_ns) / width))
+            accs[(row[0], index)].add(row)
+            groups.setdefault(row[0])
+        empty = _Acc().row(None)
+        points = []
+        for group in groups:
+            for i in range(buckets):
+                acc = accs.get((group, i))
+                agg = acc.row(group) if acc is not None else empty
+                points.append(SeriesPoint(
+                    start_ns=since_ns + int(i * width),
+                    end_ns=since_ns + int((i + 1) * width),
+                    group=group,
+                    value=_metric(agg, metric) if acc is not None or _counts(metric) else None,
+                ))
+        return points
+
+
+def _counts(metric: str) -> bool:
+    return metric in ("requests", "errors", "input_tokens", "output_tokens", "tokens")
+
+
+def _summarise(scores: Sequence[Score], by_trace: bool = False) -> dict[str, Any]:
+    """{name: {"value": mean, "count", "passed", "failed"}} (per trace when by_trace)."""
+    acc: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for s in scores:
+        entry = acc[s.trace_id].setdefault(
+            s.name, {"value": None, "count": 0, "passed": 0, "failed": 0, "_sum": 0.0, "_n": 0}
+        )
+        entry["count"] += 1
+        if s.passed is True:
+            entry["passed"] += 1
+        elif s.passed is False:
+            entry["failed"] += 1
+        if s.value is not None:
+            entry["_sum"] += s.value
+            entry["_n"] += 1
+    for per_trace in acc.values():
+        for entry in per_trace.values():
+            n, total = entry.pop("_n"), entry.pop("_sum")
+            entry["value"] = total / n if n else None
+    if by_trace:
+        return dict(acc)
+    return next(iter(acc.values()), {})
