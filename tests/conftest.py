@@ -1,0 +1,60 @@
+"""Shared fixtures: a fresh SQLite file and a fresh PostgreSQL schema per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+POSTGRES_ENV = "CHAINSIGHT_TEST_POSTGRES_URL"
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """``sqlite:///`` URL of a database file that does not exist yet."""
+    return f"sqlite:///{tmp_path / 'chainsight.db'}"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """URL of an empty PostgreSQL schema (dropped afterwards).
+
+    Skips when CHAINSIGHT_TEST_POSTGRES_URL is unset, except under CI=true,
+    where it fails: CI must really run the PostgreSQL tests.
+    """
+    base = os.environ.get(POSTGRES_ENV)
+    if not base:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"{POSTGRES_ENV} is not set but CI=true: PostgreSQL tests must run")
+        pytest.skip(f"set {POSTGRES_ENV} to run PostgreSQL tests")
+    import sqlalchemy as sa
+
+    from storage.engine import normalize_url
+
+    base = normalize_url(base)
+    schema_name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema_name}")
+    url = (
+        sa.engine.make_url(base)
+        .update_query_dict({"options": f"-csearch_path={schema_name}"})
+        .render_as_string(hide_password=False)
+    )
+    try:
+        yield url
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema_name} CASCADE")
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest) -> str:
+    """Both backends, for behaviour that must be identical."""
+    name = "sqlite_url" if request.param == "sqlite" else "postgres_url"
+    url: str = request.getfixturevalue(name)
+    return url
