@@ -1,0 +1,51 @@
+"""Helpers for the LangChain adapter tests: read traces back through the query API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from framework.model import Span
+from framework.observer import Observer
+
+
+def trace_spans(observer: Observer, trace_id: str) -> list[Span]:
+    """Flush, then every stored span of one trace, by start time."""
+    from storage.query import Store
+
+    assert observer.flush(timeout=20)
+    detail = Store(observer.storage_url).get_trace(trace_id)
+    assert detail is not None, f"trace {trace_id} not stored"
+    return sorted(detail.spans, key=lambda s: (s.start_ns, s.span_id))
+
+
+def all_traces(observer: Observer) -> dict[str, list[Span]]:
+    """Flush, then {trace_id: spans} for every stored trace."""
+    from storage.query import Store, TraceFilter
+
+    assert observer.flush(timeout=20)
+    store = Store(observer.storage_url)
+    page = store.list_traces(TraceFilter(), limit=10_000)
+    return {t.trace_id: trace_spans(observer, t.trace_id) for t in page.items}
+
+
+def tree(spans: list[Span]) -> Any:
+    """The span tree as nested ``(name, kind, [children])`` in start order,
+    checking on the way that every span has exactly one root and one trace."""
+    assert len({s.trace_id for s in spans}) == 1, "spans of several traces"
+    children: dict[str | None, list[Span]] = {}
+    ids = {s.span_id for s in spans}
+    for span in spans:
+        assert span.parent_id is None or span.parent_id in ids, f"orphan {span!r}"
+        children.setdefault(span.parent_id, []).append(span)
+    roots = children.get(None, [])
+    assert len(roots) == 1, f"expected one root, got {roots}"
+
+    def build(span: Span) -> Any:
+        kids = sorted(children.get(span.span_id, []), key=lambda s: (s.start_ns, s.span_id))
+        return (span.name, span.kind, [build(k) for k in kids])
+
+    return build(roots[0])
+
+
+def by_kind(spans: list[Span], kind: str) -> list[Span]:
+    return [s for s in spans if s.kind == kind]
