@@ -1,0 +1,45 @@
+"""Helpers for plugin tests that run a real Observer on SQLite."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from storage import schema
+
+
+def all_text_rows(url: str) -> list[tuple[str, str, str]]:
+    """(table, column, text) for every non-null text or JSON value of every table."""
+    engine = sa.create_engine(url)
+    out: list[tuple[str, str, str]] = []
+    try:
+        with engine.connect() as conn:
+            for table in schema.metadata.sorted_tables:
+                names = {t for t in sa.inspect(conn).get_table_names()}
+                if table.name not in names:
+                    continue
+                for row in conn.execute(sa.text(f'SELECT * FROM "{table.name}"')).mappings():
+                    for column, value in row.items():
+                        if isinstance(value, str | bytes):
+                            out.append((table.name, column, value if isinstance(value, str) else value.decode()))
+    finally:
+        engine.dispose()
+    return out
+
+
+def rows(url: str, table: str) -> list[dict[str, Any]]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [dict(r) for r in conn.execute(sa.text(f'SELECT * FROM "{table}"')).mappings()]
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> Iterator[str]:
+    yield f"sqlite:///{tmp_path / 'chainsight.db'}"

@@ -1,0 +1,228 @@
+"""Redaction: masking in nested content and messages without mutating the
+caller's objects, per-kind switches, and an end-to-end run showing that the
+store and the exporters never see a seeded secret or email."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langchain_core.documents import Document
+from langchain_core.messages import AIMessage, HumanMessage
+
+from framework import hookimpl
+from framework.model import Span
+from framework.observer import Observer
+from plugins import redaction
+from plugins.detectors import SWITCHES
+from plugins.redaction import ATTRIBUTE, Redactor
+from storage.serialize import dumps
+from tests.plugins.conftest import all_text_rows, rows
+
+EMAIL = "seeded.person@example.com"
+API_KEY = "sk-proj-SEEDk3y0123456789abcdefGHIJ"
+AWS = "AKIAZZSEEDKEY0123456"
+CARD = "4111 1111 1111 1111"
+SEEDS = (EMAIL, API_KEY, AWS, CARD, "seeded.person", "SEEDk3y", "ZZSEEDKEY", "s3cretPassw0rd")
+
+
+def test_masks_nested_structures_copy_on_write() -> None:
+    inputs = {"messages": [{"role": "user", "content": f"I am {EMAIL}"}], "n": 3, "flag": True,
+              "nested": ({"deep": [f"key {API_KEY}"]},), "clean": {"a": "nothing here"}}
+    original = dumps(inputs)
+    counts: Any = {}
+    from collections import Counter
+
+    counts = Counter()
+    out = Redactor().redact(inputs, counts)
+    assert dumps(inputs) == original  # the caller's dict is untouched
+    assert out["messages"][0]["content"] == "I am [redacted:email]"
+    assert out["nested"][0]["deep"] == ["key [redacted:api_key]"]
+    assert isinstance(out["nested"], tuple)
+    assert out["clean"] is inputs["clean"]  # unchanged branches are shared, not copied
+    assert out["n"] == 3 and out["flag"] is True
+    assert counts == {"email": 1, "api_key": 1}
+    clean = {"a": ["b", {"c": "d"}]}
+    assert Redactor().redact(clean, Counter()) is clean
+
+
+def test_langchain_messages_are_copied_not_mutated() -> None:
+    human = HumanMessage(content=f"my card is {CARD}")
+    ai = AIMessage(content=[{"type": "text", "text": f"mail {EMAIL}"}],
+                   tool_calls=[{"name": "send", "args": {"to": EMAIL}, "id": "call_1"}])
+    doc = Document(page_content=f"contact {EMAIL}", metadata={"source": "crm"})
+    span = Span("model", "llm")
+    span.inputs = [human]
+    span.outputs = {"message": ai, "docs": [doc]}
+    Redactor().redact_span(span)
+    assert human.content == f"my card is {CARD}"  # user's objects intact
+    assert ai.tool_calls[0]["args"]["to"] == EMAIL
+    assert doc.page_content == f"contact {EMAIL}"
+    red_human = span.inputs[0]
+    assert isinstance(red_human, HumanMessage) and red_human is not human
+    assert red_human.content == "my card is [redacted:credit_card]"
+    red_ai = span.outputs["message"]
+    assert isinstance(red_ai, AIMessage)
+    assert red_ai.content == [{"type": "text", "text": "mail [redacted:email]"}]
+    assert red_ai.tool_calls[0]["args"]["to"] == "[redacted:email]"
+    assert span.outputs["docs"][0].page_content == "contact [redacted:email]"
+    assert span.attributes == {ATTRIBUTE: {"credit_card": 1, "email": 3}}
+
+
+def test_attributes_metadata_error_and_sensitive_keys() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Config:
+        endpoint: str
+        password: str
+
+    class Opaque:
+        def __repr__(self) -> str:
+            return f"Opaque(owner={EMAIL})"
+
+    user_attrs = {"http.headers": {"Authorization": "Basic dXNlcjpwYXNz", "accept": "json"},
+                  "tool.args": {"api_key": "short-key", "to": EMAIL}, "count": 2}
+    span = Span("call", "tool")
+    span.attributes = user_attrs
+    span.metadata = {"cfg": Config("https://api.example", "s3cretPassw0rd"), "obj": Opaque()}
+    span.error = f"SMTP rejected {EMAIL}"
+    Redactor().redact_span(span)
+    assert user_attrs["tool.args"]["to"] == EMAIL  # the caller's mapping is untouched
+    assert span.attributes is not None
+    assert span.attributes["http.headers"] == {"Authorization": "[redacted:credential]", "accept": "json"}
+    assert span.attributes["tool.args"] == {"api_key": "[redacted:credential]", "to": "[redacted:email]"}
+    assert span.attributes["count"] == 2
+    assert span.metadata is not None
+    assert span.metadata["cfg"].password == "[redacted:credential]"
+    assert span.metadata["obj"] == "Opaque(owner=[redacted:email])"  # its stored (JSON) form, masked
+    assert span.error == "SMTP rejected [redacted:email]"
+    assert span.attributes[ATTRIBUTE] == {"credential": 3, "email": 3}
+
+
+def test_per_kind_switches() -> None:
+    text = f"{EMAIL} 415-555-0134 {API_KEY}"
+    no_email = Redactor.from_config({"email": False})
+    from collections import Counter
+
+    assert no_email.redact(text, Counter()) == f"{EMAIL} [redacted:phone] [redacted:api_key]"
+    no_secrets = Redactor.from_config({"secrets": False})
+    assert no_secrets.redact({"password": "x" * 8, "t": text}, Counter()) == {
+        "password": "x" * 8, "t": f"[redacted:email] [redacted:phone] {API_KEY}"}
+    nothing = Redactor.from_config({k: False for k in SWITCHES})
+    assert not nothing.active
+    custom = Redactor.from_config({"replacement": "<{kind}>"})
+    assert custom.redact(EMAIL, Counter()) == "<email>"
+
+
+def test_schema_defaults_turn_everything_on() -> None:
+    from framework.config import apply_defaults
+
+    config = apply_defaults(redaction.CONFIG_SCHEMA, {})
+    assert all(config[k] is True for k in SWITCHES)
+    assert config["replacement"] == "[redacted:{kind}]"
+
+
+def test_redaction_runs_before_other_process_span_hooks(tmp_path: Path) -> None:
+    seen: list[Any] = []
+
+    class Early:
+        @hookimpl(tryfirst=False)
+        def process_span(self, span: Span) -> None:
+            seen.append(span.outputs)
+
+    obs = Observer(f"sqlite:///{tmp_path / 'r.db'}", strict=True, entry_points=False,
+                   builtins=[("redaction", "plugins.redaction")], plugins=[Early()],
+                   spill_path=tmp_path / "spill")
+    try:
+        with obs.span("root") as span:
+            span.outputs = EMAIL
+        assert obs.flush(5)
+    finally:
+        obs.shutdown()
+    assert seen == ["[redacted:email]"]
+
+
+class Collector:
+    """A test plugin: an exporter that keeps the JSON of everything it receives."""
+
+    name = "collector"
+
+    def __init__(self) -> None:
+        self.exported: list[str] = []
+        self.span_ids: list[str] = []
+
+    def export(self, spans: Sequence[Span]) -> None:
+        for span in spans:
+            self.exported.append(dumps(span.to_dict()))
+            self.span_ids.append(span.span_id)
+
+    def shutdown(self, timeout: float) -> None:
+        pass
+
+    @hookimpl
+    def register_exporters(self, register: Any) -> None:
+        register(self)
+
+
+CHECKS = [("redaction", "plugins.redaction"), ("pii", "plugins.pii"), ("refusal", "plugins.refusal"),
+          ("toxicity", "plugins.toxicity"), ("length", "plugins.length"),
+          ("groundedness", "plugins.groundedness")]
+
+
+def run_seeded_chain(obs: Observer) -> str:
+    user_message = HumanMessage(content=f"I'm {EMAIL}, card {CARD}; use {API_KEY}")
+    with obs.span("rag", inputs={"question": user_message, "headers": {"authorization": f"Bearer {API_KEY}"}},
+                  attributes={"aws": AWS}, metadata={"owner": EMAIL}, user_id="u1") as root:
+        with obs.span("retrieve", kind="retriever") as retr:
+            retr.outputs = [Document(page_content=f"Customer {EMAIL} pays with card {CARD}.")]
+        with obs.span("llm", kind="llm", model="gpt-4o-mini", inputs=[user_message]) as llm:
+            llm.input_tokens, llm.output_tokens, llm.cost_usd = 12, 30, 0.0002
+            llm.outputs = AIMessage(content=f"Customer {EMAIL} pays with card {CARD}. Key {API_KEY}.",
+                                    tool_calls=[{"name": "email", "args": {"to": EMAIL, "key": API_KEY}, "id": "c1"}])
+        with pytest.raises(RuntimeError), obs.span("tool", kind="tool", inputs={"to": EMAIL}):
+            raise RuntimeError(f"could not reach {EMAIL} with {AWS}")
+        root.outputs = {"answer": f"Customer {EMAIL} pays with card {CARD}."}
+    obs.feedback(root.trace_id, thumbs=-1)
+    assert user_message.content.startswith(f"I'm {EMAIL}")  # the caller's message is intact
+    return root.trace_id
+
+
+def test_store_and_exporters_never_see_seeded_secrets(tmp_path: Path, db_url: str) -> None:
+    collector = Collector()
+    obs = Observer(db_url, strict=True, entry_points=False, builtins=CHECKS, plugins=[collector],
+                   spill_path=tmp_path / "spill")
+    try:
+        trace_id = run_seeded_chain(obs)
+        assert obs.flush(10)
+    finally:
+        obs.shutdown()
+    assert len(collector.span_ids) == 4
+    texts = all_text_rows(db_url)
+    assert any(t == "spans" for t, _, _ in texts)
+    for seed in SEEDS:
+        leaks = [(t, c) for t, c, v in texts if seed in v]
+        assert not leaks, f"{seed!r} stored in {leaks}"
+        assert not [e for e in collector.exported if seed in e], f"{seed!r} exported"
+    spans = {r["name"]: r for r in rows(db_url, "spans")}
+    assert "[redacted:email]" in spans["rag"]["inputs"]
+    assert "[redacted:credit_card]" in spans["llm"]["outputs"]
+    assert "[redacted:" in (spans["tool"]["error"] or "")
+    scores = {(r["name"], r["span_id"]): r for r in rows(db_url, "scores")}
+    pii = scores[("pii", spans["llm"]["span_id"])]
+    assert pii["passed"] == 0 and "email" in pii["label"] and "api_key" in pii["label"]
+    assert ("groundedness", spans["rag"]["span_id"]) in scores
+    assert any(r["trace_id"] == trace_id and r["source"] == "feedback" for r in rows(db_url, "scores"))
+
+
+def test_without_redaction_the_seed_is_stored(tmp_path: Path, db_url: str) -> None:
+    """The control: the scan above would catch a leak."""
+    obs = Observer(db_url, strict=True, entry_points=False, builtins=CHECKS[1:],
+                   spill_path=tmp_path / "spill")
+    try:
+        run_seeded_chain(obs)
+        assert obs.flush(10)
+    finally:
+        obs.shutdown()
+    assert any(EMAIL in v for _, _, v in all_text_rows(db_url))

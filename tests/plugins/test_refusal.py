@@ -1,0 +1,68 @@
+"""The refusal check: multilingual labelled cases, window, extra patterns."""
+
+from __future__ import annotations
+
+import pytest
+from langchain_core.messages import AIMessage
+
+from framework.model import Span
+from plugins import refusal
+from plugins.refusal import RefusalCheck
+from tests.plugins.cases import precision_recall
+from tests.plugins.cases.refusal_cases import CASES
+
+
+def answer(outputs: object, kind: str = "llm") -> Span:
+    span = Span("model", kind, parent_id="p" * 16)
+    span.outputs, span.status = outputs, "ok"
+    return span
+
+
+def test_labelled_cases_precision_recall() -> None:
+    assert len(CASES) >= 20
+    check = RefusalCheck()
+    pairs, misses = [], []
+    for text, expected in CASES:
+        (score,) = check.check_span(answer(text)) or []
+        predicted = score.label == "refusal"
+        assert score.value == (1.0 if predicted else 0.0) and score.passed is (not predicted)
+        pairs.append((expected, predicted))
+        if predicted != expected:
+            misses.append(f"{text!r}: expected {expected}")
+    p, r, tp, fp, fn = precision_recall(pairs)
+    print(f"\nrefusal: {len(CASES)} cases, precision {p:.2f}, recall {r:.2f} (tp={tp} fp={fp} fn={fn})")
+    for miss in misses:
+        print("  miss:", miss)
+    assert p >= 0.9 and r >= 0.9
+
+
+def test_reads_messages_and_names_the_pattern_not_the_text() -> None:
+    (score,) = RefusalCheck().check_span(answer(AIMessage(content="I'm sorry, but I cannot help with that."))) or []
+    assert score.label == "refusal"
+    assert score.comment == "refusal pattern en:cannot-help"
+    (score,) = RefusalCheck().check_span(answer({"choices": [{"message": {"role": "assistant",
+                                                                         "content": "Paris."}}]})) or []
+    assert score.label == "answered"
+
+
+def test_only_the_start_of_a_long_answer_counts() -> None:
+    text = "Here is the full guide. " * 40 + "Some assistants say: I can't help with that."
+    (score,) = RefusalCheck().check_span(answer(text)) or []
+    assert score.label == "answered"
+    (score,) = RefusalCheck(window_chars=5000).check_span(answer(text)) or []
+    assert score.label == "refusal"
+
+
+def test_skips_non_answers() -> None:
+    check = RefusalCheck()
+    assert check.check_span(answer("I can't help with that", kind="tool")) is None
+    assert check.check_span(answer(None)) is None
+    assert check.check_span(answer("   ")) is None
+
+
+def test_extra_patterns_and_bad_patterns() -> None:
+    check = RefusalCheck(extra_patterns=(r"\bcomputer says no\b",))
+    (score,) = check.check_span(answer("Computer says no.")) or []
+    assert score.label == "refusal" and score.comment == "refusal pattern extra[0]"
+    with pytest.raises(ValueError, match=r"extra_patterns\[0\]"):
+        refusal.configure({"extra_patterns": ["(unclosed"]})

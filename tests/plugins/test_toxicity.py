@@ -1,0 +1,86 @@
+"""The toxicity check: labelled cases, categories not words, pluggable scorer."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import pytest
+
+from framework.model import Span
+from plugins.toxicity import LexiconScorer, ToxicityCheck, ToxicityResult, load_scorer
+from tests.plugins.cases import precision_recall
+from tests.plugins.cases.toxicity_cases import CASES
+
+
+def answer(outputs: object, kind: str = "llm") -> Span:
+    span = Span("model", kind, parent_id="p" * 16)
+    span.outputs, span.status = outputs, "ok"
+    return span
+
+
+def test_labelled_cases_precision_recall() -> None:
+    assert len(CASES) >= 20
+    check = ToxicityCheck()
+    pairs, misses = [], []
+    for text, expected in CASES:
+        (score,) = check.check_span(answer(text)) or []
+        assert score.value is not None and 0.0 <= score.value <= 1.0
+        predicted = not score.passed
+        pairs.append((expected, predicted))
+        if predicted != expected:
+            misses.append(f"{text!r}: expected {expected}, p={score.value:.2f}")
+    p, r, tp, fp, fn = precision_recall(pairs)
+    print(f"\ntoxicity: {len(CASES)} cases, precision {p:.2f}, recall {r:.2f} (tp={tp} fp={fp} fn={fn})")
+    for miss in misses:
+        print("  miss:", miss)
+    assert p >= 0.9 and r >= 0.9
+
+
+def test_label_and_comment_give_categories_never_words() -> None:
+    (score,) = ToxicityCheck().check_span(answer("I will kill you, you idiot")) or []
+    assert score.passed is False
+    assert score.label == "insult,threat"
+    assert "idiot" not in (score.comment or "") and "kill" not in (score.comment or "")
+    (score,) = ToxicityCheck().check_span(answer("Have a nice day")) or []
+    assert (score.value, score.label, score.passed) == (0.0, "clean", True)
+
+
+def test_negation_lowers_the_score() -> None:
+    scorer = LexiconScorer()
+    assert scorer.score("you are not stupid").probability < scorer.score("you are stupid").probability
+
+
+def test_inputs_only_when_asked() -> None:
+    span = answer("Sure, here it is.")
+    span.inputs = {"messages": [{"role": "user", "content": "you idiot moron"}]}
+    (score,) = ToxicityCheck().check_span(span) or []
+    assert score.passed
+    (score,) = ToxicityCheck(judge_inputs=True).check_span(span) or []
+    assert not score.passed
+
+
+class ConstantScorer:
+    def __init__(self, value: float = 0.99) -> None:
+        self.value = value
+
+    def score(self, text: str) -> ToxicityResult:
+        return ToxicityResult(self.value, {"model": self.value})
+
+
+def test_scorer_is_pluggable_by_dotted_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    module = types.ModuleType("fake_tox_model")
+    module.ConstantScorer = ConstantScorer  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "fake_tox_model", module)
+    check = ToxicityCheck.from_config({"scorer": "fake_tox_model:ConstantScorer",
+                                       "scorer_options": {"value": 0.7}, "threshold": 0.5})
+    (score,) = check.check_span(answer("perfectly polite")) or []
+    assert (score.value, score.label, score.passed) == (0.7, "model", False)
+    assert isinstance(load_scorer("fake_tox_model.ConstantScorer"), ConstantScorer)
+
+
+def test_bad_scorer_paths_fail_clearly() -> None:
+    with pytest.raises(ValueError, match="cannot load scorer"):
+        load_scorer("no_such_module_xyz:Scorer")
+    with pytest.raises(TypeError, match="no score"):
+        load_scorer("collections:OrderedDict")
