@@ -54,8 +54,10 @@ def test_gpt4o_priced_to_the_fraction_of_a_cent() -> None:
 
 def test_reasoning_tokens_use_their_rate_or_the_output_rate() -> None:
     table = load_table()
-    with_rate = next(k for k, p in table.items() if p.reasoning and p.reasoning != p.output)
+    with_rate = next(k for k, p in table.items()
+                     if p.reasoning and p.reasoning != p.output and not p.is_zero)
     price = table[with_rate]
+    assert price.reasoning is not None
     cost = pricing.price_span(llm_span(with_rate, 100, 50, reasoning=30))
     assert cost == pytest.approx(100 * price.input + 20 * price.output + 30 * price.reasoning)
     # o1 has no separate reasoning price: reasoning tokens are output tokens
