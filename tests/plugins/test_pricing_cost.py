@@ -134,7 +134,7 @@ def test_unpriced_models_are_listed(url: str, tmp_path: Path) -> None:
 
 def _trace_costs(url: str) -> dict[str, float | None]:
     with open_engine(url).connect() as conn:
-        return dict(conn.execute(sa.text("SELECT trace_id, cost_usd FROM traces")).all())  # type: ignore[arg-type]
+        return dict(conn.execute(sa.text("SELECT trace_id, cost_usd FROM traces")).all())
 
 
 def test_reprice_changes_span_costs_and_trace_totals(url: str, tmp_path: Path) -> None:
