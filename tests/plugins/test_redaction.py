@@ -20,7 +20,7 @@ from plugins import redaction
 from plugins.detectors import SWITCHES
 from plugins.redaction import ATTRIBUTE, Redactor
 from storage.serialize import dumps
-from tests.plugins.conftest import all_text_rows, rows
+from tests.plugins.cases.store import all_text_rows, rows
 
 EMAIL = "seeded.person@example.com"
 API_KEY = "sk-proj-SEEDk3y0123456789abcdefGHIJ"
@@ -189,7 +189,8 @@ def run_seeded_chain(obs: Observer) -> str:
     return root.trace_id
 
 
-def test_store_and_exporters_never_see_seeded_secrets(tmp_path: Path, db_url: str) -> None:
+def test_store_and_exporters_never_see_seeded_secrets(tmp_path: Path) -> None:
+    db_url = f"sqlite:///{tmp_path / 'chainsight.db'}"
     collector = Collector()
     obs = Observer(db_url, strict=True, entry_points=False, builtins=CHECKS, plugins=[collector],
                    spill_path=tmp_path / "spill")
@@ -216,7 +217,8 @@ def test_store_and_exporters_never_see_seeded_secrets(tmp_path: Path, db_url: st
     assert any(r["trace_id"] == trace_id and r["source"] == "feedback" for r in rows(db_url, "scores"))
 
 
-def test_without_redaction_the_seed_is_stored(tmp_path: Path, db_url: str) -> None:
+def test_without_redaction_the_seed_is_stored(tmp_path: Path) -> None:
+    db_url = f"sqlite:///{tmp_path / 'chainsight.db'}"
     """The control: the scan above would catch a leak."""
     obs = Observer(db_url, strict=True, entry_points=False, builtins=CHECKS[1:],
                    spill_path=tmp_path / "spill")

@@ -1,12 +1,9 @@
-"""Helpers for plugin tests that run a real Observer on SQLite."""
+"""Helpers for plugin tests that run a real Observer on SQLite: read every row back."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 
 from storage import schema
@@ -38,8 +35,3 @@ def rows(url: str, table: str) -> list[dict[str, Any]]:
             return [dict(r) for r in conn.execute(sa.text(f'SELECT * FROM "{table}"')).mappings()]
     finally:
         engine.dispose()
-
-
-@pytest.fixture
-def db_url(tmp_path: Path) -> Iterator[str]:
-    yield f"sqlite:///{tmp_path / 'chainsight.db'}"

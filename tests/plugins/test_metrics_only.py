@@ -1,0 +1,75 @@
+"""Metrics-only mode ([pipeline] metrics_only = true): timings, tokens, cost
+and scores are stored; no content is, anywhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from langchain_core.documents import Document
+from langchain_core.messages import AIMessage, HumanMessage
+
+from framework.observer import Observer
+from tests.plugins.cases.store import all_text_rows, rows
+
+MARKERS = ("zebracorn", "quasarmilk", "plumbusfleeb", "glorptonic", "wizzleberry")
+
+CHECKS = [("pii", "plugins.pii"), ("refusal", "plugins.refusal"), ("toxicity", "plugins.toxicity"),
+          ("length", "plugins.length"), ("groundedness", "plugins.groundedness")]
+
+
+def run(obs: Observer) -> str:
+    with obs.span("rag", inputs={"question": HumanMessage(content="Where do zebracorn live?")},
+                  attributes={"prompt.template": "Answer about plumbusfleeb", "retries": 2}) as root:
+        with obs.span("retrieve", kind="retriever") as retr:
+            retr.outputs = [Document(page_content="The zebracorn lives in quasarmilk valleys.")]
+        with obs.span("llm", kind="llm", model="gpt-4o-mini", inputs=[HumanMessage(content="zebracorn?")],
+                      attributes={"tool.args": {"q": "glorptonic"}, "gen_ai.request.temperature": 0.2}) as llm:
+            llm.input_tokens, llm.output_tokens, llm.cost_usd = 11, 22, 0.0003
+            llm.first_token_ns = llm.start_ns + 1_000_000
+            llm.outputs = AIMessage(content="The zebracorn lives in glorptonic caves. Wizzleberry trees grow there.")
+        with pytest.raises(ValueError), obs.span("parse", kind="parser"):
+            raise ValueError("cannot parse wizzleberry output")
+        root.outputs = {"answer": "The zebracorn lives in glorptonic caves. Wizzleberry trees grow there."}
+    return root.trace_id
+
+
+def test_metrics_only_stores_no_content(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    obs = Observer(url, strict=True, entry_points=False, builtins=CHECKS, spill_path=tmp_path / "spill",
+                   pipeline={"metrics_only": True})
+    try:
+        trace_id = run(obs)
+        assert obs.flush(10)
+    finally:
+        obs.shutdown()
+    texts = all_text_rows(url)
+    for marker in MARKERS:
+        leaks = [(t, c, v[:80]) for t, c, v in texts if marker in v.lower()]
+        assert not leaks, f"content {marker!r} stored in metrics-only mode: {leaks}"
+    spans = {r["name"]: r for r in rows(url, "spans")}
+    assert all(r["inputs"] is None and r["outputs"] is None for r in spans.values())
+    llm = spans["llm"]
+    assert (llm["input_tokens"], llm["output_tokens"], llm["cost_usd"]) == (11, 22, 0.0003)
+    assert llm["first_token_ns"] == llm["start_ns"] + 1_000_000 and llm["end_ns"] >= llm["start_ns"]
+    assert spans["parse"]["status"] == "error" and spans["parse"]["error"] == "ValueError"
+    assert '"gen_ai.request.temperature":0.2' in (llm["attributes"] or "").replace(" ", "")
+    (trace,) = rows(url, "traces")
+    assert trace["trace_id"] == trace_id and trace["input_tokens"] == 11 and trace["cost_usd"] == 0.0003
+    names = {r["name"] for r in rows(url, "scores")}
+    # checks ran on the content before it was dropped
+    assert {"length", "refusal", "toxicity", "pii", "groundedness"} <= names
+    grounded = next(r for r in rows(url, "scores") if r["name"] == "groundedness")
+    assert grounded["value"] == 0.0 and "2 unsupported" in grounded["comment"]  # counted, not quoted
+
+
+def test_control_without_metrics_only_the_markers_are_stored(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    obs = Observer(url, strict=True, entry_points=False, builtins=CHECKS, spill_path=tmp_path / "spill")
+    try:
+        run(obs)
+        assert obs.flush(10)
+    finally:
+        obs.shutdown()
+    stored = " ".join(v.lower() for _, _, v in all_text_rows(url))
+    assert all(m in stored for m in MARKERS)
