@@ -538,9 +538,15 @@ def cmd_show(ns: argparse.Namespace) -> int:
     store = _open_store(ns.db)
     try:
         detail = store.get_trace(ns.trace_id)
+        matches: list[str] = []
+        if detail is None and ns.trace_id:
+            matches = store.resolve_trace_id(ns.trace_id, limit=5)
     finally:
         store.close()
     if detail is None:
+        if len(matches) > 1:
+            shown = ", ".join(m[:16] for m in matches[:4]) + (", ..." if len(matches) > 4 else "")
+            raise CliError(f"{ns.trace_id!r} matches several traces ({shown}); give more of the id")
         raise CliError(f"no trace matches {ns.trace_id!r} in {redact_url(ns.db)}")
     t = detail.trace
     if ns.json:

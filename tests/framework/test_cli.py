@@ -340,7 +340,7 @@ def _record_traces(url: str) -> tuple[str, str]:
     from storage.writer import StoreWriter, WriteBatch
 
     now = time.time_ns()
-    t1, t2 = "a1" * 16, "b2" * 16
+    t1, t2 = "a1" * 16, "a1b2" * 8  # share the prefix "a1"
     root = Span("agent [bold]run", "chain", span_id="1" * 16, trace_id=t1, start_ns=now - 3 * 10**9)
     root.end_ns, root.status, root.user_id = now, "error", "u-42"
     llm = Span("ChatModel", "llm", span_id="2" * 16, trace_id=t1, parent_id=root.span_id,
@@ -366,8 +366,9 @@ def _record_traces(url: str) -> tuple[str, str]:
     return t1, t2
 
 
-def test_traces_and_show_on_sqlite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    url = f"sqlite:///{tmp_path / 'runs.db'}"
+def test_traces_and_show(store_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """On a real SQLite file (and PostgreSQL where the tests have a server)."""
+    url = store_url
     t1, t2 = _record_traces(url)
 
     code, out, err = run(capsys, "traces", "--db", url)
@@ -415,6 +416,10 @@ def test_traces_and_show_on_sqlite(tmp_path: Path, capsys: pytest.CaptureFixture
     code, _, err = run(capsys, "show", "ffff", "--db", url)
     assert code == 1
     assert err.startswith("chainsight: error: no trace matches 'ffff'")
+    code, _, err = run(capsys, "show", "a1", "--db", url)
+    assert code == 1
+    assert err.startswith("chainsight: error: 'a1' matches several traces (")
+    assert "give more of the id" in err
 
 
 def test_invalid_filter_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
