@@ -457,7 +457,7 @@ class Store:
             return {}
         sc = schema.scores
         stmt = sa.select(sc).where(sc.c.trace_id.in_(ids))
-        return _summarise([_score(r) for r in self._rows(stmt)], by_trace=True)
+        return _summarise([_score(r) for r in self._rows(stmt)])
 
     # ---- scores, alerts, samples --------------------------------------------
     def list_scores(
@@ -606,8 +606,8 @@ def _counts(metric: str) -> bool:
     return metric in ("requests", "errors", "input_tokens", "output_tokens", "tokens")
 
 
-def _summarise(scores: Sequence[Score], by_trace: bool = False) -> dict[str, Any]:
-    """{name: {"value": mean, "count", "passed", "failed"}} (per trace when by_trace)."""
+def _summarise(scores: Sequence[Score]) -> dict[str, dict[str, Any]]:
+    """{trace_id: {name: {"value": mean, "count", "passed", "failed"}}}."""
     acc: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     for s in scores:
         entry = acc[s.trace_id].setdefault(
@@ -625,6 +625,4 @@ def _summarise(scores: Sequence[Score], by_trace: bool = False) -> dict[str, Any
         for entry in per_trace.values():
             n, total = entry.pop("_n"), entry.pop("_sum")
             entry["value"] = total / n if n else None
-    if by_trace:
-        return dict(acc)
-    return next(iter(acc.values()), {})
+    return dict(acc)
