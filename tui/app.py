@@ -63,6 +63,7 @@ class ChainsightApp(App[None]):
         export_dir: str | Path | None = None,
         data: DataSource | None = None,
         live: bool = False,
+        store_label: str | None = None,
     ) -> None:
         super().__init__()
         self.store_url = store_url
@@ -74,7 +75,7 @@ class ChainsightApp(App[None]):
         self.page_size = page_size
         self.start_live = live
         self.export_dir = Path(export_dir) if export_dir is not None else Path.cwd()
-        self.health = Health(store=_display_url(store_url))
+        self.health = Health(store=store_label or _display_url(store_url))
         self._observer: Any = None
         self._observer_lock = threading.Lock()
 

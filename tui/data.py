@@ -82,13 +82,14 @@ class DataSource:
 
     # ---- reads -----------------------------------------------------------
     def list_traces(self, filter_text: str = "", *, limit: int = 50, cursor: str | None = None,
-                    order: str = "start_ns", descending: bool = True) -> Any:
-        filters = parse(filter_text)
+                    order: str = "start_ns", descending: bool = True,
+                    now_ns: int | None = None) -> Any:
+        filters = parse(filter_text, now_ns)
         return self.call(lambda s: s.list_traces(filters, limit=limit, cursor=cursor,
                                                  order=order, descending=descending))
 
-    def count_traces(self, filter_text: str = "") -> int:
-        filters = parse(filter_text)
+    def count_traces(self, filter_text: str = "", now_ns: int | None = None) -> int:
+        filters = parse(filter_text, now_ns)
         return int(self.call(lambda s: s.count_traces(filters)))
 
     def get_trace(self, trace_id: str) -> Any:
@@ -128,13 +129,13 @@ class DataSource:
         return self.call(read)
 
 
-def parse(filter_text: str) -> Any:
+def parse(filter_text: str, now_ns: int | None = None) -> Any:
     """The filter bar's text as a TraceFilter (None when empty); raises FilterError."""
     if not filter_text.strip():
         return None
     from storage.filters import parse_filter
 
-    return parse_filter(filter_text)
+    return parse_filter(filter_text, now_ns=now_ns)
 
 
 def _describe(error: BaseException) -> str:

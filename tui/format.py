@@ -53,6 +53,17 @@ def number(value: float | None, digits: int = 2) -> str:
     return f"{value:,.{digits}f}"
 
 
+def size(value: float | None) -> str:
+    """Bytes in binary units."""
+    if value is None:
+        return DASH
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024:
+            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
+        value /= 1024
+    return f"{value:.1f}TiB"
+
+
 def percent(rate: float | None) -> str:
     return DASH if rate is None else f"{rate * 100:.1f}%"
 

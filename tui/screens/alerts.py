@@ -21,9 +21,9 @@ FILTER_KEYS = {"model": "model", "user": "user", "user_id": "user", "session": "
                "session_id": "session", "tag": "tag", "status": "status", "name": "name"}
 
 
-def alert_filter(alert: Any) -> str:
-    """The trace filter that shows what an alert is about."""
-    parts = []
+def alert_filter(alert: Any, now_ns: int) -> str:
+    """The trace filter that shows what an alert is about (from 5 minutes before it)."""
+    parts = [f"since:{max(1, (now_ns - alert.started_ns) // 1_000_000_000 + 300)}s"]
     for key, value in sorted((alert.labels or {}).items()):
         if key in FILTER_KEYS and value:
             value = str(value)
@@ -36,6 +36,7 @@ def alert_filter(alert: Any) -> str:
 
 
 class AlertsScreen(Screen[None]):
+    AUTO_FOCUS = "#alerts"
     BINDINGS: ClassVar = [
         Binding("enter", "jump", "Traces"),
         Binding("f", "toggle_firing", "Firing only"),
@@ -117,7 +118,7 @@ class AlertsScreen(Screen[None]):
         if alert.labels:
             text.append("\nlabels ", style="dim")
             text.append_text(safe(", ".join(f"{k}={v}" for k, v in alert.labels.items())))
-        jump = alert_filter(alert)
+        jump = alert_filter(alert, self.app.now())  # type: ignore[attr-defined]
         text.append("\nEnter → traces", style="dim")
         if jump:
             text.append(" filtered by ", style="dim")
@@ -134,7 +135,8 @@ class AlertsScreen(Screen[None]):
     def action_jump(self) -> None:
         alert = self._alert(self.query_one("#alerts", DataTable).cursor_row)
         if alert is not None:
-            self.app.show_traces(alert_filter(alert))  # type: ignore[attr-defined]
+            app: Any = self.app
+            app.show_traces(alert_filter(alert, app.now()))
 
     def action_toggle_firing(self) -> None:
         self.firing_only = not self.firing_only

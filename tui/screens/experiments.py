@@ -41,6 +41,7 @@ def _metrics(summary: Any) -> dict[str, float]:
 
 
 class ExperimentsScreen(Screen[None]):
+    AUTO_FOCUS = "#experiments"
     BINDINGS: ClassVar = [
         Binding("space", "mark", "Mark"),
         Binding("enter", "compare", "Compare"),

@@ -20,7 +20,7 @@ KEYS = (
     ("Traces", (
         ("/", "focus the filter bar (Enter applies, Esc returns)"),
         ("Enter", "open the highlighted trace"),
-        ("PgDn / ↓", "scroll; the next page loads at the end"),
+        ("PgDn / ctrl+end", "scroll; the next page loads at the end"),
         ("s / o", "sort by the next column / flip ascending-descending"),
         ("click header", "sort by that column"),
         ("t", "live tail: follow new traces"),

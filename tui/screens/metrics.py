@@ -31,6 +31,7 @@ class PlotSpec:
     style: str
     kind: str = "seconds"  # how the summary formats values
     per_second: bool = False  # divide each bucket's value by its width
+    sample_match: tuple[str, ...] = ()  # read from samples whose name has all of these
 
 
 PLOTS: Final = (
@@ -41,8 +42,27 @@ PLOTS: Final = (
     PlotSpec("p-tps", "tokens/s", "tokens", "bright_green", "rate", per_second=True),
     PlotSpec("p-errors", "error rate", "error_rate", "red", "percent"),
     PlotSpec("p-cost", "cost (cumulative)", "cost", "yellow", "cost"),
-    PlotSpec("p-gpu", "GPU utilisation %", "gpu_utilization", "bright_blue", "number"),
+    PlotSpec("p-gpu", "GPU utilisation %", "", "bright_blue", "number",
+             sample_match=("gpu", "util")),
+    PlotSpec("p-gpumem", "GPU memory", "", "blue", "bytes", sample_match=("gpu", "mem")),
 )
+
+
+def sample_series(samples: list[Any], match: tuple[str, ...], since: int, until: int,
+                  buckets: int) -> list[float | None]:
+    """Mean per bucket of the samples whose name contains every word of ``match``."""
+    sums = [0.0] * buckets
+    counts = [0] * buckets
+    width = (until - since) / buckets
+    for sample in samples:
+        name = sample.name.lower()
+        if all(word in name for word in match) and since <= sample.time_ns < until:
+            i = min(buckets - 1, int((sample.time_ns - since) / width))
+            sums[i] += sample.value
+            counts[i] += 1
+    if not any(counts):
+        return []
+    return [sums[i] / counts[i] if counts[i] else None for i in range(buckets)]
 
 
 def series_values(result: Any) -> list[float | None]:
@@ -66,12 +86,14 @@ def _summary(values: list[float | None], kind: str) -> str:
     if not present:
         return ""
     last, peak = present[-1], max(present)
-    show = {"seconds": fmt.duration, "percent": fmt.percent, "cost": fmt.cost}.get(
+    show = {"seconds": fmt.duration, "percent": fmt.percent, "cost": fmt.cost,
+            "bytes": fmt.size}.get(
         kind, lambda v: fmt.number(v))
     return f"last {show(last)} · max {show(peak)}"
 
 
 class MetricsScreen(Screen[None]):
+    AUTO_FOCUS = "#metrics-body"
     BINDINGS: ClassVar = [
         Binding("left_square_bracket", "range(-1)", "Shorter", key_display="["),
         Binding("right_square_bracket", "range(1)", "Longer", key_display="]"),
@@ -121,8 +143,13 @@ class MetricsScreen(Screen[None]):
         app: Any = self.app
         data = app.data
         try:
-            series = {}
+            series: dict[str, list[float | None]] = {}
+            samples = data.list_samples(since_ns=since, until_ns=until, limit=20_000)
             for spec in PLOTS:
+                if spec.sample_match:
+                    series[spec.id] = sample_series(samples, spec.sample_match, since, until,
+                                                    BUCKETS)
+                    continue
                 try:
                     series[spec.id] = series_values(data.timeseries(spec.metric, since, until,
                                                                     BUCKETS))
@@ -130,7 +157,8 @@ class MetricsScreen(Screen[None]):
                     series[spec.id] = []
             overall = data.aggregates(since, until)
             by_model = data.aggregates(since, until, group_by="model")
-            scores = data.list_scores(since_ns=since, until_ns=until, limit=5000)
+            scores = [s for s in data.list_scores(since_ns=since, limit=5000)
+                      if s.created_ns < until]
         except StoreDown as error:
             app.call_from_thread(app.store_down, error)
             app.call_from_thread(self.set_timer, app.retry_interval, self.load)

@@ -44,6 +44,7 @@ def trace_header(trace: Any, scores: list[Any]) -> Text:
 
 
 class TraceDetailScreen(Screen[None]):
+    AUTO_FOCUS = "#spans"
     BINDINGS: ClassVar = [
         Binding("escape", "back", "Back"),
         Binding("plus", "thumbs(1)", "👍", key_display="+"),
@@ -82,26 +83,20 @@ class TraceDetailScreen(Screen[None]):
         app: Any = self.app
         try:
             detail = app.data.get_trace(self.trace_id)
-            samples: list[Any] = []
-            if detail is not None:
-                trace = detail.trace
-                samples = app.data.list_samples(since_ns=trace.start_ns,
-                                                until_ns=trace.end_ns or trace.start_ns,
-                                                limit=5000)
         except StoreDown as error:
             app.call_from_thread(app.store_down, error)
             app.call_from_thread(self.set_timer, app.retry_interval, self.load)
             return
-        app.call_from_thread(self._apply, detail, samples)
+        app.call_from_thread(self._apply, detail)
 
-    def _apply(self, detail: Any, samples: list[Any]) -> None:
+    def _apply(self, detail: Any) -> None:
         self.app.store_ok()  # type: ignore[attr-defined]
         header = self.query_one("#trace-header", Static)
         if detail is None:
             header.update(Text(f"trace {clean(self.trace_id)} not found", style="red"))
             return
         first_load = self.detail is None
-        self.detail, self.samples = detail, samples
+        self.detail, self.samples = detail, list(detail.samples)
         self.trace_id = detail.trace.trace_id
         header.update(trace_header(detail.trace, list(detail.scores)))
         tree = self.query_one(SpanTree)

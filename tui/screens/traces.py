@@ -29,15 +29,15 @@ class Column:
 
 COLUMNS: Final = (
     Column("when", "when", 8, 0, "start_ns"),
-    Column("name", "name", 0, 0, "name"),
-    Column("status", "status", 6, 0, "status"),
+    Column("name", "name", 0, 0),
+    Column("status", "status", 6, 0),
     Column("duration", "duration", 8, 0, "duration"),
-    Column("ttft", "TTFT", 6, 100, "ttft"),
+    Column("ttft", "TTFT", 6, 100),
     Column("tokens", "tokens", 6, 0, "tokens"),
     Column("cost", "cost", 8, 0, "cost"),
-    Column("model", "model", 14, 90, "model"),
-    Column("user", "user", 10, 110, "user_id"),
-    Column("spans", "spans", 5, 160, "span_count"),
+    Column("model", "model", 14, 90),
+    Column("user", "user", 10, 110),
+    Column("spans", "spans", 5, 160, "spans"),
     Column("scores", "scores", 18, 130, None),
     Column("id", "trace id", 10, 180, None),
 )
@@ -87,6 +87,7 @@ def cells(trace: Any, columns: tuple[Column, ...], now_ns: int) -> list[Text]:
 
 
 class TracesScreen(Screen[None]):
+    AUTO_FOCUS = "#traces"
     BINDINGS: ClassVar = [
         Binding("slash", "focus_filter", "Filter", key_display="/"),
         Binding("t", "toggle_live", "Live tail"),
@@ -170,9 +171,10 @@ class TracesScreen(Screen[None]):
     def _fetch(self, generation: int, reset: bool, cursor: str | None) -> None:
         app: Any = self.app
         try:
+            now = app.now()
             page = app.data.list_traces(self.filter_text, limit=app.page_size, cursor=cursor,
-                                        order=self.order, descending=self.descending)
-            total = app.data.count_traces(self.filter_text) if reset else None
+                                        order=self.order, descending=self.descending, now_ns=now)
+            total = app.data.count_traces(self.filter_text, now) if reset else None
         except ValueError as error:  # storage.filters.FilterError names the bad token
             app.call_from_thread(self._filter_failed, generation, str(error))
             return
@@ -278,8 +280,7 @@ class TracesScreen(Screen[None]):
         if order == self.order:
             self.descending = not self.descending
         else:
-            self.order, self.descending = order, order not in ("name", "model", "user_id",
-                                                               "status")
+            self.order, self.descending = order, True
         self.items = []
         self._set_columns(self.app.size.width, force=True)
         self.load(reset=True)

@@ -1,0 +1,275 @@
+"""Pilot tests: every screen by keyboard, filtering, paging, trace detail, feedback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import DataTable, Input, Static
+
+from storage.query import Store
+from tui.app import ChainsightApp
+from tui.screens.alerts import AlertsScreen
+from tui.screens.experiments import ExperimentsScreen
+from tui.screens.help import HelpScreen
+from tui.screens.metrics import MetricsScreen
+from tui.screens.trace_detail import TraceDetailScreen
+from tui.screens.traces import TracesScreen
+from tui.widgets.span_detail import SpanDetail
+from tui.widgets.waterfall import SpanTree
+
+
+def screen_text(app: ChainsightApp) -> str:
+    """What the terminal shows right now, as plain text."""
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
+async def settle(pilot: Pilot[Any]) -> None:
+    """Let workers finish and their results be painted."""
+    for _ in range(3):
+        await pilot.pause()
+        await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+def make_app(url: str, now_ns: int, **kwargs: Any) -> ChainsightApp:
+    return ChainsightApp(url, now_ns=now_ns, store_label="seeded.db", **kwargs)
+
+
+def table(app: ChainsightApp, selector: str = "#traces") -> DataTable[Any]:
+    return app.screen.query_one(selector, DataTable)
+
+
+async def test_every_screen_by_keyboard(store_url: str, now_ns: int) -> None:
+    app = make_app(store_url, now_ns)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        assert isinstance(app.screen, TracesScreen)
+        assert table(app).row_count == 100
+        assert "300 traces" in screen_text(app)
+        await pilot.press("2")
+        await settle(pilot)
+        assert isinstance(app.screen, MetricsScreen)
+        assert "latency p95" in screen_text(app)
+        assert table(app, "#aggregates").row_count > 1
+        await pilot.press("3")
+        await settle(pilot)
+        assert isinstance(app.screen, AlertsScreen)
+        assert "error_rate" in screen_text(app)
+        await pilot.press("4")
+        await settle(pilot)
+        assert isinstance(app.screen, ExperimentsScreen)
+        assert "No experiments yet" in screen_text(app)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        await pilot.press("1")
+        await settle(pilot)
+        assert isinstance(app.screen, TracesScreen)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, TraceDetailScreen)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, TracesScreen)
+        assert app.return_code is None
+
+
+async def test_command_palette_switches_screens(store_url: str, now_ns: int) -> None:
+    app = make_app(store_url, now_ns)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"Alerts")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, AlertsScreen)
+
+
+async def test_filter_good_and_bad(store_url: str, now_ns: int) -> None:
+    app = make_app(store_url, now_ns)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, TracesScreen)
+        await pilot.press("slash")
+        assert isinstance(app.focused, Input)
+        await pilot.press(*"status:error", "enter")
+        await settle(pilot)
+        assert screen.items and all(t.status == "error" for t in screen.items)
+        errors = len(screen.items)
+        assert errors < 300
+
+        await pilot.press("slash", "ctrl+a", "ctrl+k", *"cost>>cheap", "enter")
+        await settle(pilot)
+        error = screen.query_one("#filter-error", Static)
+        assert error.display and "cost" in str(error.render())
+        assert len(screen.items) == errors  # the table keeps the last good result
+        assert app.return_code is None
+
+        await pilot.press("slash", "ctrl+a", "ctrl+k", *"user:alice latency>1s", "enter")
+        await settle(pilot)
+        assert not screen.query_one("#filter-error", Static).display
+        assert all(t.user_id == "alice" and t.duration_s > 1 for t in screen.items)
+
+
+async def test_paging_loads_next_page_at_the_end(store_url: str, now_ns: int) -> None:
+    app = make_app(store_url, now_ns, page_size=50)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, TracesScreen)
+        assert table(app).row_count == 50
+        await pilot.press("ctrl+end")
+        await settle(pilot)
+        assert table(app).row_count == 100
+        for _ in range(6):
+            await pilot.press("ctrl+end")
+            await settle(pilot)
+        assert table(app).row_count == 300
+        assert screen.next_cursor is None
+        starts = [t.start_ns for t in screen.items]
+        assert starts == sorted(starts, reverse=True)
+        assert len({t.trace_id for t in screen.items}) == 300
+
+
+async def test_sort_by_cost(store_url: str, now_ns: int) -> None:
+    app = make_app(store_url, now_ns)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, TracesScreen)
+        while screen.order != "cost":
+            await pilot.press("s")
+        await settle(pilot)
+        costs = [t.cost_usd for t in screen.items if t.cost_usd is not None]
+        assert costs == sorted(costs, reverse=True)
+        await pilot.press("o")
+        await settle(pilot)
+        costs = [t.cost_usd for t in screen.items if t.cost_usd is not None]
+        assert costs == sorted(costs)
+
+
+async def test_open_trace_and_select_spans(store_url: str, now_ns: int) -> None:
+    app = make_app(store_url, now_ns)
+    async with app.run_test(size=(140, 45)) as pilot:
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, TraceDetailScreen)
+        tree = screen.query_one(SpanTree)
+        assert tree.span_count == len(screen.detail.spans) >= 3
+        seen_llm = False
+        for _ in range(tree.span_count):
+            await pilot.press("down")
+            await pilot.pause()
+            row = screen.selected
+            if row is not None and row.span is not None and row.span.kind == "llm":
+                seen_llm = True
+                body = str(screen.query_one("#span-body", Static).render())
+                for word in ("tokens in", "tokens out", "cost", "TTFT", "TPOT", "inputs",
+                             "outputs", "messages", row.span.model):
+                    assert word in body
+                assert "█" in screen_text(app)  # the waterfall bars
+                break
+        assert seen_llm
+
+
+async def test_feedback_is_stored(fresh_url: str, now_ns: int, tmp_path: Path) -> None:
+    app = make_app(fresh_url, now_ns)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, TraceDetailScreen)
+        trace_id = screen.trace_id
+        await pilot.press("plus")
+        await settle(pilot)
+        await pilot.press("r")
+        await pilot.pause()
+        await pilot.press("4")
+        await settle(pilot)
+        await pilot.press("c")
+        await pilot.pause()
+        await pilot.press(*"wrong [/] page", "enter")
+        await settle(pilot)
+        assert app.return_code is None
+    with Store(fresh_url) as store:
+        scores = store.list_scores(trace_id=trace_id, source="feedback")
+    by_name = {s.name: s for s in scores}
+    assert by_name["thumbs"].value == 1.0
+    assert by_name["rating"].value == 4.0
+    assert by_name["comment"].comment == "wrong [/] page"
+
+
+async def test_export_and_copy(store_url: str, now_ns: int, tmp_path: Path) -> None:
+    app = make_app(store_url, now_ns, export_dir=tmp_path / "out")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, TraceDetailScreen)
+        await pilot.press("e")
+        await settle(pilot)
+        await pilot.press("y")
+        await pilot.pause()
+        trace_id = screen.trace_id
+    doc = json.loads((tmp_path / "out" / f"trace-{trace_id}.json").read_text())
+    assert doc["trace"]["trace_id"] == trace_id
+    assert len(doc["spans"]) == screen.detail.trace.span_count
+    assert json.loads(app.clipboard)["trace"]["trace_id"] == trace_id
+
+
+async def test_alert_jumps_to_its_traces(store_url: str, now_ns: int) -> None:
+    app = make_app(store_url, now_ns)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("3")
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, TracesScreen)
+        assert "model:gpt-4o" in screen.filter_text and "status:error" in screen.filter_text
+        assert all(t.status == "error" for t in screen.items)
+
+
+async def test_live_tail_shows_new_traces(fresh_url: str, now_ns: int) -> None:
+    import random
+
+    from storage.writer import StoreWriter, WriteBatch
+    from tui_seed import make_trace
+
+    app = make_app(fresh_url, now_ns, live_interval=0.1)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("t")
+        assert app.screen.live  # type: ignore[attr-defined]
+        spans = make_trace(random.Random(5), now_ns + 1_000_000, name="brand_new_trace")
+        writer = StoreWriter(fresh_url)
+        writer.write(WriteBatch(spans=spans))
+        writer.close()
+        await pilot.pause(0.4)
+        await settle(pilot)
+        assert table(app).get_row_at(0)[1].plain == "brand_new_trace"
+        assert "301 traces" in screen_text(app)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (200, 60)])
+async def test_traces_fit_small_and_large_terminals(store_url: str, now_ns: int,
+                                                    size: tuple[int, int]) -> None:
+    app = make_app(store_url, now_ns)
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot)
+        text = screen_text(app)
+        assert "name" in text and "cost" in text
+        assert table(app).virtual_size.width <= size[0]
