@@ -509,6 +509,11 @@ class Store:
                 .order_by(sm.c.time_ns.desc(), sm.c.sample_id.desc()).limit(limit))
         return [_sample(r) for r in reversed(self._rows(stmt))]
 
+    def plugin_health(self) -> list[dict[str, Any]]:
+        """The last stored health of each plugin (see StoreWriter.write_plugin_health)."""
+        ph = schema.plugin_health
+        return [dict(r._mapping) for r in self._rows(sa.select(ph).order_by(ph.c.name))]
+
     # ---- aggregates ------------------------------------------------------------
     def _metric_rows(
         self, since_ns: int | None, until_ns: int | None, group_by: str | None

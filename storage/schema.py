@@ -224,4 +224,17 @@ experiment_results = Table(
     Index(None, "experiment_id", "item_id"),
 )
 
+plugin_health = Table(
+    "plugin_health",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("calls", BigInteger, nullable=False),
+    Column("failures", BigInteger, nullable=False),
+    Column("consecutive", Integer, nullable=False),
+    Column("slow", BigInteger, nullable=False),
+    Column("degraded", Boolean, nullable=False),
+    Column("last_error", Text),
+    Column("updated_ns", BigInteger, nullable=False),
+)
+
 TABLE_NAMES: Final[tuple[str, ...]] = tuple(metadata.tables)

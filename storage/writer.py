@@ -354,6 +354,32 @@ class StoreWriter:
                 self._trace_stmt, {"trace_ids": ordered[i : i + TRACE_CHUNK], "now_ns": now}
             )
 
+    def write_plugin_health(self, health: Sequence[Any]) -> None:
+        """Upsert plugin health rows (objects with name, calls, failures,
+        consecutive, slow, degraded, last_error), so ``chainsight plugins`` in
+        another process sees them."""
+        now = time.time_ns()
+        rows = [
+            {
+                "name": h.name, "calls": h.calls, "failures": h.failures,
+                "consecutive": h.consecutive, "slow": h.slow, "degraded": bool(h.degraded),
+                "last_error": h.last_error, "updated_ns": now,
+            }
+            for h in health
+        ]
+        if not rows:
+            return
+        t = schema.plugin_health
+        with translate_errors(self.url):
+            engine = self._connect()
+            insert: Any = postgresql.insert(t) if engine.dialect.name == "postgresql" else sqlite.insert(t)
+            stmt = insert.on_conflict_do_update(
+                index_elements=[t.c.name],
+                set_={c: insert.excluded[c] for c in rows[0] if c != "name"},
+            )
+            with engine.begin() as conn:
+                conn.execute(stmt, rows)
+
     def write(self, batch: WriteBatch) -> int:
         """Prepare and write one batch; returns the number of spans in it."""
         self.write_prepared(self.prepare(batch))

@@ -6,11 +6,11 @@ import time
 
 import pytest
 import sqlalchemy as sa
+from storage_builders import three_level_trace
 
 from storage.engine import StoreUnavailable, open_engine
 from storage.query import Store
 from storage.writer import StoreWriter, WriteBatch
-from storage_builders import three_level_trace
 
 
 def test_locked_sqlite_raises_store_unavailable(sqlite_url: str) -> None:

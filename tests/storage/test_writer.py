@@ -4,13 +4,13 @@ import json
 
 import pytest
 import sqlalchemy as sa
+from storage_builders import MS, three_level_trace
 
 from framework.model import Alert, Sample, Score
 from storage import schema
 from storage.engine import open_engine
 from storage.query import Store
 from storage.writer import StoreWriter, WriteBatch
-from storage_builders import MS, three_level_trace
 
 T0 = 1_700_000_000_000_000_000
 
@@ -127,3 +127,14 @@ def test_content_is_capped(store_url: str) -> None:
     assert detail is not None
     stored = detail.spans[0].inputs
     assert stored["__truncated__"] is True and stored["original_bytes"] > 50_000
+
+
+def test_plugin_health_is_upserted(store_url: str) -> None:
+    from framework.dispatch import PluginHealth
+
+    writer = StoreWriter(store_url)
+    writer.write_plugin_health([PluginHealth("pii", calls=3)])
+    writer.write_plugin_health([PluginHealth("pii", calls=9, failures=9, consecutive=9,
+                                              degraded=True, last_error="boom")])
+    (row,) = Store(store_url).plugin_health()
+    assert (row["name"], row["calls"], row["degraded"], row["last_error"]) == ("pii", 9, True, "boom")
