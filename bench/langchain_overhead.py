@@ -99,10 +99,9 @@ def main(argv: list[str] | None = None) -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="chainsight-bench-"))
     db = workdir / "bench.db"
-    observer = Observer(
-        f"sqlite:///{db}", spill_path=workdir / "spill.jsonl",
-        **({"builtins": (), "entry_points": False} if args.plugins == "none" else {}),
-    )
+    bare = args.plugins == "none"
+    observer = Observer(f"sqlite:///{db}", spill_path=workdir / "spill.jsonl",
+                        builtins=() if bare else None, entry_points=not bare)
     chain = build_chain()
     modes: dict[str, tuple[RunnableConfig, Observer | None]] = {
         "none": ({}, None),

@@ -12,8 +12,8 @@ import pytest
 
 os.environ.setdefault("LANGSMITH_TRACING", "false")
 
-from framework.adapters.langchain import CallbackHandler  # noqa: E402
-from framework.observer import Observer  # noqa: E402
+from framework.adapters.langchain import CallbackHandler
+from framework.observer import Observer
 
 
 @pytest.fixture

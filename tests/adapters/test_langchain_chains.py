@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 from langchain_core.language_models import FakeListChatModel
 from langchain_core.output_parsers import StrOutputParser
@@ -15,9 +16,9 @@ from framework.adapters.langchain import CallbackHandler
 from framework.observer import Observer
 
 sys.path.insert(0, str(Path(__file__).parent))
-from langchain_helpers import trace_spans, tree  # noqa: E402
+from langchain_helpers import trace_spans, tree
 
-SEQ_TREE = ("RunnableSequence", "chain", [
+SEQ_TREE: Any = ("RunnableSequence", "chain", [
     ("ChatPromptTemplate", "prompt", []),
     ("FakeListChatModel", "llm", []),
     ("StrOutputParser", "parser", []),
@@ -51,7 +52,7 @@ def test_invoke_records_exact_tree(lc_observer: Observer, handler: CallbackHandl
 
 def test_stream_ttft_and_tpot_match_the_models_delay(lc_observer: Observer,
                                                      handler: CallbackHandler) -> None:
-    delay, answer = 0.02, "streaming answer"  # 16 chunks of one character
+    delay, answer = 0.05, "streaming answer"  # 16 chunks of one character
     run_id = uuid.uuid4()
     chunks = list(chain(answer, sleep=delay).stream({"q": "hi"},
                                                     config={"callbacks": [handler], "run_id": run_id}))
@@ -62,7 +63,7 @@ def test_stream_ttft_and_tpot_match_the_models_delay(lc_observer: Observer,
     assert llm.chunk_count == len(answer)
     assert llm.output_tokens == len(answer) and llm.tokens_estimated
     assert llm.ttft_s is not None and llm.tpot_s is not None
-    assert abs(llm.ttft_s - delay) <= 0.1 * delay + 0.002, llm.ttft_s
+    assert abs(llm.ttft_s - delay) <= 0.1 * delay, llm.ttft_s
     assert abs(llm.tpot_s - delay) <= 0.1 * delay, llm.tpot_s
     # streaming runs send their inputs at the end: the root still has them
     assert spans[0].inputs == {"q": "hi"} and spans[0].outputs == "streaming answer"

@@ -7,6 +7,7 @@ import sys
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from langchain_core.language_models import FakeListChatModel
 from langchain_core.output_parsers import StrOutputParser
@@ -17,9 +18,9 @@ from framework.adapters.langchain import AsyncCallbackHandler, CallbackHandler
 from framework.observer import Observer
 
 sys.path.insert(0, str(Path(__file__).parent))
-from langchain_helpers import all_traces, trace_spans, tree  # noqa: E402
+from langchain_helpers import all_traces, trace_spans, tree
 
-SEQ_TREE = ("RunnableSequence", "chain", [
+SEQ_TREE: Any = ("RunnableSequence", "chain", [
     ("ChatPromptTemplate", "prompt", []),
     ("FakeListChatModel", "llm", []),
     ("StrOutputParser", "parser", []),

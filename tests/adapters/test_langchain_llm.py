@@ -14,14 +14,14 @@ from framework.adapters.langchain import CallbackHandler
 from framework.observer import Observer
 
 sys.path.insert(0, str(Path(__file__).parent))
-from langchain_helpers import trace_spans, tree  # noqa: E402
+from langchain_helpers import trace_spans, tree
 
 
 class NamedModel(GenericFakeChatModel):
     """A fake that reports model/provider/params the way real integrations do."""
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
-        params = super()._get_ls_params(stop=stop, **kwargs)
+        params: dict[str, Any] = dict(super()._get_ls_params(stop=stop, **kwargs))
         params.update(ls_provider="openai", ls_model_name="gpt-4o-mini",
                       ls_temperature=0.3, ls_max_tokens=256)
         return params

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from langchain_core.agents import AgentAction, AgentFinish
@@ -20,7 +21,7 @@ from framework.adapters.langchain import CallbackHandler
 from framework.observer import Observer
 
 sys.path.insert(0, str(Path(__file__).parent))
-from langchain_helpers import trace_spans, tree  # noqa: E402
+from langchain_helpers import trace_spans, tree
 
 
 class KeywordRetriever(BaseRetriever):
@@ -53,7 +54,7 @@ def test_tool_span(lc_observer: Observer, handler: CallbackHandler) -> None:
 
 def test_tool_error_marks_span_and_trace(lc_observer: Observer, handler: CallbackHandler) -> None:
     run_id = uuid.uuid4()
-    pipeline = RunnablePassthrough() | broken
+    pipeline: Any = RunnablePassthrough() | broken
     with pytest.raises(ConnectionError):
         pipeline.invoke({"city": "Oslo"}, config={"callbacks": [handler], "run_id": run_id})
     spans = trace_spans(lc_observer, run_id.hex)
