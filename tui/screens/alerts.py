@@ -8,12 +8,13 @@ from rich.text import Text
 from textual import on, work
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from tui import format as fmt
 from tui.data import StoreDown
 from tui.safe_text import clean, safe
 from tui.widgets.health import HealthBar
+from tui.widgets.keybar import KeyBar
 
 STATE_STYLE = {"firing": "bold red", "pending": "yellow", "resolved": "green"}
 # Alert labels that are also trace filter keys.
@@ -53,7 +54,7 @@ class AlertsScreen(Screen[None]):
         yield Static(id="alerts-title", markup=False)
         yield DataTable(id="alerts", cursor_type="row", zebra_stripes=True)
         yield Static(id="alert-summary", markup=False)
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         table = self.query_one("#alerts", DataTable)

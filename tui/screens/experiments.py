@@ -8,12 +8,13 @@ from rich.text import Text
 from textual import on, work
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from tui import format as fmt
 from tui.data import StoreDown
 from tui.safe_text import safe
 from tui.widgets.health import HealthBar
+from tui.widgets.keybar import KeyBar
 
 EMPTY = """No experiments yet.
 
@@ -57,7 +58,7 @@ class ExperimentsScreen(Screen[None]):
         yield HealthBar("Experiments")
         yield DataTable(id="experiments", cursor_type="row", zebra_stripes=True)
         yield Static(Text("loading…", style="dim"), id="experiments-body")
-        yield Footer()
+        yield KeyBar()
 
     def on_screen_resume(self) -> None:
         self.load()

@@ -10,12 +10,13 @@ from textual import work
 from textual.binding import Binding
 from textual.containers import Grid, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from tui import format as fmt
 from tui.data import StoreDown
 from tui.safe_text import safe
 from tui.widgets.health import HealthBar
+from tui.widgets.keybar import KeyBar
 from tui.widgets.plot import Plot, hbars
 
 RANGES: Final = (("15m", 900), ("1h", 3600), ("6h", 6 * 3600), ("24h", 86400),
@@ -118,7 +119,7 @@ class MetricsScreen(Screen[None]):
             with Grid(id="metrics-lower"):
                 yield Static(id="cost-by-model", markup=False)
                 yield Static(id="quality", markup=False)
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         table = self.query_one("#aggregates", DataTable)

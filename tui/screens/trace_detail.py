@@ -9,13 +9,14 @@ from textual import on, work
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Footer, Static, Tree
+from textual.widgets import Static, Tree
 
 from tui import format as fmt
 from tui.data import StoreDown
 from tui.safe_text import clean, safe
 from tui.screens.prompts import CommentScreen, RatingScreen
 from tui.widgets.health import HealthBar
+from tui.widgets.keybar import KeyBar
 from tui.widgets.span_detail import SpanDetail, span_text
 from tui.widgets.waterfall import Row, SpanTree
 
@@ -69,10 +70,9 @@ class TraceDetailScreen(Screen[None]):
         with Horizontal(id="trace-body"):
             yield SpanTree(id="spans")
             yield SpanDetail(id="span-detail")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
-        self.query_one(SpanTree).focus()
         self.load()
 
     def load(self) -> None:

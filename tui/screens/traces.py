@@ -10,12 +10,13 @@ from textual import on, work
 from textual.binding import Binding
 from textual.events import Resize
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import DataTable, Input, Static
 
 from tui import format as fmt
 from tui.data import StoreDown
 from tui.safe_text import clean, safe
 from tui.widgets.health import HealthBar
+from tui.widgets.keybar import KeyBar
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +119,7 @@ class TracesScreen(Screen[None]):
         table: DataTable[Any] = DataTable(id="traces", cursor_type="row", zebra_stripes=True)
         yield table
         yield Static(id="traces-status", markup=False)
-        yield Footer()
+        yield KeyBar()
 
     @property
     def table(self) -> DataTable[Any]:
