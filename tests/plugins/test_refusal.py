@@ -66,3 +66,13 @@ def test_extra_patterns_and_bad_patterns() -> None:
     assert score.label == "refusal" and score.comment == "refusal pattern extra[0]"
     with pytest.raises(ValueError, match=r"extra_patterns\[0\]"):
         refusal.configure({"extra_patterns": ["(unclosed"]})
+
+
+def test_long_adversarial_input_is_fast() -> None:
+    import time
+
+    check = RefusalCheck(window_chars=100_000)
+    for text in ("I can't " * 10_000, "sorry " * 20_000, "no puedo " * 10_000):
+        started = time.perf_counter()
+        check.detect(text)
+        assert time.perf_counter() - started < 1.0

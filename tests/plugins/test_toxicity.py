@@ -84,3 +84,13 @@ def test_bad_scorer_paths_fail_clearly() -> None:
         load_scorer("no_such_module_xyz:Scorer")
     with pytest.raises(TypeError, match="no score"):
         load_scorer("collections:OrderedDict")
+
+
+def test_long_adversarial_input_is_fast() -> None:
+    import time
+
+    scorer = LexiconScorer()
+    for text in ("you " * 20_000, "f*" * 20_000, "all women are " * 5_000, "i will " * 10_000):
+        started = time.perf_counter()
+        scorer.score(text)
+        assert time.perf_counter() - started < 1.0

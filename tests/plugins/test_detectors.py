@@ -1,0 +1,62 @@
+"""Shared detectors: validators, overlap priority, and no catastrophic backtracking."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from plugins import detectors
+from plugins.detectors import count, dni_valid, find, iban_valid, luhn_valid, redact
+
+
+def test_validators() -> None:
+    assert luhn_valid("4111 1111 1111 1111") and not luhn_valid("4111 1111 1111 1112")
+    assert not luhn_valid("0000 0000 0000 0000")
+    assert iban_valid("GB82 WEST 1234 5698 7654 32") and not iban_valid("GB83 WEST 1234 5698 7654 32")
+    assert not iban_valid("XX82WEST12345698765432")
+    assert dni_valid("12345678Z") and not dni_valid("12345678A")
+
+
+def test_secret_wins_overlap_and_values_never_in_counts() -> None:
+    text = "key sk-live-4111111111111111abcdefghij"  # digits inside a key are not a card
+    assert count(text) == {"api_key": 1}
+    masked, counts = redact("a@b.example and c@d.example")
+    assert masked == "[redacted:email] and [redacted:email]" and counts == {"email": 2}
+
+
+def test_redaction_placeholders_are_not_found_again() -> None:
+    once, _ = redact("password=hunter2hunter2 Bearer abcdefghijklmnop1234 x@y.example")
+    assert count(once) == {}
+    assert redact(once)[0] == once
+
+
+def test_detectors_for_rejects_unknown_switches() -> None:
+    assert {d.kind for d in detectors.detectors_for(["email"])} == {"email"}
+    with pytest.raises(ValueError, match="unknown detector kinds"):
+        detectors.detectors_for(["emails"])
+
+
+ADVERSARIAL = [
+    "a" * 50_000 + "@",
+    ("a." * 20_000) + "@",
+    "x@" + "a-" * 20_000,
+    "1 " * 30_000,
+    "1-" * 30_000,
+    "+" + "1 " * 20_000,
+    "sk-" + "-" * 50_000,
+    "-----BEGIN RSA PRIVATE KEY-----" + "A" * 50_000,
+    "eyJ" + "a" * 30_000 + ".eyJ" + "b" * 30_000,
+    "password=" * 10_000,
+    "1." * 30_000,
+    "a:" * 30_000 + "::",
+    "AB 12 " * 20_000,
+]
+
+
+@pytest.mark.parametrize("text", ADVERSARIAL, ids=range(len(ADVERSARIAL)))
+def test_no_catastrophic_backtracking(text: str) -> None:
+    started = time.perf_counter()
+    find(text)
+    elapsed = time.perf_counter() - started
+    assert elapsed < 1.0, f"{elapsed:.2f}s on a {len(text)}-char adversarial input"
