@@ -1,1 +1,66 @@
-"""Built-in plugin demo (being written)."""
+"""Built-in plugin 'demo': ``chainsight demo`` records a realistic offline workload.
+
+RAG chains streaming with real per-token delays, a tool-using agent, a
+LangGraph agent, failures (model error mid-stream, tool error), refusals, an
+answer with PII, slow outliers, three models and a dozen users, all through
+the real LangChain handler into the configured store, then a summary computed
+from the store. Needs the ``langchain`` and ``langgraph`` extras.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from typing import TYPE_CHECKING
+
+from framework.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from framework.extension import CommandRegistry
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--count", type=int, default=300, help="traces to record (default 300)")
+    parser.add_argument("--concurrency", type=int, default=8, help="traces in flight (default 8)")
+    parser.add_argument("--seed", type=int, default=7, help="random seed (same seed, same workload)")
+
+
+def run_demo(ns: argparse.Namespace) -> int:
+    try:
+        from framework.adapters.langchain import CallbackHandler
+        from plugins.demo import workload
+    except ImportError as exc:
+        sys.stderr.write(f"chainsight demo needs LangChain and LangGraph: {exc}\n"
+                         "install them with: pip install 'chainsight[dev]'\n")
+        return 2
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from framework.observer import Observer
+
+    console = Console(stderr=True)
+    if ns.count < 1:
+        sys.stderr.write("--count must be at least 1\n")
+        return 2
+    started_ns = time.time_ns()
+    observer = Observer(ns.db) if ns.db else Observer()
+    handler = CallbackHandler(observer)
+    jobs = workload.plan(ns.count, ns.seed)
+    with Progress(TextColumn("recording"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=False, disable=bool(getattr(ns, "json", False))) as bar:
+        task = bar.add_task("demo", total=len(jobs))
+        asyncio.run(workload.run(jobs, handler, ns.concurrency, lambda: bar.advance(task)))
+    observer.flush(timeout=60)
+    url = observer.storage_url
+    observer.shutdown()
+    from plugins.demo.summary import print_summary, summarize
+
+    return print_summary(summarize(url, started_ns), url, as_json=bool(getattr(ns, "json", False)))
+
+
+@hookimpl
+def register_commands(cli: CommandRegistry) -> None:
+    cli.add("demo", "record an offline demo workload (LangChain + LangGraph) into the store",
+            configure_parser, run_demo)

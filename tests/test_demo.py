@@ -1,0 +1,54 @@
+"""``chainsight demo``: deterministic plan, and a small real run into SQLite."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("LANGSMITH_TRACING", "false")
+pytest.importorskip("langgraph")
+
+from framework.cli import main as cli_main
+from plugins.demo import workload
+
+
+def test_plan_is_deterministic_and_covers_every_scenario() -> None:
+    first, again = workload.plan(300, seed=3), workload.plan(300, seed=3)
+    assert first == again
+    assert workload.plan(300, seed=4) != first
+    assert {j.scenario for j in first} == set(workload.SCENARIOS)
+    assert {j.model for j in first} == {m for m, _ in workload.MODELS}
+    assert len({j.user_id for j in first}) > 5
+
+
+def test_demo_records_traces_and_prints_a_summary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(workload, "TOKEN_SLEEP", 0.0005)
+    monkeypatch.setattr(workload, "SLOW_TOKEN_SLEEP", 0.002)
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    assert cli_main(["demo", "--count", "40", "--concurrency", "4", "--seed", "1", "--db", url]) == 0
+    out = capsys.readouterr().out
+    assert "traces        40" in out and "p95 TTFT" in out and "total cost" in out
+
+    from storage.query import Store, TraceFilter
+
+    store = Store(url)
+    traces = store.list_traces(TraceFilter(), limit=100).items
+    assert len(traces) == 40
+    names = {t.name for t in traces}
+    assert {"demo-rag", "demo-langgraph", "demo-agent"} <= names
+    statuses = {t.name: t.status for t in traces}
+    assert statuses.get("demo-stream_error", "error") == "error"
+    assert statuses.get("demo-tool_error", "error") == "error"
+    rag = next(t for t in traces if t.name == "demo-rag")
+    detail = store.get_trace(rag.trace_id)
+    assert detail is not None
+    kinds = {s.kind for s in detail.spans}
+    assert {"chain", "retriever", "prompt", "llm", "parser"} <= kinds
+    llm = next(s for s in detail.spans if s.kind == "llm")
+    assert llm.model in {m for m, _ in workload.MODELS}
+    assert llm.first_token_ns is not None and llm.input_tokens and llm.output_tokens
+    assert not llm.tokens_estimated
