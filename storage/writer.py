@@ -156,7 +156,7 @@ def _insert_sql(dialect: sa.Dialect, table: sa.Table, columns: Sequence[str]) ->
     """``INSERT .. ON CONFLICT DO NOTHING`` (alerts: upsert) as driver SQL."""
     values: dict[str, Any] = {c: sa.bindparam(c) for c in columns}
     if dialect.name == "postgresql":
-        pg = postgresql.insert(table).values(values)
+        pg = postgresql.insert(table).values(values).inline()  # no RETURNING of ids
         stmt: Any = pg.on_conflict_do_nothing()
         if table is schema.alerts:
             stmt = _alert_upsert(pg, pg.excluded)
