@@ -21,6 +21,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from framework.cli_render import (
@@ -287,8 +288,8 @@ def build_parser(plugins: PluginSet | None = None) -> argparse.ArgumentParser:
     p = builtin("show", "show one trace: its span tree and scores", cmd_show)
     p.add_argument("trace_id", metavar="TRACE_ID", help="a trace id or a unique prefix of one")
 
-    builtin("plugins", "list plugins with their version, source, hooks and status",
-            cmd_plugins, db=False)
+    builtin("plugins", "list plugins with their version, source, hooks and status "
+            "(degraded: as last recorded in the store)", cmd_plugins)
 
     cfg = sub.add_parser("config", help="configuration commands", parents=[common])
     cfg.set_defaults(run=_usage(cfg), needs_config=False)
@@ -594,21 +595,60 @@ def cmd_plugins(ns: argparse.Namespace) -> int:
         from framework.plugin_manager import load_plugins
 
         plugins = load_plugins(ns.settings, strict=False)
-    infos = list(plugins.infos)
+    health = {str(h["name"]): h for h in read_plugin_health(ns.db)}
+    entries: list[dict[str, Any]] = []
+    for i in plugins.infos:
+        entries.append({"name": i.name, "version": i.version, "source": i.source,
+                        "hooks": list(i.hooks), "status": i.status, "error": i.error})
+    # Plugins the observer ran that this process did not load (registered by hand).
+    for name in sorted(set(health) - {e["name"] for e in entries}):
+        entries.append({"name": name, "version": None, "source": "observer (from the store)",
+                        "hooks": [], "status": "active", "error": None})
+    for e in entries:
+        h = health.get(e["name"])
+        e["runtime"] = None if h is None else {
+            k: h.get(k) for k in ("calls", "failures", "slow", "degraded", "last_error", "updated_ns")
+        }
+        if h is not None and h.get("degraded") and e["status"] == "active":
+            e["status"], e["error"] = "degraded", h.get("last_error")
     if ns.json:
-        print_json([
-            {"name": i.name, "version": i.version, "source": i.source, "hooks": list(i.hooks),
-             "status": i.status, "error": i.error}
-            for i in infos
-        ])
+        print_json(entries)
         return EXIT_OK
     rows = [
-        [i.name, i.version or MISSING, i.source, ", ".join(i.hooks) or MISSING,
-         f"{i.status}: {i.error}" if i.error else i.status]
-        for i in infos
+        [e["name"], e["version"] or MISSING, e["source"], ", ".join(e["hooks"]) or MISSING,
+         f"{e['status']}: {e['error']}" if e["error"] else e["status"]]
+        for e in entries
     ]
     print_table(PLUGIN_COLUMNS, rows)
     return EXIT_OK
+
+
+def read_plugin_health(url: str) -> list[dict[str, Any]]:
+    """The plugin health the observer last wrote to the store (degraded plugins...).
+
+    Never creates a store: a SQLite file that does not exist means no data.
+    A store that cannot be read is a warning, not a failure of the listing.
+    """
+    try:
+        from sqlalchemy.engine import make_url
+
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite":
+            database = parsed.database or ""
+            if database in ("", ":memory:") or not Path(database).exists():
+                return []
+    except Exception:
+        pass  # let the store report a bad URL below
+    try:
+        store = _open_store(url)
+        try:
+            reader = getattr(store, "plugin_health", None)
+            return list(reader()) if reader is not None else []
+        finally:
+            store.close()
+    except Exception as exc:
+        _warn(f"runtime plugin health not read from {redact_url(url)}: {describe_exception(exc)}")
+        return []
 
 
 def cmd_config_check(ns: argparse.Namespace) -> int:

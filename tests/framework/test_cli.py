@@ -204,7 +204,8 @@ def test_plugins_lists_builtins(capsys: pytest.CaptureFixture[str]) -> None:
     names = {p["name"] for p in doc}
     assert "redaction" in names and "pricing" in names
     for p in doc:
-        assert set(p) == {"name", "version", "source", "hooks", "status", "error"}
+        assert set(p) == {"name", "version", "source", "hooks", "status", "error", "runtime"}
+    assert not (Path.cwd() / "chainsight.db").exists()  # listing plugins never creates a store
     code, out, _ = run(capsys, "plugins")
     assert code == 0
     assert out.splitlines()[0].split() == ["NAME", "VERSION", "SOURCE", "HOOKS", "STATUS"]
@@ -217,6 +218,31 @@ def test_plugins_shows_disabled(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert code == 0
     status = {p["name"]: p["status"] for p in json.loads(out)}
     assert status["pricing"] == "disabled"
+
+
+def test_plugins_shows_degraded_status_recorded_by_an_observer(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from framework.dispatch import PluginHealth
+    from storage.writer import StoreWriter
+
+    writer = StoreWriter(sqlite_url)
+    writer.write_plugin_health([
+        PluginHealth("pricing", calls=9, failures=5, consecutive=5, degraded=True, last_error="boom"),
+        PluginHealth("hand_made", calls=3),
+    ])
+    writer.close()
+    code, out, _ = run(capsys, "plugins", "--db", sqlite_url, "--json")
+    assert code == 0
+    info = {p["name"]: p for p in json.loads(out)}
+    assert info["pricing"]["status"] == "degraded"
+    assert info["pricing"]["error"] == "boom"
+    assert info["pricing"]["runtime"]["failures"] == 5
+    assert info["hand_made"]["status"] == "active"
+    assert info["hand_made"]["source"] == "observer (from the store)"
+    assert info["redaction"]["runtime"] is None
+    code, out, _ = run(capsys, "plugins", "--db", sqlite_url)
+    assert "degraded: boom" in out
 
 
 # ---- register_commands -----------------------------------------------------------------
