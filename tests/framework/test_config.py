@@ -351,3 +351,31 @@ def test_helpers() -> None:
     assert apply_defaults(nested, {}) == {"outer": {"x": 1}}
     assert apply_defaults(nested, {"outer": {"x": 2}}) == {"outer": {"x": 2}}
     assert apply_defaults(None, {"a": 1}) == {"a": 1}
+
+
+def test_every_commented_plugin_example_in_plugins_toml_is_valid(tmp_path: Path) -> None:
+    """Uncomment each `# [plugins.NAME]` block of the repository's plugins.toml
+    (one `# ` level; `# # ` lines stay comments) and validate it against the
+    installed plugin's real CONFIG_SCHEMA, so the documentation cannot drift."""
+    from framework.plugin_manager import load_plugins
+
+    blocks: list[str] = []
+    current: list[str] | None = None
+    for line in (REPO / "plugins.toml").read_text(encoding="utf-8").splitlines():
+        if line.startswith("# [plugins."):
+            current = [line[2:]]
+            blocks.append("")
+        elif current is not None and line.startswith("#"):
+            current.append(line[2:] if line.startswith("# ") else "")
+        elif current is not None:
+            blocks[-1] = "\n".join(current)
+            current = None
+    if current is not None:
+        blocks[-1] = "\n".join(current)
+    assert len(blocks) >= 8
+    path = write(tmp_path / "uncommented.toml", "\n\n".join(blocks) + "\n")
+    settings = load_settings(path)
+    schemas = load_plugins(settings, entry_points=False).schemas
+    configs = resolve_plugin_configs(settings, schemas)
+    for name in settings.plugins:
+        assert name in configs, name
