@@ -64,6 +64,13 @@ def size(value: float | None) -> str:
     return f"{value:.1f}TiB"
 
 
+def rate(value: float | None) -> str:
+    """A per-second rate with three significant digits."""
+    if value is None:
+        return DASH
+    return f"{value:,.0f}/s" if value >= 100 else f"{value:.3g}/s"
+
+
 def percent(rate: float | None) -> str:
     return DASH if rate is None else f"{rate * 100:.1f}%"
 

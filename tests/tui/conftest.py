@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tui_seed import NOW_NS, build_hostile_store, build_store  # noqa: E402
+from tui_seed import NOW_NS, build_hostile_store, build_store
 
 
 def _copy_db(src: Path, dst: Path) -> None:

@@ -18,7 +18,6 @@ from tui.screens.help import HelpScreen
 from tui.screens.metrics import MetricsScreen
 from tui.screens.trace_detail import TraceDetailScreen
 from tui.screens.traces import TracesScreen
-from tui.widgets.span_detail import SpanDetail
 from tui.widgets.waterfall import SpanTree
 
 
@@ -246,8 +245,9 @@ async def test_alert_jumps_to_its_traces(store_url: str, now_ns: int) -> None:
 async def test_live_tail_shows_new_traces(fresh_url: str, now_ns: int) -> None:
     import random
 
-    from storage.writer import StoreWriter, WriteBatch
     from tui_seed import make_trace
+
+    from storage.writer import StoreWriter, WriteBatch
 
     app = make_app(fresh_url, now_ns, live_interval=0.1)
     async with app.run_test(size=(120, 40)) as pilot:

@@ -6,6 +6,7 @@ from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import on, work
+from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
@@ -49,7 +50,7 @@ class AlertsScreen(Screen[None]):
         self.firing_only = False
         self.alerts: list[Any] = []
 
-    def compose(self):  # type: ignore[no-untyped-def]
+    def compose(self) -> ComposeResult:
         yield HealthBar("Alerts")
         yield Static(id="alerts-title", markup=False)
         yield DataTable(id="alerts", cursor_type="row", zebra_stripes=True)

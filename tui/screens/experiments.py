@@ -6,6 +6,7 @@ from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import on, work
+from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
@@ -54,7 +55,7 @@ class ExperimentsScreen(Screen[None]):
         self.experiments: list[Any] = []
         self.marked: list[str] = []
 
-    def compose(self):  # type: ignore[no-untyped-def]
+    def compose(self) -> ComposeResult:
         yield HealthBar("Experiments")
         yield DataTable(id="experiments", cursor_type="row", zebra_stripes=True)
         yield Static(Text("loading…", style="dim"), id="experiments-body")

@@ -7,6 +7,7 @@ from typing import Any, ClassVar, Final
 
 from rich.text import Text
 from textual import work
+from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, VerticalScroll
 from textual.screen import Screen
@@ -88,7 +89,7 @@ def _summary(values: list[float | None], kind: str) -> str:
         return ""
     last, peak = present[-1], max(present)
     show = {"seconds": fmt.duration, "percent": fmt.percent, "cost": fmt.cost,
-            "bytes": fmt.size}.get(
+            "bytes": fmt.size, "rate": fmt.rate}.get(
         kind, lambda v: fmt.number(v))
     return f"last {show(last)} · max {show(peak)}"
 
@@ -104,11 +105,11 @@ class MetricsScreen(Screen[None]):
 
     def __init__(self) -> None:
         super().__init__()
-        self.range_index = 3
+        self.range_index = 2
         self.by_model = True
         self.generation = 0
 
-    def compose(self):  # type: ignore[no-untyped-def]
+    def compose(self) -> ComposeResult:
         yield HealthBar("Metrics")
         yield Static(id="range", markup=False)
         with VerticalScroll(id="metrics-body"):

@@ -6,6 +6,7 @@ from typing import ClassVar
 
 from rich.text import Text
 from textual import on
+from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
@@ -18,7 +19,7 @@ class RatingScreen(ModalScreen[int | None]):
         Binding("escape", "dismiss_none", "Cancel"),
     ]
 
-    def compose(self):  # type: ignore[no-untyped-def]
+    def compose(self) -> ComposeResult:
         with Vertical(classes="prompt"):
             yield Static(Text("Rate this trace: press 1 (bad) … 5 (great), Esc cancels"))
 
@@ -32,7 +33,7 @@ class RatingScreen(ModalScreen[int | None]):
 class CommentScreen(ModalScreen[str | None]):
     BINDINGS: ClassVar = [Binding("escape", "dismiss_none", "Cancel")]
 
-    def compose(self):  # type: ignore[no-untyped-def]
+    def compose(self) -> ComposeResult:
         with Vertical(classes="prompt"):
             yield Static(Text("Comment on this trace (Enter saves, Esc cancels)"))
             yield Input(placeholder="what was right or wrong?", id="comment")

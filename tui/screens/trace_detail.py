@@ -6,6 +6,7 @@ from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import on, work
+from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
@@ -64,7 +65,7 @@ class TraceDetailScreen(Screen[None]):
         self.samples: list[Any] = []
         self.selected: Any = None
 
-    def compose(self):  # type: ignore[no-untyped-def]
+    def compose(self) -> ComposeResult:
         yield HealthBar("Trace")
         yield Static(Text(f"loading {self.trace_id}…", style="dim"), id="trace-header")
         with Horizontal(id="trace-body"):

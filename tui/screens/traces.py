@@ -7,6 +7,7 @@ from typing import Any, ClassVar, Final
 
 from rich.text import Text
 from textual import on, work
+from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.events import Resize
 from textual.screen import Screen
@@ -112,7 +113,7 @@ class TracesScreen(Screen[None]):
         self.columns: tuple[Column, ...] = ()
         self.total: int | None = None
 
-    def compose(self):  # type: ignore[no-untyped-def]
+    def compose(self) -> ComposeResult:
         yield HealthBar("Traces")
         yield Input(placeholder=PLACEHOLDER, id="filter")
         yield Static(id="filter-error", markup=False)

@@ -75,6 +75,7 @@ class SpanTree(Tree[Row]):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(Text("trace"), id=id)
+        self.show_root = False  # the trace itself is the screen's header
         self.guide_depth = 2
         self.t0 = 0
         self.t1 = 1
