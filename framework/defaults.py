@@ -11,6 +11,7 @@ from __future__ import annotations
 
 DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("redaction", "plugins.redaction"),
+    ("token_estimate", "plugins.token_estimate"),
     ("pricing", "plugins.pricing"),
     ("length", "plugins.length"),
     ("refusal", "plugins.refusal"),

@@ -57,6 +57,7 @@ class GuardedDispatcher:
         self.degrade_after = max(1, degrade_after)
         self.health: dict[str, PluginHealth] = {}
         self.errors_total = 0
+        self.version = 0  # bumped on every failure, so readers can tell health changed
         self._impls: dict[str, list[tuple[str, Callable[..., Any], tuple[str, ...]]]] = {}
         self._lock = threading.Lock()
 
@@ -86,6 +87,10 @@ class GuardedDispatcher:
             with self._lock:
                 health = self.health.setdefault(name, PluginHealth(name))
         return health
+
+    def snapshot(self) -> list[PluginHealth]:
+        """A copy of every plugin's health, for storing and showing."""
+        return [PluginHealth(**vars(h)) for h in list(self.health.values())]
 
     def is_degraded(self, name: str) -> bool:
         health = self.health.get(name)
@@ -146,6 +151,7 @@ class GuardedDispatcher:
 
     def _failed(self, health: PluginHealth, what: str, message: str, exc: BaseException | None) -> None:
         self.errors_total += 1
+        self.version += 1
         health.failures += 1
         health.consecutive += 1
         health.last_error = f"{what}: {message}"

@@ -132,7 +132,8 @@ def price_span(span: Span) -> float | None:
     """Return the cost in US dollars of this finished span, or None.
 
     When: on the pipeline worker, for every finished span that has a model and
-    token counts but no ``cost_usd`` yet, before :func:`process_span`.
+    token counts but no ``cost_usd`` yet, after :func:`process_span` (so token
+    counts estimated there are priced too; the span may already be redacted).
     ``firstresult``: the first non-None answer wins, so any plugin or override
     beats the built-in price table (which is ``trylast``). Return None when the
     model is unknown: the span stays *unpriced* (``cost_usd`` NULL), never $0.
@@ -144,11 +145,14 @@ def price_span(span: Span) -> float | None:
 def process_span(span: Span) -> None:
     """Mutate a finished span before anything stores, checks or exports it.
 
-    When: on the pipeline worker, once per finished span, in registration
-    order (use ``tryfirst``/``trylast`` to order). This is the phase for
-    redaction (masking PII in ``inputs``/``outputs``/``attributes``),
-    enrichment (adding attributes, tags) and metrics-only mode (dropping
-    content). The span is owned by the worker: mutate it in place.
+    When: on the pipeline worker, once per finished span, first of all
+    pipeline hooks (before :func:`price_span`, checks and storage); pluggy's
+    order applies (last registered first; use ``tryfirst``/``trylast``).
+    This is the phase for redaction (masking PII in ``inputs``/``outputs``/
+    ``attributes``; the built-in one is ``tryfirst``) and enrichment (adding
+    attributes, tags, estimated token counts). The span is owned by the
+    worker: mutate it in place, but never mutate objects it references
+    (they may still belong to the user's code): replace them with copies.
     Return: ignored. Must not block.
     """
 

@@ -86,7 +86,8 @@ class Observer:
             self.plugins.pm, strict=self.strict, degrade_after=int(options.get("degrade_after", 5))
         )
         self.registered = Registered()
-        self._configs = resolve_plugin_configs(self.settings, self.plugins.schemas)
+        failed = [i.name for i in self.plugins.infos if i.status == "failed"]
+        self._configs = resolve_plugin_configs(self.settings, self.plugins.schemas, ignore=failed)
         self._configure_all()
         self._collect_registrations()
 
@@ -385,7 +386,10 @@ class Observer:
         if self._sampler is not None:
             self._sampler.stop()
         ok = self.pipeline.stop(timeout)
-        self.writer.close()
+        if not self.pipeline.alive:
+            # Closing under a worker still inside a write would pull the
+            # connection from under it; past the deadline it is left to exit.
+            self.writer.close()
         _live_observers.discard(self)
         return ok
 

@@ -37,15 +37,6 @@ class Feedback:
         self.score = score
 
 
-class Marker:
-    """Queue item that a ``flush`` waits on: set once everything before it is done."""
-
-    __slots__ = ("done",)
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-
-
 @dataclass
 class PipelineOptions:
     batch_size: int = 512
@@ -100,14 +91,20 @@ class Pipeline:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._drop_lock = threading.Lock()
+        # Held by the worker while it moves items from the queue into a batch,
+        # so flush() sees every item either queued or taken, never in between.
+        self._take_lock = threading.Lock()
+        self._progress = threading.Condition()
         self._traces: dict[str, tuple[float, list[Span]]] = {}
         self._last_evict = time.monotonic()
         self._store_down_since: float | None = None
         self._last_retry = 0.0
+        self._health_version = 0
         # Counters. ``dropped`` is written by callers under _drop_lock (full
         # queue only); everything else is written by the worker alone.
         self.dropped = 0
         self.taken = 0
+        self.processed = 0
         self.written = 0
         self.failed = 0
         self.spilled = 0
@@ -139,13 +136,19 @@ class Pipeline:
         )
 
     def flush(self, timeout: float) -> bool:
-        """Wait until everything queued before this call is processed."""
+        """Wait until everything queued before this call is processed (stored,
+        spilled or counted as dropped). A flush never enqueues anything, so it
+        cannot push a span out of a full queue."""
+        with self._take_lock:
+            target = self.taken + len(self._queue) + self.dropped
         if not self._thread.is_alive():
-            return not self._queue
-        marker = Marker()
-        self._queue.append(marker)
+            return self.processed + self.dropped >= target
         self._wake.set()
-        return marker.done.wait(max(0.0, timeout))
+        with self._progress:
+            return self._progress.wait_for(
+                lambda: self.processed + self.dropped >= target or not self._thread.is_alive(),
+                max(0.0, timeout),
+            ) and self.processed + self.dropped >= target
 
     def stop(self, timeout: float) -> bool:
         """Drain, stop the worker and call shutdown hooks within ``timeout``."""
@@ -176,25 +179,23 @@ class Pipeline:
             except Exception:  # a bug here must not kill the worker
                 log.exception("pipeline worker error")
             if self._stop.is_set() and not self._queue:
+                with self._progress:
+                    self._progress.notify_all()
                 return
 
     def _drain(self) -> None:
         queue = self._queue
         size = self.options.batch_size
         while queue:
-            items: list[Any] = []
-            markers: list[Marker] = []
-            while queue and len(items) < size:
-                item = queue.popleft()
-                if isinstance(item, Marker):
-                    markers.append(item)
-                    break  # everything before the marker goes in this batch
-                items.append(item)
-            self.taken += len(items)
-            if items:
+            with self._take_lock:
+                items = [queue.popleft() for _ in range(min(size, len(queue)))]
+                self.taken += len(items)
+            try:
                 self._process(items)
-            for marker in markers:
-                marker.done.set()
+            finally:
+                self.processed += len(items)
+                with self._progress:
+                    self._progress.notify_all()
         if self._store_down_since is not None or self.spill.exists():
             self._try_replay()
 
@@ -233,6 +234,22 @@ class Pipeline:
                 dispatcher.guard(notifier.name, notifier.notify, alert, what="notify")
         for score in feedback:
             dispatcher.call("feedback_recorded", score=score)
+        if dispatcher.version != self._health_version:
+            self._store_health()
+
+    def _store_health(self) -> None:
+        """Persist plugin health so ``chainsight plugins`` in another process sees it."""
+        from storage.engine import StoreUnavailable
+
+        version = self.dispatcher.version
+        try:
+            self.writer.write_plugin_health(self.dispatcher.snapshot())
+            self._health_version = version
+        except StoreUnavailable:
+            pass  # retried after the next batch
+        except Exception:
+            log.exception("could not store plugin health")
+            self._health_version = version
 
     def _process_spans(self, spans: list[Span]) -> list[Score]:
         dispatcher = self.dispatcher
@@ -245,6 +262,9 @@ class Pipeline:
         scores: list[Score] = []
         now = time.monotonic()
         for span in spans:
+            # Enrichment first: a token estimate made here is what gets priced.
+            if processing:
+                dispatcher.call("process_span", span=span)
             if (
                 pricing
                 and span.cost_usd is None
@@ -254,8 +274,6 @@ class Pipeline:
                 cost = dispatcher.call_first("price_span", span=span)
                 if cost is not None:
                     span.cost_usd = float(cost)
-            if processing:
-                dispatcher.call("process_span", span=span)
             for check in span_checks:
                 ok, result = dispatcher.guard(check.name, check.check_span, span, what="check_span", budget_s=budget)
                 if ok and result:
