@@ -29,6 +29,7 @@ DEFAULT_CONNECT_TIMEOUT_S: Final = 5
 MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
 
 _lock = threading.Lock()
+_migrate_lock = threading.Lock()
 _at_head: set[str] = set()
 _head_revision: str | None = None
 
@@ -191,9 +192,15 @@ def open_engine(url: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> 
     with _lock:
         done = url in _at_head
     if not done:
-        try:
-            _ensure_migrated(engine, url)
-        except BaseException:
-            engine.dispose()
-            raise
+        # pysqlite commits each DDL statement on its own, so two threads
+        # migrating one new file would see each other's half-made schema.
+        with _migrate_lock:
+            try:
+                with _lock:
+                    done = url in _at_head
+                if not done:
+                    _ensure_migrated(engine, url)
+            except BaseException:
+                engine.dispose()
+                raise
     return engine
