@@ -82,8 +82,22 @@ async def measure(url: str, big_id: str, started: float) -> dict[str, float]:
     from textual.widgets import DataTable
 
     from tui.app import ChainsightApp
+    from tui.data import DataSource
     from tui.screens.trace_detail import TraceDetailScreen
     from tui.widgets.waterfall import SpanTree
+
+    imported_ui = time.perf_counter()
+    store_open: list[float] = []
+    original_open = DataSource._open
+
+    def timed_open(self):  # type: ignore[no-untyped-def]
+        begin = time.perf_counter()
+        try:
+            return original_open(self)
+        finally:
+            if not store_open:
+                store_open.append(time.perf_counter() - begin)
+    DataSource._open = timed_open  # type: ignore[method-assign]
 
     # "Painted" = the widget rendered its lines with the data in it: wrap render_lines
     # to note the first time that happens (pilot.pause() would add idle-wait time).
@@ -114,6 +128,8 @@ async def measure(url: str, big_id: str, started: float) -> dict[str, float]:
     async with app.run_test(size=(160, 50)) as pilot:
         await until(lambda: "table" in painted)
         results["first_table_s"] = painted["table"] - started
+        results["import_ui_s"] = imported_ui - started
+        results["store_open_s"] = store_open[0] if store_open else 0.0
 
         opened = time.perf_counter()
         app.call_later(app.open_trace, big_id)
@@ -154,6 +170,8 @@ def main() -> int:
     results = json.loads(child.stdout.strip().splitlines()[-1])
     ok = True
     for key, label, target in (("first_table_s", "launch -> first painted traces table", 1.0),
+                               ("import_ui_s", "  of which: import Textual + tui", None),
+                               ("store_open_s", "  of which: import storage + open store", None),
                                ("open_trace_s", f"open {BIG_SPANS}-span trace", 0.3),
                                ("next_page_s", "next page (cursor paging)", None)):
         value = results[key]

@@ -98,6 +98,9 @@ class ChainsightApp(App[None]):
         if self.health.error is not None:
             self.set_health(error=None)
 
+    def on_load(self) -> None:
+        self.data.warm_up()
+
     def on_mount(self) -> None:
         self.refresh_health()
         self.set_interval(self.health_interval, self.refresh_health)

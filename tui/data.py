@@ -76,6 +76,15 @@ class DataSource:
                         raise StoreDown(_describe(error)) from error
             raise AssertionError("unreachable")
 
+    def warm_up(self) -> None:
+        """Import the storage layer and connect on a thread, while the UI starts."""
+        def run() -> None:
+            try:
+                self.call(lambda store: None)
+            except Exception:
+                pass  # the first real read reports it
+        threading.Thread(target=run, name="chainsight-store-open", daemon=True).start()
+
     def close(self) -> None:
         with self._lock:
             self._drop()
