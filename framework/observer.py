@@ -86,6 +86,8 @@ class Observer:
             self.plugins.pm, strict=self.strict, degrade_after=int(options.get("degrade_after", 5))
         )
         self.registered = Registered()
+        # Effective options, visible to plugins from configure() on.
+        self.pipeline_options = PipelineOptions.from_settings(options)
         failed = [i.name for i in self.plugins.infos if i.status == "failed"]
         self._configs = resolve_plugin_configs(self.settings, self.plugins.schemas, ignore=failed)
         self._configure_all()
@@ -94,8 +96,7 @@ class Observer:
         self.writer = StoreWriter(self.storage_url, max_content_bytes=max_content)
         path = Path(spill_path) if spill_path is not None else self.settings.spill_path
         self.pipeline = Pipeline(
-            self.writer, self.dispatcher, self.registered,
-            PipelineOptions.from_settings(options), path,
+            self.writer, self.dispatcher, self.registered, self.pipeline_options, path,
         )
         self.internal_errors = 0
         self._closed = False

@@ -9,11 +9,12 @@ batches go to a spill file and are replayed in order once it answers.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -218,6 +219,8 @@ class Pipeline:
                 feedback.append(item.score)
         if spans:
             scores.extend(self._process_spans(spans))
+        if self.options.metrics_only and scores:
+            scores = [strip_comment(score) for score in scores]
         self._store(spans, scores + feedback, samples, alerts)
 
         dispatcher = self.dispatcher
@@ -388,4 +391,9 @@ def strip_content(span: Span) -> None:
         span.metadata = None
 
 
-Sink = Callable[[Sequence[Span]], None]
+def strip_comment(score: Score) -> Score:
+    """Metrics-only mode: a check's or judge's explanation may quote content.
+    Feedback comments are the user's own words about the trace and are kept."""
+    if score.comment is None or score.source == "feedback":
+        return score
+    return dataclasses.replace(score, comment=None)

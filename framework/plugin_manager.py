@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import logging
+import types
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -77,6 +78,16 @@ def plugin_name(plugin: object) -> str:
     return type(plugin).__name__
 
 
+def instantiate(loaded: object) -> object:
+    """A module with a ``create_plugin()`` factory gives each plugin manager
+    (each observer) its own instance, so its configuration is not shared
+    process-wide; any other module or object is registered as it is."""
+    factory = getattr(loaded, "create_plugin", None)
+    if isinstance(loaded, types.ModuleType) and callable(factory):
+        return factory()
+    return loaded
+
+
 def new_plugin_manager() -> pluggy.PluginManager:
     pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
@@ -107,7 +118,7 @@ def load_plugins(
             continue
         try:
             module = importlib.import_module(dotted)
-            plugins.register(module, name, source="builtin")
+            plugins.register(instantiate(module), name, source="builtin")
         except Exception as exc:
             _failed(plugins, name, "builtin", f"cannot load {dotted}: {type(exc).__name__}: {exc}", strict)
 
@@ -122,7 +133,7 @@ def load_plugins(
                 _failed(plugins, ep.name, source, "name already taken by another plugin", strict)
                 continue
             try:
-                plugins.register(ep.load(), ep.name, source=source)
+                plugins.register(instantiate(ep.load()), ep.name, source=source)
             except Exception as exc:
                 _failed(
                     plugins, ep.name, source,

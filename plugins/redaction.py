@@ -211,22 +211,25 @@ def _jsonable(value: Any) -> Any:
     return json.loads(dumps(value))
 
 
-_redactor = Redactor()
+class RedactionPlugin:
+    """One per observer (see ``create_plugin``), so two observers in one
+    process can redact differently."""
+
+    CONFIG_SCHEMA = CONFIG_SCHEMA
+
+    def __init__(self) -> None:
+        self.redactor = Redactor()
+
+    @hookimpl
+    def configure(self, config: Mapping[str, Any]) -> None:
+        self.redactor = Redactor.from_config(config)
+
+    @hookimpl(tryfirst=True)
+    def process_span(self, span: Span) -> None:
+        redactor = self.redactor
+        if redactor.active:
+            redactor.redact_span(span)
 
 
-def current() -> Redactor:
-    """The redactor the hooks use (the last configured one)."""
-    return _redactor
-
-
-@hookimpl
-def configure(config: Mapping[str, Any]) -> None:
-    global _redactor
-    _redactor = Redactor.from_config(config)
-
-
-@hookimpl(tryfirst=True)
-def process_span(span: Span) -> None:
-    redactor = _redactor
-    if redactor.active:
-        redactor.redact_span(span)
+def create_plugin() -> RedactionPlugin:
+    return RedactionPlugin()

@@ -47,7 +47,7 @@ def test_broken_entry_point_is_skipped_with_its_name(
 
 def test_broken_entry_point_raises_in_strict_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _install_entry_points(tmp_path, monkeypatch, {"broken": "broken_plugin"})
-    with pytest.raises(PluginLoadError, match="plugin 'broken'.*frobnicate"):
+    with pytest.raises(PluginLoadError, match=r"plugin 'broken'.*frobnicate"):
         load_plugins(None, builtins=(), strict=True)
 
 
@@ -66,3 +66,35 @@ def test_unknown_builtin_module_is_reported_not_fatal() -> None:
     info = plugins.info("ghost")
     assert info is not None and info.status == "failed"
     assert "plugins.does_not_exist" in (info.error or "")
+
+
+def test_create_plugin_factory_gives_each_manager_its_own_instance() -> None:
+    first = load_plugins(None, builtins=[("redaction", "plugins.redaction")], entry_points=False)
+    second = load_plugins(None, builtins=[("redaction", "plugins.redaction")], entry_points=False)
+    a, b = first.pm.get_plugin("redaction"), second.pm.get_plugin("redaction")
+    assert a is not None and b is not None and a is not b
+    assert first.schemas["redaction"] is not None
+
+
+def test_two_observers_redact_by_their_own_config(tmp_path: Path) -> None:
+    from framework.observer import Observer
+    from storage.query import Store
+
+    def observe(name: str, config: str) -> str:
+        path = tmp_path / f"{name}.toml"
+        path.write_text(config)
+        obs = Observer(f"sqlite:///{tmp_path / name}.db", config_path=path, entry_points=False,
+                       builtins=[("redaction", "plugins.redaction")], strict=True,
+                       spill_path=tmp_path / f"{name}.spill")
+        with obs.span("root") as span:
+            span.outputs = "write to jane.doe@example.com"
+        obs.flush(10)
+        obs.shutdown()
+        detail = Store(f"sqlite:///{tmp_path / name}.db").get_trace(span.trace_id)
+        assert detail is not None
+        return str(detail.spans[0].outputs)
+
+    masked = observe("masked", "")
+    plain = observe("plain", "[plugins.redaction]\nemail = false\n")
+    assert "jane.doe@example.com" not in masked and "[redacted:email]" in masked
+    assert "jane.doe@example.com" in plain

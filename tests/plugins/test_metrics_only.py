@@ -9,6 +9,9 @@ import pytest
 from langchain_core.documents import Document
 from langchain_core.messages import AIMessage, HumanMessage
 
+from framework import hookimpl
+from framework.extension import Register
+from framework.model import Score, Span
 from framework.observer import Observer
 from tests.plugins.cases.store import all_text_rows, rows
 
@@ -34,12 +37,29 @@ def run(obs: Observer) -> str:
     return root.trace_id
 
 
+class QuotingCheck:
+    """A third-party check that quotes the output in its explanation."""
+
+    name = "quoting"
+
+    def check_span(self, span: Span) -> list[Score]:
+        return [Score(self.name, "check", span.trace_id, span.span_id, 1.0, None, True,
+                      f"saw: {span.outputs!s}")]
+
+
+class QuotingPlugin:
+    @hookimpl
+    def register_checks(self, register: Register) -> None:
+        register(QuotingCheck())
+
+
 def test_metrics_only_stores_no_content(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'm.db'}"
     obs = Observer(url, strict=True, entry_points=False, builtins=CHECKS, spill_path=tmp_path / "spill",
-                   pipeline={"metrics_only": True})
+                   pipeline={"metrics_only": True}, plugins=[QuotingPlugin()])
     try:
         trace_id = run(obs)
+        obs.feedback(trace_id, thumbs=-1, comment="answer was vague")
         assert obs.flush(10)
     finally:
         obs.shutdown()
@@ -60,7 +80,12 @@ def test_metrics_only_stores_no_content(tmp_path: Path) -> None:
     # checks ran on the content before it was dropped
     assert {"length", "refusal", "toxicity", "pii", "groundedness"} <= names
     grounded = next(r for r in rows(url, "scores") if r["name"] == "groundedness")
-    assert grounded["value"] == 0.0 and "2 unsupported" in grounded["comment"]  # counted, not quoted
+    assert grounded["value"] == 0.0
+    # explanations of checks may quote content, so they are dropped; the
+    # user's own feedback comment is kept
+    assert all(r["comment"] is None for r in rows(url, "scores") if r["source"] == "check")
+    thumbs = next(r for r in rows(url, "scores") if r["name"] == "thumbs")
+    assert thumbs["comment"] == "answer was vague"
 
 
 def test_control_without_metrics_only_the_markers_are_stored(tmp_path: Path) -> None:
