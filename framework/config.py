@@ -99,6 +99,7 @@ PIPELINE_SCHEMA: dict[str, Any] = {
         "trace_buffer_s": {"type": "number", "minimum": 0, "default": 300},
         "shutdown_timeout_s": {"type": "number", "minimum": 0, "default": 5},
         "metrics_only": {"type": "boolean", "default": False},
+        "stats_interval_s": {"type": "number", "exclusiveMinimum": 0, "default": 5},
     },
 }
 

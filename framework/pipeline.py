@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import socket
 import threading
 import time
 from collections import deque
@@ -47,6 +49,7 @@ class PipelineOptions:
     trace_buffer_s: float = 300.0
     metrics_only: bool = False
     retry_interval_s: float = 1.0
+    stats_interval_s: float = 5.0
 
     @classmethod
     def from_settings(cls, pipeline: dict[str, Any]) -> PipelineOptions:
@@ -57,6 +60,7 @@ class PipelineOptions:
             check_budget_s=float(pipeline.get("check_budget_ms", 50)) / 1000.0,
             trace_buffer_s=float(pipeline.get("trace_buffer_s", 300)),
             metrics_only=bool(pipeline.get("metrics_only", False)),
+            stats_interval_s=float(pipeline.get("stats_interval_s", 5.0)),
         )
 
 
@@ -72,6 +76,15 @@ class Registered:
 
 
 CONTENT_FIELDS = ("inputs", "outputs")
+STATS_SAMPLES = (
+    ("spans_queued_total", "queued"),
+    ("spans_dropped_total", "dropped"),
+    ("spans_written_total", "written"),
+    ("spans_failed_total", "failed"),
+    ("spans_spilled_total", "spilled"),
+    ("queue_depth", "queue_depth"),
+    ("plugin_errors_total", "plugin_errors"),
+)
 
 
 class Pipeline:
@@ -101,6 +114,8 @@ class Pipeline:
         self._store_down_since: float | None = None
         self._last_retry = 0.0
         self._health_version = 0
+        self._last_stats = 0.0
+        self._stats_labels = {"process": f"{socket.gethostname()}:{os.getpid()}"}
         # Counters. ``dropped`` is written by callers under _drop_lock (full
         # queue only); everything else is written by the worker alone.
         self.dropped = 0
@@ -180,6 +195,7 @@ class Pipeline:
             except Exception:  # a bug here must not kill the worker
                 log.exception("pipeline worker error")
             if self._stop.is_set() and not self._queue:
+                self._store_stats()
                 with self._progress:
                     self._progress.notify_all()
                 return
@@ -199,6 +215,23 @@ class Pipeline:
                     self._progress.notify_all()
         if self._store_down_since is not None or self.spill.exists():
             self._try_replay()
+        if time.monotonic() - self._last_stats >= self.options.stats_interval_s and self.taken:
+            self._store_stats()
+
+    def _store_stats(self) -> None:
+        """The pipeline's own counters, stored as samples so every reader (TUI,
+        CLI, exporters) sees dropped/failed/spilled spans without this process."""
+        self._last_stats = time.monotonic()
+        stats = self.stats()
+        now = time.time_ns()
+        samples = [
+            Sample(f"chainsight_{name}", float(getattr(stats, attr)), "pipeline", now, self._stats_labels)
+            for name, attr in STATS_SAMPLES
+        ]
+        try:
+            self._store([], [], samples, [])
+        except Exception:
+            log.exception("could not store pipeline stats")
 
     def _process(self, items: list[Any]) -> None:
         spans: list[Span] = []

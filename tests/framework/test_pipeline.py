@@ -193,3 +193,18 @@ def test_shutdown_respects_one_deadline(sqlite_url: str, tmp_path: Path) -> None
     assert obs.shutdown(timeout=0.5) is False
     assert time.monotonic() - t0 < 2.0
     writer.gate.set()
+
+
+def test_pipeline_counters_are_stored_as_samples(sqlite_url: str, tmp_path: Path) -> None:
+    obs = Observer(sqlite_url, builtins=(), entry_points=False, spill_path=tmp_path / "s.jsonl",
+                   pipeline={"stats_interval_s": 0.05, "flush_interval_s": 0.02})
+    _record(obs, "x", 3)
+    assert obs.flush(timeout=10)
+    time.sleep(0.1)
+    _record(obs, "y", 1)
+    obs.shutdown(timeout=10)
+    samples = Store(sqlite_url).list_samples(name="chainsight_spans_written_total")
+    assert samples and all(s.source == "pipeline" and "process" in s.labels for s in samples)
+    assert max(s.value for s in samples) == 8.0  # the final sample at shutdown counts every span
+    dropped = Store(sqlite_url).list_samples(name="chainsight_spans_dropped_total")
+    assert dropped and dropped[-1].value == 0.0
