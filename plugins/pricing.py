@@ -27,7 +27,8 @@ Configuration (``[plugins.pricing]`` in plugins.toml)::
     aliases = { "azure/my-deployment" = "gpt-4o" }
     per_request = { "my-finetune" = 0.001 }
 
-The price table is process-wide: the last observer configured sets it.
+Each observer has its own instance (``create_plugin``), with its own table
+and counts; the module-level functions use a process-wide default instance.
 """
 
 from __future__ import annotations
@@ -103,10 +104,6 @@ CONFIG_SCHEMA: Final[dict[str, Any]] = {
     },
 }
 
-_lock = threading.Lock()
-_table = PriceTable()
-_cache: dict[tuple[str, str | None], ModelPrice | None] = {}
-_unpriced: Counter[str] = Counter()
 CACHE_SIZE: Final = 4096
 
 
@@ -121,78 +118,116 @@ def table_from_config(config: Mapping[str, Any]) -> PriceTable:
     )
 
 
-def set_table(table: PriceTable) -> None:
-    """Use ``table`` from now on (clears the lookup cache and the unpriced counts)."""
-    global _table
-    with _lock:
-        _table = table
-        _cache.clear()
-        _unpriced.clear()
+class PricingPlugin:
+    """One observer's pricing: its price table, lookup cache and unpriced counts.
+
+    Each observer gets its own instance (:func:`create_plugin`), so two
+    observers in one process can price differently. Thread-safe: lookups
+    run on the pipeline worker, counts may be read from any thread.
+    """
+
+    name = "pricing"
+    CONFIG_SCHEMA: Final = CONFIG_SCHEMA
+
+    def __init__(self, table: PriceTable | None = None) -> None:
+        self._lock = threading.Lock()
+        self._table = table if table is not None else PriceTable()
+        self._cache: dict[tuple[str, str | None], ModelPrice | None] = {}
+        self._unpriced: Counter[str] = Counter()
+
+    @property
+    def table(self) -> PriceTable:
+        return self._table
+
+    def set_table(self, table: PriceTable) -> None:
+        """Use ``table`` from now on (clears the lookup cache and the unpriced counts)."""
+        with self._lock:
+            self._table = table
+            self._cache = {}
+            self._unpriced.clear()
+
+    def lookup(self, model: str, provider: str | None = None) -> ModelPrice | None:
+        """The price of ``model`` in the current table (cached), or None."""
+        cache = self._cache
+        key = (model, provider)
+        try:
+            return cache[key]
+        except KeyError:
+            pass
+        price = self._table.lookup(model, provider)
+        if len(cache) >= CACHE_SIZE:
+            cache.clear()
+        cache[key] = price
+        return price
+
+    def cost_of(self, model: str, provider: str | None, input_tokens: int | None,
+                output_tokens: int | None, cached_tokens: int | None = None,
+                reasoning_tokens: int | None = None) -> float | None:
+        """Dollars for one call, or None when the model has no price."""
+        price = self.lookup(model, provider)
+        if price is None:
+            return None
+        return price.cost(input_tokens, output_tokens, cached_tokens, reasoning_tokens)
+
+    def unpriced_counts(self) -> dict[str, int]:
+        """Model -> number of spans this instance could not price (since configure)."""
+        with self._lock:
+            return dict(self._unpriced)
+
+    def price(self, span: Span) -> float | None:
+        model = span.model
+        if not model:
+            return None
+        cost = self.cost_of(model, span.provider, span.input_tokens, span.output_tokens,
+                            span.cached_tokens, span.reasoning_tokens)
+        if cost is None:
+            with self._lock:
+                self._unpriced[model] += 1
+        return cost
+
+    # ---- hooks ------------------------------------------------------------
+    @hookimpl
+    def configure(self, config: Mapping[str, Any]) -> None:
+        self.set_table(table_from_config(config))
+
+    @hookimpl(trylast=True)
+    def price_span(self, span: Span) -> float | None:
+        return self.price(span)
+
+    @hookimpl
+    def register_commands(self, cli: CommandRegistry) -> None:
+        cli.add("pricing", "show a model's price, or list models with no price",
+                _configure_pricing, _run_pricing)
+        cli.add("cost", "spend, cost per request and per 1K tokens, by model, user, tag or day",
+                _configure_cost, _run_cost)
+        cli.add("reprice", "recompute stored costs with the current prices",
+                _configure_reprice, _run_reprice)
 
 
-def current_table() -> PriceTable:
-    return _table
+def create_plugin() -> PricingPlugin:
+    """A fresh instance per observer (called by the plugin loader)."""
+    return PricingPlugin()
+
+
+# A process-wide default instance, for pricing outside an observer (scripts, tests).
+default = PricingPlugin()
+
+
+def price_span(span: Span) -> float | None:
+    """Price ``span`` with the default instance (see :class:`PricingPlugin`)."""
+    return default.price(span)
 
 
 def lookup(model: str, provider: str | None = None) -> ModelPrice | None:
-    """The price of ``model`` in the current table (cached), or None."""
-    key = (model, provider)
-    try:
-        return _cache[key]
-    except KeyError:
-        pass
-    price = _table.lookup(model, provider)
-    if len(_cache) >= CACHE_SIZE:
-        _cache.clear()
-    _cache[key] = price
-    return price
+    return default.lookup(model, provider)
 
 
-def cost_of(model: str, provider: str | None, input_tokens: int | None,
-            output_tokens: int | None, cached_tokens: int | None = None,
-            reasoning_tokens: int | None = None) -> float | None:
-    """Dollars for one call, or None when the model has no price."""
-    price = lookup(model, provider)
-    if price is None:
-        return None
-    return price.cost(input_tokens, output_tokens, cached_tokens, reasoning_tokens)
+def set_table(table: PriceTable) -> None:
+    default.set_table(table)
 
 
 def unpriced_counts() -> dict[str, int]:
-    """Model -> number of spans this process could not price (since configure)."""
-    with _lock:
-        return dict(_unpriced)
-
-
-# ---- hooks ------------------------------------------------------------------
-
-
-@hookimpl
-def configure(config: Mapping[str, Any]) -> None:
-    set_table(table_from_config(config))
-
-
-@hookimpl(trylast=True)
-def price_span(span: Span) -> float | None:
-    model = span.model
-    if not model:
-        return None
-    cost = cost_of(model, span.provider, span.input_tokens, span.output_tokens,
-                   span.cached_tokens, span.reasoning_tokens)
-    if cost is None:
-        with _lock:
-            _unpriced[model] += 1
-    return cost
-
-
-@hookimpl
-def register_commands(cli: CommandRegistry) -> None:
-    cli.add("pricing", "show a model's price, or list models with no price",
-            _configure_pricing, _run_pricing)
-    cli.add("cost", "spend, cost per request and per 1K tokens, by model, user, tag or day",
-            _configure_cost, _run_cost)
-    cli.add("reprice", "recompute stored costs with the current prices",
-            _configure_reprice, _run_reprice)
+    return default.unpriced_counts()
 
 
 # ---- commands ---------------------------------------------------------------

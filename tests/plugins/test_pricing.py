@@ -237,6 +237,9 @@ def test_pipeline_prices_spans_and_another_plugin_wins(tmp_path: Path) -> None:
         preset.input_tokens, preset.cost_usd = 10, 0.5  # already priced: left alone
         obs.end_span(preset)
         assert obs.flush(10)
+        instance = obs.plugins.pm.get_plugin("pricing")
+        assert isinstance(instance, pricing.PricingPlugin)
+        assert instance.unpriced_counts() == {"nobody-knows-this": 1}
     finally:
         obs.shutdown()
     costs = _stored_costs(url)
@@ -245,7 +248,29 @@ def test_pipeline_prices_spans_and_another_plugin_wins(tmp_path: Path) -> None:
     assert costs["c"] == 42.0
     assert costs["d"] is None
     assert costs["e"] == 0.5
-    assert pricing.unpriced_counts() == {"nobody-knows-this": 1}
+    assert pricing.unpriced_counts() == {}  # the default instance was not involved
+
+
+def test_two_observers_price_with_their_own_configuration(tmp_path: Path) -> None:
+    def observer(n: int, price: float) -> Observer:
+        settings = Settings(plugins={"pricing": {"overrides": [
+            {"model": "m", "input_per_1m": price, "output_per_1m": price}]}})
+        return Observer(f"sqlite:///{tmp_path / f'{n}.db'}", settings=settings, strict=True,
+                        entry_points=False, builtins=[("pricing", "plugins.pricing")],
+                        spill_path=tmp_path / f"spill{n}.jsonl")
+
+    first, second = observer(1, 1.0), observer(2, 2.0)
+    try:
+        for obs in (first, second):
+            span = obs.start_span("call", "llm", model="m")
+            span.input_tokens, span.output_tokens = 1_000_000, 0
+            obs.end_span(span)
+            assert obs.flush(10)
+    finally:
+        first.shutdown()
+        second.shutdown()
+    assert _stored_costs(f"sqlite:///{tmp_path / '1.db'}")["call"] == pytest.approx(1.0)
+    assert _stored_costs(f"sqlite:///{tmp_path / '2.db'}")["call"] == pytest.approx(2.0)
 
 
 def test_pipeline_rejects_a_bad_override_in_strict_mode(tmp_path: Path) -> None:
