@@ -25,7 +25,7 @@ import ipaddress
 import re
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 SECRETS: Final = "secrets"
@@ -46,6 +46,18 @@ class Detector:
     pattern: re.Pattern[str]
     validate: Callable[[str], bool] | None = None
     group: int = 0  # the group that is the sensitive value (0: the whole match)
+    # Necessary conditions, checked before the pattern runs: most text holds
+    # none of these literals, and a substring test costs far less than a scan.
+    hints: tuple[str, ...] = ()  # one of these literals must occur (any case if lower)
+    lower: bool = False
+    digit: bool = False  # the text must contain a digit
+
+    gate: re.Pattern[str] | None = field(default=None, init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.hints:  # one compiled search for the hints
+            flags = re.IGNORECASE if self.lower else 0
+            object.__setattr__(self, "gate", re.compile("|".join(map(re.escape, self.hints)), flags))
 
     @property
     def switch(self) -> str:
@@ -152,32 +164,34 @@ DETECTORS: Final[tuple[Detector, ...]] = (
     Detector("private_key", re.compile(
         r"-----BEGIN[A-Z ]{0,40}PRIVATE KEY(?: BLOCK)?-----"
         r"(?:[\s\S]{0,20000}?-----END[A-Z ]{0,40}PRIVATE KEY(?: BLOCK)?-----|[A-Za-z0-9+/=\s]{0,20000})"
-    )),
-    Detector("aws_key", re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA)[A-Z0-9]{16}(?![A-Z0-9])")),
+    ), hints=("-----BEGIN",)),
+    Detector("aws_key", re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA)[A-Z0-9]{16}(?![A-Z0-9])"),
+             hints=("AKIA", "ASIA", "AGPA", "AIDA", "AROA", "AIPA", "ANPA", "ANVA")),
     Detector("aws_key", re.compile(
         r"(?i)aws_?secret_?(?:access_?)?key[\"']?\s{0,3}[:=]\s{0,3}[\"']?([A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])"
-    ), group=1),
-    Detector("github_token", re.compile(r"(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})")),
-    Detector("slack_token", re.compile(r"(?<![A-Za-z0-9_])xox[abposr]-[A-Za-z0-9-]{10,250}")),
-    Detector("jwt", re.compile(r"(?<![\w-])eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}")),
-    Detector("api_key", re.compile(r"(?<![\w-])sk-[A-Za-z0-9_-]{20,400}"), api_key_valid),
-    Detector("api_key", re.compile(r"(?<![\w-])(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{16,250}")),
-    Detector("api_key", re.compile(r"(?<![\w-])AIza[0-9A-Za-z_-]{35}(?![\w-])")),
-    Detector("bearer_token", re.compile(r"(?i)\bbearer\s{1,5}([A-Za-z0-9._~+/-]{16,2000}=*)")),
+    ), group=1, hints=("secret",), lower=True),
+    Detector("github_token", re.compile(r"(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})"),
+             hints=("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_")),
+    Detector("slack_token", re.compile(r"(?<![A-Za-z0-9_])xox[abposr]-[A-Za-z0-9-]{10,250}"), hints=("xox",)),
+    Detector("jwt", re.compile(r"(?<![\w-])eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}"), hints=("eyJ",)),
+    Detector("api_key", re.compile(r"(?<![\w-])sk-[A-Za-z0-9_-]{20,400}"), api_key_valid, hints=("sk-",)),
+    Detector("api_key", re.compile(r"(?<![\w-])(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{16,250}"), hints=("_live_", "_test_")),
+    Detector("api_key", re.compile(r"(?<![\w-])AIza[0-9A-Za-z_-]{35}(?![\w-])"), hints=("AIza",)),
+    Detector("bearer_token", re.compile(r"(?i)\bbearer\s{1,5}([A-Za-z0-9._~+/-]{16,2000}=*)"), hints=("bearer",), lower=True),
     Detector("credential", re.compile(
         r"(?i)\b(?:password|passwd|pwd|passphrase|api[_-]?key|secret[_-]?key|client[_-]?secret|"
         r"access[_-]?token|auth[_-]?token|refresh[_-]?token|private[_-]?key)[\"']?\s{0,3}[:=]\s{0,3}[\"']?"
         r"([^\s\"',;)}\]\[][^\s\"',;)}\]]{5,199})"
-    ), group=1),
+    ), group=1, hints=("pass", "pwd", "key", "secret", "token"), lower=True),
     # PII
     Detector("email", re.compile(
         r"(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}(?![\w-])"
-    )),
-    Detector("iban", re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![A-Za-z0-9])"), iban_valid),
-    Detector("credit_card", re.compile(r"(?<![\d.-])(?:\d[ -]?){12,18}\d(?![\d-]|\.\d)"), luhn_valid),
-    Detector("national_id", re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])")),
-    Detector("national_id", re.compile(r"(?<![A-Za-z0-9])[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D](?![A-Za-z0-9])")),
-    Detector("national_id", re.compile(r"(?<![\w-])\d{8}-?[A-Z](?![\w-])"), dni_valid),
+    ), hints=("@",)),
+    Detector("iban", re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![A-Za-z0-9])"), iban_valid, digit=True),
+    Detector("credit_card", re.compile(r"(?<![\d.-])(?:\d[ -]?){12,18}\d(?![\d-]|\.\d)"), luhn_valid, digit=True),
+    Detector("national_id", re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])"), digit=True),
+    Detector("national_id", re.compile(r"(?<![A-Za-z0-9])[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D](?![A-Za-z0-9])"), digit=True),
+    Detector("national_id", re.compile(r"(?<![\w-])\d{8}-?[A-Z](?![\w-])"), dni_valid, digit=True),
     Detector("phone", re.compile(
         r"(?<![\w+.-])(?:"
         r"\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\d{2,4}){1,4}"  # international
@@ -185,13 +199,13 @@ DETECTORS: Final[tuple[Detector, ...]] = (
         r"|\d{3}[.-]\d{3}[.-]\d{4}"  # 415-555-0134
         r"|0\d{1,4}(?:[ /.-]\d{2,8}){1,4}"  # national trunk prefix: 030 1234567, 06 12 34 56 78
         r")(?![\w-]|\.\d)"
-    ), phone_valid),
+    ), phone_valid, digit=True),
     Detector("ip_address", re.compile(
         r"(?<![\w.])(?<![Vv]ersion )(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?![\w]|\.\d)"
-    ), ip_valid),
+    ), ip_valid, digit=True),
     Detector("ip_address", re.compile(
         rf"(?<![\w:])(?:(?:{_HEX4}:){{7}}{_HEX4}|(?:{_HEX4}:){{1,6}}:(?:{_HEX4}(?::{_HEX4}){{0,5}})?|::(?:{_HEX4}(?::{_HEX4}){{0,6}}))(?![\w:])"
-    ), ip_valid),
+    ), ip_valid, hints=(":",), digit=True),
 )
 
 SENSITIVE_KEY: Final = re.compile(
@@ -203,6 +217,7 @@ SENSITIVE_KEY: Final = re.compile(
 (``{"api_key": "abc"}``, an ``Authorization`` header)."""
 
 _MIN_LEN: Final = 6  # shorter strings cannot hold any of the above
+_DIGIT: Final = re.compile(r"\d")
 
 
 def detectors_for(enabled: Collection[str]) -> tuple[Detector, ...]:
@@ -221,7 +236,16 @@ def find(text: str, detectors: Iterable[Detector] = DETECTORS) -> list[Finding]:
     if len(text) < _MIN_LEN:
         return []
     accepted: list[Finding] = []
+    has_digit: bool | None = None
     for detector in detectors:
+        if detector.digit:
+            if has_digit is None:
+                has_digit = _DIGIT.search(text) is not None
+            if not has_digit:
+                continue
+        gate = detector.gate
+        if gate is not None and gate.search(text) is None:
+            continue
         for match in detector.pattern.finditer(text):
             start, end = match.span(detector.group)
             if start < 0:

@@ -60,3 +60,25 @@ def test_no_catastrophic_backtracking(text: str) -> None:
     find(text)
     elapsed = time.perf_counter() - started
     assert elapsed < 1.0, f"{elapsed:.2f}s on a {len(text)}-char adversarial input"
+
+
+def _reference_find(text: str) -> list[tuple[str, int, int]]:
+    """find() without the hint pre-checks: every pattern on every text."""
+    import dataclasses
+
+    plain = tuple(dataclasses.replace(d, hints=(), digit=False) for d in detectors.DETECTORS)
+    return [(f.kind, f.start, f.end) for f in detectors.find(text, plain)]
+
+
+def test_hint_prechecks_never_change_what_is_found() -> None:
+    from tests.plugins.cases.pii_cases import CASES
+
+    texts = [text for text, _ in CASES] + [t[:5000] for t in ADVERSARIAL] + [
+        "Password: hunter2hunter2", "AUTHORIZATION: Bearer abcdefghijklmnopqrstu",
+        "fe80::1ff:fe23:4567:890a", "10.0.0.1 and 2001:db8::8a2e:370:7334",
+        "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY1",
+    ]
+    assert len(texts) > 40
+    for text in texts:
+        fast = [(f.kind, f.start, f.end) for f in detectors.find(text)]
+        assert fast == _reference_find(text), text[:80]

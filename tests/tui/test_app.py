@@ -258,7 +258,10 @@ async def test_live_tail_shows_new_traces(fresh_url: str, now_ns: int) -> None:
         writer = StoreWriter(fresh_url)
         writer.write(WriteBatch(spans=spans))
         writer.close()
-        await pilot.pause(0.4)
+        for _ in range(50):  # live tail polls every 0.1 s; allow a slow machine 5 s
+            await pilot.pause(0.1)
+            if "301 traces" in screen_text(app):
+                break
         await settle(pilot)
         assert table(app).get_row_at(0)[1].plain == "brand_new_trace"
         assert "301 traces" in screen_text(app)
