@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from framework.observer import Observer  # noqa: E402
+from framework.observer import Observer
 
 
 class _Floor:
