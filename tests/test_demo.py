@@ -19,7 +19,7 @@ def test_plan_is_deterministic_and_covers_every_scenario() -> None:
     assert first == again
     assert workload.plan(300, seed=4) != first
     assert {j.scenario for j in first} == set(workload.SCENARIOS)
-    assert {j.model for j in first} == {m for m, _ in workload.MODELS}
+    assert {j.model for j in first} == {m for m, _, _ in workload.MODELS}
     assert len({j.user_id for j in first}) > 5
 
 
@@ -49,6 +49,6 @@ def test_demo_records_traces_and_prints_a_summary(tmp_path: Path, monkeypatch: p
     kinds = {s.kind for s in detail.spans}
     assert {"chain", "retriever", "prompt", "llm", "parser"} <= kinds
     llm = next(s for s in detail.spans if s.kind == "llm")
-    assert llm.model in {m for m, _ in workload.MODELS}
+    assert llm.model in {m for m, _, _ in workload.MODELS}
     assert llm.first_token_ns is not None and llm.input_tokens and llm.output_tokens
     assert not llm.tokens_estimated

@@ -140,7 +140,10 @@ class _Recorder:
                         parent_id=parent.span_id)
             user_id, session_id = parent.user_id, parent.session_id
         else:
-            span = Span(name, kind, span_id=run_id.hex, trace_id=run_id.hex)
+            # A random trace id, not the root run id: LangChain's run ids are
+            # time-ordered (uuid7), so their prefixes, which users read and
+            # type as short ids, would be alike for every trace of a second.
+            span = Span(name, kind, span_id=run_id.hex)
             user_id, session_id = self._user_id, self._session_id
             if self._tags:
                 tags = self._tags + [t for t in tags or () if t not in self._tags]

@@ -25,8 +25,11 @@ from langchain_core.tools import BaseTool, tool
 from framework.adapters.langchain import CallbackHandler
 from plugins.demo.models import ScriptedDemoModel, StreamingDemoModel
 
-MODELS: list[tuple[str, str]] = [
-    ("gpt-4o-mini", "openai"), ("gpt-4o", "openai"), ("claude-3-5-sonnet-20240620", "anthropic"),
+# (model, provider, weight). The self-hosted model has no public price: its
+# calls are stored unpriced and listed by `chainsight pricing unpriced`.
+MODELS: list[tuple[str, str, int]] = [
+    ("gpt-4o-mini", "openai", 36), ("gpt-4o", "openai", 30), ("claude-sonnet-4-5", "anthropic", 28),
+    ("llama-3.1-8b-instruct-local", "vllm", 6),
 ]
 # scenario -> weight (out of 100)
 SCENARIOS: dict[str, int] = {
@@ -79,7 +82,7 @@ def plan(count: int, seed: int) -> list[Job]:
     jobs = []
     for index in range(count):
         scenario = rng.choices(names, weights)[0]
-        model, provider = rng.choice(MODELS)
+        model, provider, _ = rng.choices(MODELS, [m[2] for m in MODELS])[0]
         user = f"user-{rng.randint(1, 12):02d}"
         session = f"{user}-s{rng.randint(1, 3)}"
         question, answer = rng.choice(QUESTIONS)

@@ -8,24 +8,29 @@ from framework.model import Span
 from framework.observer import Observer
 
 
-def trace_spans(observer: Observer, trace_id: str) -> list[Span]:
-    """Flush, then every stored span of one trace, by start time."""
-    from storage.query import Store
-
-    assert observer.flush(timeout=20)
-    detail = Store(observer.storage_url).get_trace(trace_id)
-    assert detail is not None, f"trace {trace_id} not stored"
-    return sorted(detail.spans, key=lambda s: (s.start_ns, s.span_id))
+def trace_spans(observer: Observer, root_run_id: str) -> list[Span]:
+    """Flush, then every stored span of the trace whose root run (span) id is
+    ``root_run_id`` (the trace id itself is random), by start time."""
+    traces = all_traces(observer)
+    assert root_run_id in traces, f"no trace with root run {root_run_id}"
+    return traces[root_run_id]
 
 
 def all_traces(observer: Observer) -> dict[str, list[Span]]:
-    """Flush, then {trace_id: spans} for every stored trace."""
+    """Flush, then {root span id: spans} for every stored trace."""
     from storage.query import Store, TraceFilter
 
     assert observer.flush(timeout=20)
     store = Store(observer.storage_url)
     page = store.list_traces(TraceFilter(), limit=10_000)
-    return {t.trace_id: trace_spans(observer, t.trace_id) for t in page.items}
+    traces: dict[str, list[Span]] = {}
+    for t in page.items:
+        detail = store.get_trace(t.trace_id)
+        assert detail is not None
+        spans = sorted(detail.spans, key=lambda s: (s.start_ns, s.span_id))
+        [root] = [s for s in spans if s.parent_id is None]
+        traces[root.span_id] = spans
+    return traces
 
 
 def tree(spans: list[Span]) -> Any:

@@ -37,7 +37,8 @@ def test_invoke_records_exact_tree(lc_observer: Observer, handler: CallbackHandl
     spans = trace_spans(lc_observer, run_id.hex)
     assert tree(spans) == SEQ_TREE
     root = spans[0]
-    assert root.span_id == root.trace_id == run_id.hex
+    assert root.span_id == run_id.hex
+    assert len(root.trace_id) == 32 and root.trace_id != run_id.hex  # random, not the uuid7 run id
     assert root.inputs == {"q": "hi"} and root.outputs == "hello world"
     assert all(s.status == "ok" and s.end_ns is not None and s.end_ns >= s.start_ns for s in spans)
     llm = next(s for s in spans if s.kind == "llm")
@@ -115,6 +116,8 @@ def test_handler_attached_mid_tree_starts_a_new_trace(lc_observer: Observer,
 
     page = Store(lc_observer.storage_url).list_traces(TraceFilter(), limit=10)
     assert len(page.items) == 1
-    spans = trace_spans(lc_observer, page.items[0].trace_id)
+    detail = Store(lc_observer.storage_url).get_trace(page.items[0].trace_id)
+    assert detail is not None
+    spans = detail.spans
     assert tree(spans) == ("FakeListChatModel", "llm", [])
     assert spans[0].parent_id is None

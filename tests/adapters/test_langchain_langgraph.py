@@ -62,8 +62,9 @@ SCRIPT = [
 ]
 
 
-def check(spans: list[Span], trace_id: str) -> None:
-    assert {s.trace_id for s in spans} == {trace_id}
+def check(spans: list[Span], root_run_id: str) -> None:
+    assert len({s.trace_id for s in spans}) == 1
+    assert [s.span_id for s in spans if s.parent_id is None] == [root_run_id]
     shape = tree(spans)
     assert shape[0:2] == ("LangGraph", "chain")
     nodes = [(name, kind) for name, kind, _ in shape[2]]

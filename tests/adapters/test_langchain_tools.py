@@ -66,7 +66,7 @@ def test_tool_error_marks_span_and_trace(lc_observer: Observer, handler: Callbac
     assert failed["broken"].error == "weather service down for Oslo"
     from storage.query import Store
 
-    detail = Store(lc_observer.storage_url).get_trace(run_id.hex)
+    detail = Store(lc_observer.storage_url).get_trace(failed["RunnableSequence"].trace_id)
     assert detail is not None and detail.trace.status == "error"
 
 
