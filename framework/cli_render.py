@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
+from framework.units import format_cost
+
 MISSING = "—"
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -54,15 +56,7 @@ def fmt_seconds(seconds: float | None) -> str:
 
 def fmt_cost(cost: float | None) -> str:
     """US dollars; None (unpriced) is shown as a dash, never as $0."""
-    if cost is None:
-        return MISSING
-    if cost == 0:
-        return "$0.00"
-    if abs(cost) >= 1:
-        return f"${cost:,.2f}"
-    if abs(cost) >= 0.01:
-        return f"${cost:.4f}"
-    return f"${cost:.6f}".rstrip("0")
+    return format_cost(cost)
 
 
 def fmt_int(value: int | None) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Final
 
+from framework.units import format_cost
+
 DASH: Final = "—"
 
 
@@ -24,15 +26,7 @@ def duration(seconds: float | None) -> str:
 
 def cost(usd: float | None) -> str:
     """Dollars; None is *unpriced* and shown as a dash, never $0."""
-    if usd is None:
-        return DASH
-    if usd == 0:
-        return "$0"
-    if usd < 0.01:
-        return f"${usd:.4f}"
-    if usd < 100:
-        return f"${usd:.3f}"
-    return f"${usd:,.0f}"
+    return format_cost(usd)
 
 
 def tokens(count: int | None) -> str:

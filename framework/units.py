@@ -1,0 +1,24 @@
+"""Number formats shared by every reader (CLI and TUI), so they agree."""
+
+from __future__ import annotations
+
+import math
+
+DASH = "—"
+
+
+def format_cost(usd: float | None) -> str:
+    """US dollars. None is *unpriced* and shown as a dash, never as $0; a cost
+    under a cent keeps three significant digits ($0.000123), so a cheap call
+    never reads as free."""
+    if usd is None:
+        return DASH
+    if usd == 0:
+        return "$0.00"
+    magnitude = abs(usd)
+    if magnitude >= 100:
+        return f"${usd:,.0f}"
+    if magnitude >= 0.01:
+        return f"${usd:,.2f}" if magnitude >= 1 else f"${usd:.4f}"
+    decimals = min(10, -math.floor(math.log10(magnitude)) + 2)
+    return f"${usd:.{decimals}f}".rstrip("0")
