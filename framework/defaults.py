@@ -20,6 +20,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("groundedness", "plugins.groundedness"),
     ("json_schema", "plugins.json_schema"),
     ("feedback", "plugins.feedback"),
+    ("gpu", "plugins.gpu"),
     ("demo", "plugins.demo"),
     ("tui", "plugins.tui_command"),
 )
