@@ -68,6 +68,8 @@ def main() -> int:
                   + (f": {what}" if span is load else ""))
             by_gpu: dict[str, dict[str, list[float]]] = {}
             for s in detail.samples:
+                if s.source != "nvml":
+                    continue  # the pipeline's own counters are samples too
                 by_gpu.setdefault(s.labels["gpu_id"], {}).setdefault(s.name, []).append(s.value)
             for gpu_id, metrics in sorted(by_gpu.items()):
                 util = metrics.get("llm_gpu_utilization_percent", [0.0])
