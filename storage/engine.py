@@ -12,17 +12,17 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.script import ScriptDirectory
 from sqlalchemy import event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 
 from storage.serialize import dumps
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 DEFAULT_BUSY_TIMEOUT_MS: Final = 2000
 DEFAULT_CONNECT_TIMEOUT_S: Final = 5
@@ -89,6 +89,10 @@ def _sqlite_pragmas(busy_timeout_ms: int) -> Any:
             cursor.execute("PRAGMA synchronous = NORMAL")
             cursor.execute("PRAGMA foreign_keys = OFF")
             cursor.execute("PRAGMA cache_size = -65536")  # 64 MiB: random-key index inserts
+            # Checkpoints are what fsync in WAL mode: fewer, larger ones write
+            # ~20% more spans/s; the WAL file is truncated back to 64 MiB.
+            cursor.execute("PRAGMA wal_autocheckpoint = 10000")
+            cursor.execute("PRAGMA journal_size_limit = 67108864")
         finally:
             cursor.close()
 
@@ -119,7 +123,14 @@ def create(url: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> sa.En
     return sa.create_engine(url, pool_pre_ping=True, **kwargs)
 
 
+# The newest migration. Checked against alembic's own view by a test; it lets an
+# up-to-date store open without importing alembic (a good part of TUI start-up).
+SCHEMA_HEAD: Final = "0002"
+
+
 def alembic_config() -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     return config
@@ -128,6 +139,8 @@ def alembic_config() -> Config:
 def head_revision() -> str:
     global _head_revision
     if _head_revision is None:
+        from alembic.script import ScriptDirectory
+
         head = ScriptDirectory.from_config(alembic_config()).get_current_head()
         if head is None:  # pragma: no cover - the package ships its migrations
             raise RuntimeError("no alembic migrations found")
@@ -142,10 +155,12 @@ def current_revision(conn: sa.Connection) -> str | None:
 
 
 def _migrate(engine: sa.Engine) -> str:
-    head = head_revision()
     with engine.connect() as conn:
-        if current_revision(conn) == head:
-            return head
+        if current_revision(conn) == SCHEMA_HEAD:
+            return SCHEMA_HEAD
+    from alembic import command
+
+    head = head_revision()
     config = alembic_config()
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":

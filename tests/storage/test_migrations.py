@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import sqlalchemy as sa
 
 from storage import schema
@@ -37,3 +39,25 @@ def test_sqlite_settings(sqlite_url: str) -> None:
     engine.dispose()
     assert pragma == {"journal_mode": "wal", "synchronous": 1, "foreign_keys": 0,
                       "busy_timeout": 2000}
+
+
+def test_schema_head_constant_matches_the_migrations() -> None:
+    from storage.engine import SCHEMA_HEAD, head_revision
+
+    assert head_revision() == SCHEMA_HEAD, "update storage.engine.SCHEMA_HEAD with the new migration"
+
+
+def test_opening_a_store_at_head_does_not_import_alembic(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'at_head.db'}"
+    upgrade(url)
+    code = (
+        "import sys\n"
+        "from storage.query import Store\n"
+        f"Store({url!r}).list_traces(limit=1)\n"
+        "print('alembic' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
