@@ -18,7 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
-from framework.units import format_cost
+from framework.model import children_by_parent
+from framework.units import format_cost, format_duration
 
 MISSING = "—"
 
@@ -39,19 +40,7 @@ def clean(value: Any, limit: int | None = None) -> str:
 
 
 def fmt_seconds(seconds: float | None) -> str:
-    if seconds is None:
-        return MISSING
-    if seconds < 0:
-        return f"{seconds:.3f}s"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    if seconds < 60:
-        return f"{seconds:.2f}s"
-    minutes, rest = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{int(minutes)}m{rest:02.0f}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{int(hours)}h{int(minutes):02d}m"
+    return format_duration(seconds)
 
 
 def fmt_cost(cost: float | None) -> str:
@@ -114,13 +103,7 @@ def tree_order(spans: Sequence[Any]) -> list[tuple[str, Any]]:
     """Spans in tree order (children by start time under their parent), each with
     the guide to print before its name (``├─ ``, ``│  └─ ``...). Spans whose
     parent is missing are shown as roots."""
-    ids = {s.span_id for s in spans}
-    children: dict[str | None, list[Any]] = {}
-    for span in spans:
-        parent = span.parent_id if span.parent_id in ids else None
-        children.setdefault(parent, []).append(span)
-    for group in children.values():
-        group.sort(key=lambda s: (s.start_ns, s.span_id))
+    children = children_by_parent(spans)
     out: list[tuple[str, Any]] = []
     seen: set[str] = set()
 

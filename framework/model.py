@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -174,6 +175,19 @@ SPAN_FIELDS: Final[tuple[str, ...]] = (
     "attributes",
 )
 _IDENTITY: Final = frozenset({"span_id", "trace_id", "parent_id", "name", "kind", "start_ns"})
+
+
+def children_by_parent(spans: Sequence[Span]) -> dict[str | None, list[Span]]:
+    """Each span's children in start order, keyed by parent id; a span whose
+    parent is not among ``spans`` is listed under None, as a root."""
+    ids = {s.span_id for s in spans}
+    children: dict[str | None, list[Span]] = {}
+    for span in spans:
+        parent = span.parent_id if span.parent_id in ids else None
+        children.setdefault(parent, []).append(span)
+    for group in children.values():
+        group.sort(key=lambda s: (s.start_ns, s.span_id))
+    return children
 
 
 def tpot_seconds(first_token_ns: int | None, end_ns: int | None, output_tokens: int | None) -> float | None:

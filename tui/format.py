@@ -5,23 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Final
 
-from framework.units import format_cost
+from framework.units import format_cost, format_duration
 
 DASH: Final = "—"
 
 
 def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return DASH
-    if seconds < 0.001:
-        return f"{seconds * 1e6:.0f}µs"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    if seconds < 60:
-        return f"{seconds:.2f}s"
-    if seconds < 3600:
-        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
-    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
+    return format_duration(seconds)
 
 
 def cost(usd: float | None) -> str:

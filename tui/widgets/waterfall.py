@@ -16,6 +16,7 @@ from rich.text import Text
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
+from framework.model import children_by_parent
 from tui import format as fmt
 from tui.safe_text import clean
 
@@ -90,13 +91,7 @@ class SpanTree(Tree[Row]):
         self.root.data = Row(None, 0, trace.name or trace.trace_id, "trace", self.t0, self.t1,
                              trace.status == "error")
         self.root.set_label(clean(trace.name or trace.trace_id, single_line=True))
-        ids = {s.span_id for s in spans}
-        children: dict[str | None, list[Any]] = {}
-        for span in spans:
-            parent = span.parent_id if span.parent_id in ids else None
-            children.setdefault(parent, []).append(span)
-        for group in children.values():
-            group.sort(key=lambda s: (s.start_ns, s.span_id))
+        children = children_by_parent(spans)
         stack: list[tuple[TreeNode[Row], Any, int]] = [
             (self.root, span, 1) for span in reversed(children.get(None, []))
         ]
