@@ -7,8 +7,9 @@ failures marked *degraded*: its pipeline hooks are skipped from then on. In
 strict mode the exception propagates instead (tests use it).
 
 The same guard wraps registered objects (checks, exporters, notifiers,
-samplers) under their own names, with a time budget: a call that takes longer
-than ``budget_s`` counts as a failure of kind "slow".
+samplers) under their own names, with a time budget: a call that uses more CPU
+than ``budget_s``, or blocks for more than four budgets of wall time, counts as
+a failure of kind "slow".
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from typing import Any
 import pluggy
 
 log = logging.getLogger("chainsight.plugins")
+
+SLOW_WALL_FACTOR = 4.0
 
 
 @dataclass
@@ -130,7 +133,8 @@ class GuardedDispatcher:
         if health.degraded:
             return False, None
         health.calls += 1
-        started = time.perf_counter() if budget_s is not None else 0.0
+        if budget_s is not None:
+            wall0, cpu0 = time.perf_counter(), time.thread_time()
         try:
             result = function(*args)
         except Exception as exc:
@@ -139,11 +143,16 @@ class GuardedDispatcher:
             self._failed(health, what, f"{type(exc).__name__}: {exc}", exc)
             return False, None
         if budget_s is not None:
-            elapsed = time.perf_counter() - started
-            if elapsed > budget_s:
+            wall, cpu = time.perf_counter() - wall0, time.thread_time() - cpu0
+            # Wall time alone would blame a check for the GIL waits and GC
+            # pauses of a busy process: over budget means the check itself
+            # computed too long, or blocked (I/O, sleep) for several budgets.
+            if cpu > budget_s or wall > SLOW_WALL_FACTOR * budget_s:
                 health.slow += 1
                 self._failed(
-                    health, what, f"took {elapsed * 1000:.0f} ms (budget {budget_s * 1000:.0f} ms)", None
+                    health, what,
+                    f"took {wall * 1000:.0f} ms, {cpu * 1000:.0f} ms CPU (budget {budget_s * 1000:.0f} ms)",
+                    None,
                 )
                 return True, result
         health.consecutive = 0

@@ -24,7 +24,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -274,7 +274,12 @@ def redact(
     replacement: str = DEFAULT_REPLACEMENT,
 ) -> tuple[str, Counter[str]]:
     """``text`` with every finding replaced (``{kind}`` is filled in), and the counts."""
-    findings = find(text, detectors)
+    return mask(text, find(text, detectors), replacement)
+
+
+def mask(text: str, findings: Sequence[Finding], replacement: str = DEFAULT_REPLACEMENT
+         ) -> tuple[str, Counter[str]]:
+    """``text`` with the given findings replaced, and their counts."""
     if not findings:
         return text, Counter()
     parts: list[str] = []
@@ -285,3 +290,38 @@ def redact(
         last = f.end
     parts.append(text[last:])
     return "".join(parts), Counter(f.kind for f in findings)
+
+
+class Scanner:
+    """One detector set with a memo of recent whole-string results.
+
+    The same text recurs across the spans of one trace (a prompt's output is
+    the model's input; the model's answer is the parser's input and the
+    chain's output), so scanning each string once per worker saves most of
+    the work on LangChain traces. Bounded: cleared when full; strings longer
+    than ``max_len`` are not kept. Used on the pipeline worker only.
+    """
+
+    def __init__(self, detectors: tuple[Detector, ...], size: int = 4096, max_len: int = 65536) -> None:
+        self.detectors = detectors
+        self._memo: dict[str, tuple[Finding, ...]] = {}
+        self._size = size
+        self._max_len = max_len
+
+    def find(self, text: str) -> tuple[Finding, ...]:
+        if len(text) < _MIN_LEN:
+            return ()
+        hit = self._memo.get(text)
+        if hit is None:
+            hit = tuple(find(text, self.detectors))
+            if len(text) <= self._max_len:
+                if len(self._memo) >= self._size:
+                    self._memo.clear()
+                self._memo[text] = hit
+        return hit
+
+    def count(self, text: str) -> Counter[str]:
+        return Counter(f.kind for f in self.find(text))
+
+    def redact(self, text: str, replacement: str = DEFAULT_REPLACEMENT) -> tuple[str, Counter[str]]:
+        return mask(text, self.find(text), replacement)

@@ -66,6 +66,7 @@ class PiiCheck:
         span_kinds: tuple[str, ...] = ("llm",),
     ) -> None:
         self.detectors = detectors.detectors_for(kinds)
+        self.scanner = detectors.Scanner(self.detectors)
         self.counted = frozenset(d.kind for d in self.detectors)
         self.span_kinds = span_kinds
 
@@ -84,7 +85,7 @@ class PiiCheck:
         found: Counter[str] = Counter()
         for value in (span.inputs, span.outputs):
             for text in iter_strings(value):
-                found.update(detectors.count(text, self.detectors))
+                found.update(self.scanner.count(text))
         masked: Counter[str] = Counter()
         recorded = (span.attributes or {}).get(ATTRIBUTE)
         if isinstance(recorded, Mapping):

@@ -87,6 +87,7 @@ class Redactor:
         sensitive_keys: bool = True,
     ) -> None:
         self.detectors: tuple[Detector, ...] = detectors.detectors_for(enabled)
+        self.scanner = detectors.Scanner(self.detectors)
         self.replacement = replacement
         self.mask_keys = sensitive_keys and SECRETS in enabled
 
@@ -138,7 +139,7 @@ class Redactor:
                 return text
             counts["credential"] += 1
             return self.replacement.replace("{kind}", "credential")
-        new, found = detectors.redact(text, self.detectors, self.replacement)
+        new, found = self.scanner.redact(text, self.replacement)
         if found:
             counts.update(found)
             return new

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 
@@ -103,13 +104,42 @@ def test_call_first_respects_trylast_and_first_result() -> None:
     assert dispatcher.call_first("price_span", span=special) == 2.0
 
 
-def test_guard_budget_counts_slow_calls() -> None:
-    import time
+def _spin(seconds: float) -> int:
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+    return 7
 
+
+def test_guard_budget_counts_slow_calls() -> None:
     dispatcher = make(degrade_after=2)
-    ok, result = dispatcher.guard("slowpoke", lambda: time.sleep(0.02) or 7, budget_s=0.001)
+    ok, result = dispatcher.guard("slowpoke", lambda: _spin(0.01), budget_s=0.002)  # CPU
     assert ok and result == 7
-    dispatcher.guard("slowpoke", lambda: time.sleep(0.02), budget_s=0.001)
+    dispatcher.guard("slowpoke", lambda: time.sleep(0.02), budget_s=0.002)  # blocked 10 budgets
     assert dispatcher.health["slowpoke"].slow == 2
     assert dispatcher.is_degraded("slowpoke")
     assert dispatcher.guard("slowpoke", lambda: 1) == (False, None)
+
+
+def test_guard_budget_ignores_time_spent_waiting_for_the_gil() -> None:
+    """A cheap check on a worker starved by a busy caller thread is not slow."""
+    import threading
+
+    dispatcher = make(degrade_after=2)
+    stop = threading.Event()
+
+    def busy() -> None:  # holds the GIL in Python bytecode, as a user's chain would
+        while not stop.is_set():
+            sum(range(1000))
+
+    hog = threading.Thread(target=busy)
+    hog.start()
+    try:
+        # 1 ms of CPU: often preempted for a 5 ms switch interval, so its wall
+        # time passes the 4 ms budget (measured: 5 of 30 calls) though it is cheap
+        for _ in range(30):
+            dispatcher.guard("cheap", lambda: _spin(0.001), budget_s=0.004)
+    finally:
+        stop.set()
+        hog.join()
+    assert dispatcher.health["cheap"].slow == 0

@@ -82,3 +82,17 @@ def test_hint_prechecks_never_change_what_is_found() -> None:
     for text in texts:
         fast = [(f.kind, f.start, f.end) for f in detectors.find(text)]
         assert fast == _reference_find(text), text[:80]
+
+
+def test_scanner_memo_matches_find_and_stays_bounded() -> None:
+    from tests.plugins.cases.pii_cases import CASES
+
+    scanner = detectors.Scanner(detectors.DETECTORS, size=8)
+    for _ in range(2):  # the second pass is served from the memo where kept
+        for text, _kinds in CASES:
+            assert list(scanner.find(text)) == detectors.find(text)
+            assert scanner.redact(text) == detectors.redact(text)
+    assert len(scanner._memo) <= 8
+    long_text = "mail me at a.b@example.com " * 5000
+    assert scanner.count(long_text)["email"] == 5000
+    assert long_text not in scanner._memo  # too long to keep
