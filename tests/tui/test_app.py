@@ -34,6 +34,15 @@ async def settle(pilot: Pilot[Any]) -> None:
     await pilot.pause()
 
 
+async def wait_for(pilot: Pilot[Any], condition: Any, timeout: float = 5.0) -> bool:
+    """Pause until ``condition()`` holds (a slow CI machine gets ``timeout``)."""
+    for _ in range(int(timeout / 0.05)):
+        if condition():
+            return True
+        await pilot.pause(0.05)
+    return bool(condition())
+
+
 def make_app(url: str, now_ns: int, **kwargs: Any) -> ChainsightApp:
     return ChainsightApp(url, now_ns=now_ns, store_label="seeded.db", **kwargs)
 

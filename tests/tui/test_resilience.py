@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from test_app import screen_text, settle
+from test_app import screen_text, settle, wait_for
 from tui_fake_store import FakeStore
 from tui_seed import NOW_NS
 
@@ -26,14 +26,12 @@ async def test_lost_store_shows_message_and_recovers() -> None:
     try:
         app = _app()
         async with app.run_test(size=(100, 24)) as pilot:
-            await pilot.pause(0.3)
-            assert "store unavailable" in screen_text(app)
+            assert await wait_for(pilot, lambda: "store unavailable" in screen_text(app))
             assert app.screen.query_one("#traces").row_count == 0  # type: ignore[attr-defined]
             assert app.is_running
             FakeStore.down = False
-            await pilot.pause(0.5)
+            assert await wait_for(pilot, lambda: "store unavailable" not in screen_text(app))
             await settle(pilot)
-            assert "store unavailable" not in screen_text(app)
             assert app.screen.query_one("#traces").row_count == 20  # type: ignore[attr-defined]
     finally:
         FakeStore.down = False
