@@ -8,7 +8,8 @@ small inputs and outputs), batches of 1000 spans:
   (b) StoreWriter.write (serialise + insert + recompute trace totals);
   (c) the whole pipeline: Observer.start_span/end_span on this thread, the
       worker thread with the default plugins, the writer, until flush();
-      spans written per second (a queue large enough that nothing is dropped).
+      spans written per second (a queue large enough that nothing is dropped);
+  (c') the same with no plugins loaded: what the pipeline itself costs.
 
     python bench/ingest.py [--spans 200000] [--batch 1000] [--postgres URL]
 """
@@ -119,11 +120,12 @@ def writer_run(url: str, spans: list[Span], size: int) -> None:
     writer.close()
 
 
-def pipeline_run(url: str, spans: list[Span], workdir: Path) -> float:
+def pipeline_run(url: str, spans: list[Span], workdir: Path, *, plugins: bool = True) -> float:
     from framework.observer import Observer
 
     # A queue that holds the whole run: this measures throughput, not the drop policy.
     obs = Observer(url, spill_path=workdir / "bench.spill.jsonl", entry_points=False,
+                   builtins=None if plugins else (),
                    pipeline={"queue_size": len(spans) + 1000, "batch_size": 1000})
     obs.flush(timeout=10)
     t0 = time.perf_counter()
@@ -167,9 +169,12 @@ def main() -> int:
                         timed(lambda: writer_run(f"sqlite:///{work}/writer.db", spans, args.batch),
                               len(spans))))
         if not args.no_pipeline:
-            fresh = make_spans(args.spans)
             results.append(("sqlite", "(c) pipeline: start/end_span -> worker -> writer",
-                            pipeline_run(f"sqlite:///{work}/pipeline.db", fresh, work)))
+                            pipeline_run(f"sqlite:///{work}/pipeline.db", make_spans(args.spans), work)))
+            upgrade(f"sqlite:///{work}/bare.db")
+            results.append(("sqlite", "(c') the same pipeline with no plugins loaded",
+                            pipeline_run(f"sqlite:///{work}/bare.db", make_spans(args.spans), work,
+                                         plugins=False)))
         if args.postgres:
             url = normalize_url(args.postgres)
             upgrade(url)
@@ -184,6 +189,9 @@ def main() -> int:
                 _truncate(url)
                 results.append(("postgres", "(c) pipeline: start/end_span -> worker -> writer",
                                 pipeline_run(url, make_spans(args.spans), work)))
+                _truncate(url)
+                results.append(("postgres", "(c') the same pipeline with no plugins loaded",
+                                pipeline_run(url, make_spans(args.spans), work, plugins=False)))
     print(f"{args.spans} spans, batches of {args.batch}")
     print(f"{'store':<9} {'path':<52} {'spans/s':>10}")
     for store, label, rate in results:
