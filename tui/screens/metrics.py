@@ -124,9 +124,11 @@ class MetricsScreen(Screen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one("#aggregates", DataTable)
-        for title in ("group", "requests", "errors", "p50", "p95", "p99", "TTFT p50", "TPOT p50",
+        # The first row counts traces; a model's row counts its LLM calls.
+        for title in ("group", "count", "errors", "p50", "p95", "p99", "TTFT p50", "TPOT p50",
                       "tokens", "cost", "unpriced"):
             table.add_column(title, key=title)
+        table.tooltip = "count: traces in the first row, LLM calls in a model's row"
         self.load()
 
     def on_screen_resume(self) -> None:
@@ -197,7 +199,7 @@ class MetricsScreen(Screen[None]):
             return getattr(row, name, None)
         group = get("group")
         return [
-            safe(group, "bold", single_line=True, max_len=28, placeholder="all"),
+            safe(group, "bold", single_line=True, max_len=28, placeholder="all traces"),
             Text(fmt.number(get("count")), justify="right"),
             Text(fmt.percent(get("error_rate")), justify="right",
                  style="red" if (get("error_rate") or 0) > 0.05 else ""),
