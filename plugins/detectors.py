@@ -292,19 +292,25 @@ def mask(text: str, findings: Sequence[Finding], replacement: str = DEFAULT_REPL
     return "".join(parts), Counter(f.kind for f in findings)
 
 
+_MEMOS: Final[dict[tuple[tuple[Detector, ...], int, int], dict[str, tuple[Finding, ...]]]] = {}
+
+
 class Scanner:
     """One detector set with a memo of recent whole-string results.
 
     The same text recurs across the spans of one trace (a prompt's output is
     the model's input; the model's answer is the parser's input and the
     chain's output), so scanning each string once per worker saves most of
-    the work on LangChain traces. Bounded: cleared when full; strings longer
-    than ``max_len`` are not kept. Used on the pipeline worker only.
+    the work on LangChain traces. Scanners of the same detector set share one
+    memo: redaction scans a span's strings, then the pii check reads the same
+    strings. Bounded: cleared when full; strings longer than ``max_len`` are
+    not kept. Used on pipeline workers (each memo operation is one dict
+    operation, atomic under the GIL, so two observers' workers may share it).
     """
 
     def __init__(self, detectors: tuple[Detector, ...], size: int = 4096, max_len: int = 65536) -> None:
         self.detectors = detectors
-        self._memo: dict[str, tuple[Finding, ...]] = {}
+        self._memo = _MEMOS.setdefault((detectors, size, max_len), {})
         self._size = size
         self._max_len = max_len
 

@@ -85,7 +85,8 @@ class PiiCheck:
         found: Counter[str] = Counter()
         for value in (span.inputs, span.outputs):
             for text in iter_strings(value):
-                found.update(self.scanner.count(text))
+                for finding in self.scanner.find(text):
+                    found[finding.kind] += 1
         masked: Counter[str] = Counter()
         recorded = (span.attributes or {}).get(ATTRIBUTE)
         if isinstance(recorded, Mapping):

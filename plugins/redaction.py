@@ -139,11 +139,12 @@ class Redactor:
                 return text
             counts["credential"] += 1
             return self.replacement.replace("{kind}", "credential")
-        new, found = self.scanner.redact(text, self.replacement)
-        if found:
-            counts.update(found)
-            return new
-        return text
+        findings = self.scanner.find(text)
+        if not findings:
+            return text
+        new, found = detectors.mask(text, findings, self.replacement)
+        counts.update(found)
+        return new
 
     def _walk(self, value: Any, counts: Counter[str], key: str | None, depth: int, path: set[int]) -> Any:
         if isinstance(value, str):
