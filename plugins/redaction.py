@@ -37,6 +37,7 @@ observer configured wins.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections import Counter
 from collections.abc import Mapping
@@ -134,7 +135,7 @@ class Redactor:
         return self._walk(value, counts, None, 0, set())
 
     def _text(self, text: str, counts: Counter[str], key: str | None) -> str:
-        if self.mask_keys and key is not None and text and SENSITIVE_KEY.match(key):
+        if self.mask_keys and key is not None and text and _sensitive_key(key):
             if text == self.replacement.replace("{kind}", "credential"):
                 return text
             counts["credential"] += 1
@@ -150,6 +151,8 @@ class Redactor:
         if isinstance(value, str):
             return self._text(value, counts, key)
         if value is None or isinstance(value, bool | int | float | bytes | bytearray):
+            return value
+        if not value and type(value) in _PLAIN:
             return value
         if depth >= MAX_DEPTH or id(value) in path:
             return value
@@ -180,6 +183,8 @@ class Redactor:
             updates = {}
             for name in fields:
                 old = getattr(value, name, None)
+                if old is None or (not old and type(old) in _PLAIN):
+                    continue
                 new = walk(old, counts, name, depth + 1, path)
                 if new is not old:
                     updates[name] = new
@@ -205,6 +210,17 @@ class Redactor:
             return value
         counts.update(local)
         return new
+
+
+# Types whose empty values hold nothing to mask: skipped before any walk call
+# (most fields of a LangChain message are None, "", {} or []).
+_PLAIN: Final = frozenset({str, dict, list, tuple, bool, int, float})
+
+
+@functools.lru_cache(maxsize=4096)
+def _sensitive_key(key: str) -> bool:
+    # The same few keys recur on every span.
+    return SENSITIVE_KEY.match(key) is not None
 
 
 def _jsonable(value: Any) -> Any:
