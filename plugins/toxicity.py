@@ -103,15 +103,20 @@ _BENIGN = re.compile(
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "!": "i"})
 _MASKED = re.compile(r"[a-z]*[*#]+[a-z*#]*")
 _WORD = re.compile(r"[a-z']+")
-_LEET_WORD = re.compile(r"\b\w*[a-z]\w*\b")
+# Words with a letter and a digit that _LEET changes (it changes no other
+# word character, so the words it leaves alone need not be matched).
+_LEET_WORD = re.compile(r"\b(?=\w*[a-z])\w*[013457]\w*\b")
 
 
 def _normalise(text: str, unmask: dict[int, list[str]]) -> str:
     lowered = text.lower().replace("’", "'")
     # leetspeak inside words only (keep "2 + 3" and prices alone)
     lowered = _LEET_WORD.sub(lambda m: m.group(0).translate(_LEET), lowered)
-    # f*ck, sh*t, b**ch: a masked word matching exactly one lexicon word is that word
-    return _MASKED.sub(lambda m: _unmask(m.group(0), unmask), lowered)
+    # f*ck, sh*t, b**ch: a masked word matching exactly one lexicon word is
+    # that word (most text has no mask character: skip the scan)
+    if "*" in lowered or "#" in lowered:
+        lowered = _MASKED.sub(lambda m: _unmask(m.group(0), unmask), lowered)
+    return lowered
 
 
 def _unmask(token: str, by_length: dict[int, list[str]]) -> str:

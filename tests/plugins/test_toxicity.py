@@ -94,3 +94,28 @@ def test_long_adversarial_input_is_fast() -> None:
         started = time.perf_counter()
         scorer.score(text)
         assert time.perf_counter() - started < 1.0
+
+
+def test_normalise_matches_the_plain_rewrites() -> None:
+    """_normalise rewrites only the words leetspeak or masks change; the result
+    is what translating every word and unmasking every token gives."""
+    import random
+    import re
+
+    from plugins import toxicity
+
+    every_word = re.compile(r"\b\w*[a-z]\w*\b")
+    every_mask = re.compile(r"[a-z]*[*#]+[a-z*#]*")
+    by_length = LexiconScorer()._by_length
+
+    def reference(text: str) -> str:
+        lowered = text.lower().replace("’", "'")
+        lowered = every_word.sub(lambda m: m.group(0).translate(toxicity._LEET), lowered)
+        return every_mask.sub(lambda m: toxicity._unmask(m.group(0), by_length), lowered)
+
+    rnd = random.Random(7)
+    alphabet = "abfkcuXYZ0123456789@$!*#_ '’.-éÜß٣\n"
+    texts = ["y0u 1d10t", "f*ck th1s sh*t", "3.11 and 4 items", "l33t_c0de"]
+    texts += ["".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 24))) for _ in range(20000)]
+    for text in texts:
+        assert toxicity._normalise(text, by_length) == reference(text), text
