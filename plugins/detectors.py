@@ -50,7 +50,9 @@ class Detector:
     # none of these literals, and a substring test costs far less than a scan.
     hints: tuple[str, ...] = ()  # one of these literals must occur (any case if lower)
     lower: bool = False
-    digit: bool = False  # the text must contain a digit
+    # The text must hold at least this many digits (``\d``): what the pattern
+    # and the validator together need (a card number has 13).
+    digits: int = 0
 
     gate: re.Pattern[str] | None = field(default=None, init=False, compare=False, repr=False)
 
@@ -187,11 +189,11 @@ DETECTORS: Final[tuple[Detector, ...]] = (
     Detector("email", re.compile(
         r"(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}(?![\w-])"
     ), hints=("@",)),
-    Detector("iban", re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![A-Za-z0-9])"), iban_valid, digit=True),
-    Detector("credit_card", re.compile(r"(?<![\d.-])(?:\d[ -]?){12,18}\d(?![\d-]|\.\d)"), luhn_valid, digit=True),
-    Detector("national_id", re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])"), digit=True),
-    Detector("national_id", re.compile(r"(?<![A-Za-z0-9])[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D](?![A-Za-z0-9])"), digit=True),
-    Detector("national_id", re.compile(r"(?<![\w-])\d{8}-?[A-Z](?![\w-])"), dni_valid, digit=True),
+    Detector("iban", re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![A-Za-z0-9])"), iban_valid, digits=2),
+    Detector("credit_card", re.compile(r"(?<![\d.-])(?:\d[ -]?){12,18}\d(?![\d-]|\.\d)"), luhn_valid, digits=13),
+    Detector("national_id", re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])"), digits=9),
+    Detector("national_id", re.compile(r"(?<![A-Za-z0-9])[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D](?![A-Za-z0-9])"), digits=6),
+    Detector("national_id", re.compile(r"(?<![\w-])\d{8}-?[A-Z](?![\w-])"), dni_valid, digits=8),
     Detector("phone", re.compile(
         r"(?<![\w+.-])(?:"
         r"\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\d{2,4}){1,4}"  # international
@@ -199,13 +201,13 @@ DETECTORS: Final[tuple[Detector, ...]] = (
         r"|\d{3}[.-]\d{3}[.-]\d{4}"  # 415-555-0134
         r"|0\d{1,4}(?:[ /.-]\d{2,8}){1,4}"  # national trunk prefix: 030 1234567, 06 12 34 56 78
         r")(?![\w-]|\.\d)"
-    ), phone_valid, digit=True),
+    ), phone_valid, digits=8),
     Detector("ip_address", re.compile(
         r"(?<![\w.])(?<![Vv]ersion )(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?![\w]|\.\d)"
-    ), ip_valid, digit=True),
+    ), ip_valid, digits=4),
     Detector("ip_address", re.compile(
         rf"(?<![\w:])(?:(?:{_HEX4}:){{7}}{_HEX4}|(?:{_HEX4}:){{1,6}}:(?:{_HEX4}(?::{_HEX4}){{0,5}})?|::(?:{_HEX4}(?::{_HEX4}){{0,6}}))(?![\w:])"
-    ), ip_valid, hints=(":",), digit=True),
+    ), ip_valid, hints=(":",), digits=1),
 )
 
 SENSITIVE_KEY: Final = re.compile(
@@ -236,12 +238,12 @@ def find(text: str, detectors: Iterable[Detector] = DETECTORS) -> list[Finding]:
     if len(text) < _MIN_LEN:
         return []
     accepted: list[Finding] = []
-    has_digit: bool | None = None
+    digits: int | None = None
     for detector in detectors:
-        if detector.digit:
-            if has_digit is None:
-                has_digit = _DIGIT.search(text) is not None
-            if not has_digit:
+        if detector.digits:
+            if digits is None:
+                digits = len(_DIGIT.findall(text))
+            if digits < detector.digits:
                 continue
         gate = detector.gate
         if gate is not None and gate.search(text) is None:

@@ -63,10 +63,10 @@ def test_no_catastrophic_backtracking(text: str) -> None:
 
 
 def _reference_find(text: str) -> list[tuple[str, int, int]]:
-    """find() without the hint pre-checks: every pattern on every text."""
+    """find() without the hint and digit-count pre-checks: every pattern on every text."""
     import dataclasses
 
-    plain = tuple(dataclasses.replace(d, hints=(), digit=False) for d in detectors.DETECTORS)
+    plain = tuple(dataclasses.replace(d, hints=(), digits=0) for d in detectors.DETECTORS)
     return [(f.kind, f.start, f.end) for f in detectors.find(text, plain)]
 
 
@@ -77,6 +77,9 @@ def test_hint_prechecks_never_change_what_is_found() -> None:
         "Password: hunter2hunter2", "AUTHORIZATION: Bearer abcdefghijklmnopqrstu",
         "fe80::1ff:fe23:4567:890a", "10.0.0.1 and 2001:db8::8a2e:370:7334",
         "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY1",
+        # just enough digits for each digit-counting detector
+        "+1 415 5550", "(415) 555-0134", "SSN 123-45-6789", "AB 12 34 56 C", "12345678Z",
+        "1.2.3.4", "addr ::1", "GB82WEST12345698765432", "4222222222222", "4111-1111-1111-1111",
     ]
     assert len(texts) > 40
     for text in texts:
