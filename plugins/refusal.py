@@ -96,6 +96,9 @@ class RefusalCheck:
         self.patterns = tuple(compiled)
         self.window_chars = window_chars
         self.span_kinds = span_kinds
+        # The last head searched and its family: a chain's root span usually
+        # outputs the answer its llm span just gave.
+        self._last: tuple[str, str | None] | None = None
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> RefusalCheck:
@@ -107,7 +110,15 @@ class RefusalCheck:
 
     def detect(self, text: str) -> str | None:
         """The family of the first matching pattern, or None."""
-        head = _normalise(text[: self.window_chars])
+        head = text[: self.window_chars]
+        last = self._last
+        if last is not None and last[0] == head:
+            return last[1]
+        found = self._search(_normalise(head))
+        self._last = (head, found)
+        return found
+
+    def _search(self, head: str) -> str | None:
         for family, pattern in self.patterns:
             if pattern.search(head):
                 return family

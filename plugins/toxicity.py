@@ -143,8 +143,20 @@ class LexiconScorer:
         self._by_length: dict[int, list[str]] = {}
         for word in self.terms:
             self._by_length.setdefault(len(word), []).append(word)
+        # The last text scored and its result: a chain's root span usually
+        # outputs the answer its llm span just gave. One tuple, replaced
+        # whole, so concurrent callers see a consistent pair.
+        self._last: tuple[str, ToxicityResult] | None = None
 
     def score(self, text: str) -> ToxicityResult:
+        last = self._last
+        if last is not None and last[0] == text:
+            return last[1]
+        result = self._score(text)
+        self._last = (text, result)
+        return result
+
+    def _score(self, text: str) -> ToxicityResult:
         norm = _normalise(text, self._by_length)
         benign = [m.span() for m in _BENIGN.finditer(norm)]
 
