@@ -16,7 +16,6 @@ priced call has ``cost_usd`` None.
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -330,7 +329,7 @@ def reprice(
     spans are updated and their traces' totals recomputed in one transaction.
     ``dry_run`` computes the result without writing.
     """
-    from storage.writer import TRACE_CHUNK, _trace_upsert
+    from storage.writer import refresh_trace_totals
 
     tokens = sa.func.coalesce(s.c.input_tokens, 0) + sa.func.coalesce(s.c.output_tokens, 0)
     conds: list[sa.ColumnElement[bool]] = [s.c.model.is_not(None), tokens > 0]
@@ -376,11 +375,7 @@ def reprice(
         )
         for i in range(0, len(updates), UPDATE_CHUNK):
             conn.execute(update, updates[i : i + UPDATE_CHUNK])
-        refresh = _trace_upsert(conn.dialect.name)
-        ordered = sorted(trace_ids)
-        now = time.time_ns()
-        for i in range(0, len(ordered), TRACE_CHUNK):
-            conn.execute(refresh, {"trace_ids": ordered[i : i + TRACE_CHUNK], "now_ns": now})
+        refresh_trace_totals(conn, trace_ids)
     return result
 
 

@@ -28,6 +28,7 @@ per-row work of SQLAlchemy's bind processing is skipped.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -291,6 +292,20 @@ def _trace_summary_select(
 TRACE_COLUMNS: Final[tuple[str, ...]] = tuple(c.name for c in schema.traces.columns)
 
 
+def refresh_trace_totals(conn: sa.Connection, trace_ids: Iterable[str]) -> None:
+    """Recompute the denormalised totals of these traces from their spans.
+
+    Idempotent and order-free, so any writer of spans (the batch writer,
+    reprice) calls it inside its own transaction after changing spans.
+    """
+    stmt = _trace_upsert(conn.dialect.name)
+    ordered = sorted(set(trace_ids))  # a stable lock order between concurrent writers
+    now = time.time_ns()
+    for i in range(0, len(ordered), TRACE_CHUNK):
+        conn.execute(stmt, {"trace_ids": ordered[i : i + TRACE_CHUNK], "now_ns": now})
+
+
+@functools.lru_cache(maxsize=4)
 def _trace_upsert(dialect_name: str) -> sa.Executable:
     ids: sa.BindParameter[Any] = sa.bindparam("trace_ids", expanding=True)
     now = sa.bindparam("now_ns", type_=sa.BigInteger)
@@ -320,7 +335,6 @@ class StoreWriter:
         self._engine: sa.Engine | None = None
         self._insert_sql: dict[str, str] = {}
         self._to_params: dict[str, Callable[[list[dict[str, Any]]], Any]] = {}
-        self._trace_stmt: sa.Executable | None = None
 
     # ---- preparation (pure, no I/O) ----------------------------------------
     def prepare(self, batch: WriteBatch) -> dict[str, list[dict[str, Any]]]:
@@ -349,7 +363,6 @@ class StoreWriter:
                 columns = [c.name for c in table.columns if c.name != "sample_id"]
                 self._insert_sql[name] = _insert_sql(dialect, table, columns)
                 self._to_params[name] = _params_for(dialect.name, name, columns)
-            self._trace_stmt = _trace_upsert(dialect.name)
         return self._engine
 
     def write_prepared(self, rows: dict[str, list[dict[str, Any]]]) -> None:
@@ -366,16 +379,8 @@ class StoreWriter:
                         conn.exec_driver_sql(self._insert_sql[name], params)
                 span_rows = rows.get("spans")
                 if span_rows:
-                    self._refresh_traces(conn, {r["trace_id"] for r in span_rows})
+                    refresh_trace_totals(conn, {r["trace_id"] for r in span_rows})
 
-    def _refresh_traces(self, conn: sa.Connection, trace_ids: set[str]) -> None:
-        assert self._trace_stmt is not None
-        ordered = sorted(trace_ids)  # a stable lock order between concurrent writers
-        now = time.time_ns()
-        for i in range(0, len(ordered), TRACE_CHUNK):
-            conn.execute(
-                self._trace_stmt, {"trace_ids": ordered[i : i + TRACE_CHUNK], "now_ns": now}
-            )
 
     def write_plugin_health(self, health: Sequence[Any]) -> None:
         """Upsert plugin health rows (objects with name, calls, failures,
