@@ -83,13 +83,14 @@ class _Recorder:
 
     _observer: Observer | None
 
-    def _setup(
+    def __init__(
         self,
-        observer: Observer | None,
-        user_id: str | None,
-        session_id: str | None,
-        tags: Sequence[str] | None,
-        metadata: dict[str, Any] | None,
+        observer: Observer | None = None,
+        *,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        tags: Sequence[str] | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> None:
         self._observer = observer
         self._runs: dict[UUID, Span] = {}
@@ -358,17 +359,6 @@ class CallbackHandler(_Recorder, BaseCallbackHandler):
     run_inline = True
     raise_error = False
 
-    def __init__(
-        self,
-        observer: Observer | None = None,
-        *,
-        user_id: str | None = None,
-        session_id: str | None = None,
-        tags: Sequence[str] | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> None:
-        self._setup(observer, user_id, session_id, tags, metadata)
-
     def on_chain_start(self, serialized: dict[str, Any] | None, inputs: Any, *, run_id: UUID,
                        parent_run_id: UUID | None = None, tags: list[str] | None = None,
                        metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
@@ -494,17 +484,6 @@ class AsyncCallbackHandler(_Recorder, _LCAsyncHandler):
 
     run_inline = True
     raise_error = False
-
-    def __init__(
-        self,
-        observer: Observer | None = None,
-        *,
-        user_id: str | None = None,
-        session_id: str | None = None,
-        tags: Sequence[str] | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> None:
-        self._setup(observer, user_id, session_id, tags, metadata)
 
     async def on_chain_start(self, serialized: dict[str, Any] | None, inputs: Any, *,
                              run_id: UUID, parent_run_id: UUID | None = None,

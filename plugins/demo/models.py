@@ -35,19 +35,27 @@ def _named(params: dict[str, Any], model: str, provider: str) -> dict[str, Any]:
     return params
 
 
-class StreamingDemoModel(FakeListChatModel):
-    """Streams its answer one character per chunk, ``sleep`` seconds apart."""
+class _Labelled:
+    """Reports ``model_label``/``provider_label`` (pydantic fields declared by
+    each model) the way real integrations report their model."""
 
-    model_label: str = "gpt-4o-mini"
-    provider_label: str = "openai"
+    model_label: str
+    provider_label: str
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
-        return _named(dict(super()._get_ls_params(stop=stop, **kwargs)), self.model_label,
-                      self.provider_label)
+        params = super()._get_ls_params(stop=stop, **kwargs)  # type: ignore[misc]
+        return _named(dict(params), self.model_label, self.provider_label)
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
         return {"model": self.model_label, "temperature": 0.2, "max_tokens": 512}
+
+
+class StreamingDemoModel(_Labelled, FakeListChatModel):
+    """Streams its answer one character per chunk, ``sleep`` seconds apart."""
+
+    model_label: str = "gpt-4o-mini"
+    provider_label: str = "openai"
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
@@ -80,16 +88,8 @@ class StreamingDemoModel(FakeListChatModel):
         yield self._final(messages, count)
 
 
-class ScriptedDemoModel(GenericFakeChatModel):
+class ScriptedDemoModel(_Labelled, GenericFakeChatModel):
     """Replays scripted ``AIMessage``s (tool calls included) with usage set."""
 
     model_label: str = "gpt-4o"
     provider_label: str = "openai"
-
-    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
-        return _named(dict(super()._get_ls_params(stop=stop, **kwargs)), self.model_label,
-                      self.provider_label)
-
-    @property
-    def _identifying_params(self) -> dict[str, Any]:
-        return {"model": self.model_label, "temperature": 0.2, "max_tokens": 512}
