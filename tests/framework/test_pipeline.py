@@ -171,6 +171,8 @@ def test_sigterm_drains_the_queue(tmp_path: Path) -> None:
         time.sleep(30)
         """
     )
+    # The worker would only write after 60 s: only the SIGTERM drain can store them.
+    (tmp_path / "plugins.toml").write_text("[pipeline]\nflush_interval_s = 60\nbatch_size = 100000\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHAINSIGHT_")}
     env["PYTHONUNBUFFERED"] = "1"
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path, env=env,
