@@ -286,7 +286,7 @@ def build_parser(plugins: PluginSet | None = None) -> argparse.ArgumentParser:
     p.add_argument("--cursor", help="continue a listing (printed after a full page)")
 
     p = builtin("show", "show one trace: its span tree and scores", cmd_show)
-    p.add_argument("trace_id", metavar="TRACE_ID", help="a trace id or a unique prefix of one")
+    p.add_argument("trace_id", metavar="TRACE_ID", help="a trace id, or a unique part of one: its end (as `traces` shows it) or its start")
 
     builtin("plugins", "list plugins with their version, source, hooks and status "
             "(degraded: as last recorded in the store)", cmd_plugins)

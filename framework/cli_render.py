@@ -59,7 +59,9 @@ def fmt_time(ns: int | None) -> str:
 
 
 def short_id(value: str | None, n: int = 8) -> str:
-    return MISSING if not value else value[:n]
+    """The last ``n`` characters: trace ids and LangChain run ids begin with
+    the clock, so their ends are what tells two of them apart."""
+    return MISSING if not value else value[-n:]
 
 
 # ---- JSON ------------------------------------------------------------------------

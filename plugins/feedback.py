@@ -44,7 +44,7 @@ def _error(message: str) -> int:
 
 
 def _resolve_trace(url: str, trace_id: str) -> str:
-    """The full trace id (a unique prefix is accepted, as in ``chainsight show``)."""
+    """The full trace id (a unique end or start is accepted, as in ``chainsight show``)."""
     from storage.query import Store
 
     with Store(url) as store:

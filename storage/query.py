@@ -398,15 +398,18 @@ class Store:
         stmt = sa.select(sa.func.count()).select_from(T).where(*filter_clauses(filters))
         return int(self._rows(stmt)[0][0])
 
-    def resolve_trace_id(self, prefix: str, limit: int = 2) -> list[str]:
-        """Trace ids equal to ``prefix`` or starting with it (at most ``limit``)."""
-        exact = self._rows(sa.select(T.c.trace_id).where(T.c.trace_id == prefix))
+    def resolve_trace_id(self, short: str, limit: int = 2) -> list[str]:
+        """Trace ids equal to ``short``, else starting or ending with it (at
+        most ``limit``). Short ids are shown as the end of the id, its random
+        part; a prefix still works for ids copied from elsewhere."""
+        exact = self._rows(sa.select(T.c.trace_id).where(T.c.trace_id == short))
         if exact:
-            return [prefix]
+            return [short]
+        literal = short.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         stmt = (
             sa.select(T.c.trace_id)
-            .where(T.c.trace_id.like(prefix.replace("\\", "\\\\").replace("%", "\\%")
-                                     .replace("_", "\\_") + "%", escape="\\"))
+            .where(sa.or_(T.c.trace_id.like(literal + "%", escape="\\"),
+                          T.c.trace_id.like("%" + literal, escape="\\")))
             .order_by(T.c.trace_id)
             .limit(limit)
         )
@@ -415,7 +418,8 @@ class Store:
     def get_trace(self, trace_id: str) -> TraceDetail | None:
         """One trace with its spans (by start), scores and samples in its window.
 
-        ``trace_id`` may be a unique prefix; None when nothing or several match.
+        ``trace_id`` may be a unique short id (end or prefix); None when nothing or
+        several match.
         """
         ids = self.resolve_trace_id(trace_id) if trace_id else []
         if len(ids) != 1:

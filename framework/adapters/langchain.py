@@ -9,8 +9,8 @@ Design (see docs/ARCHITECTURE.md):
 
 * Parentage comes only from ``run_id``/``parent_run_id``. The span id is
   ``run_id.hex``; a root run (or one whose parent this handler never saw, e.g.
-  a handler attached mid-tree) starts a trace whose id is its own run id, and
-  every child inherits its parent's trace id.
+  a handler attached mid-tree) starts a trace with a fresh time-ordered id,
+  and every child inherits its parent's trace id.
 * The callbacks do O(1) work on the caller's thread: build or finish a span,
   keep *references* to inputs and outputs (messages, documents, dicts) and hand
   the span to the observer's queue. Serialising, token estimation
@@ -141,9 +141,7 @@ class _Recorder:
                         parent_id=parent.span_id)
             user_id, session_id = parent.user_id, parent.session_id
         else:
-            # A random trace id, not the root run id: LangChain's run ids are
-            # time-ordered (uuid7), so their prefixes, which users read and
-            # type as short ids, would be alike for every trace of a second.
+            # A fresh trace id (time-ordered, see framework.model.new_ordered_id).
             span = Span(name, kind, span_id=run_id.hex)
             user_id, session_id = self._user_id, self._session_id
             if self._tags:

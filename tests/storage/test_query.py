@@ -97,10 +97,14 @@ def test_bad_cursor_and_order(seeded: tuple[Store, list[str]]) -> None:
         store.list_traces(order="nonsense")
 
 
-def test_get_trace_by_prefix(seeded: tuple[Store, list[str]]) -> None:
+def test_get_trace_by_short_id(seeded: tuple[Store, list[str]]) -> None:
     store, ids = seeded
-    detail = store.get_trace(ids[1][:10])
+    detail = store.get_trace(ids[1][-8:])  # the end, as short_id shows it
     assert detail is not None and detail.trace.trace_id == ids[1]
+    by_start = store.get_trace(ids[1][:-1])
+    assert by_start is not None and by_start.trace.trace_id == ids[1]
+    # Time-ordered ids made within one millisecond share their first 12 digits.
+    assert store.get_trace(ids[1][:4]) is None
     assert [s.kind for s in detail.spans] == ["chain", "retriever", "agent", "llm"]
     assert [s.value for s in detail.scores] == [1.0, 0.0]
     assert detail.trace.score_summary == {

@@ -83,7 +83,7 @@ def cells(trace: Any, columns: tuple[Column, ...], now_ns: int) -> list[Text]:
         "user": lambda: safe(trace.user_id, single_line=True, max_len=16, placeholder=fmt.DASH),
         "spans": lambda: Text(str(trace.span_count), justify="right"),
         "scores": lambda: _scores(trace.score_summary),
-        "id": lambda: Text(trace.trace_id[:10], style="dim"),
+        "id": lambda: Text(trace.trace_id[-10:], style="dim"),
     }
     return [values[c.key]() for c in columns]
 
