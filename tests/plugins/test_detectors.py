@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import sys
 import time
 
 import pytest
@@ -80,11 +82,26 @@ def test_hint_prechecks_never_change_what_is_found() -> None:
         # just enough digits for each digit-counting detector
         "+1 415 5550", "(415) 555-0134", "SSN 123-45-6789", "AB 12 34 56 C", "12345678Z",
         "1.2.3.4", "addr ::1", "GB82WEST12345698765432", "4222222222222", "4111-1111-1111-1111",
+        # any-case hints in other spellings: long s, Kelvin sign, upper case
+        "pa\u017fsword=hunter2hunter2", "api_\u212aey: abcdef123456", "BEARER abcdefghijklmnopqrstu",
+        "what is item 123?", "item 123 is a thing",
     ]
     assert len(texts) > 40
     for text in texts:
         fast = [(f.kind, f.start, f.end) for f in detectors.find(text)]
         assert fast == _reference_find(text), text[:80]
+
+
+def test_casefolded_gates_see_every_ignorecase_spelling() -> None:
+    # Any-case hints are looked for casefolded in the casefolded text (see
+    # Detector.gate): every character that IGNORECASE equates with a hint
+    # character must casefold to that character.
+    everything = "".join(map(chr, range(sys.maxunicode + 1)))
+    chars = {c for d in detectors.DETECTORS if d.lower for h in d.hints for c in h}
+    assert chars
+    for char in chars:
+        for same in re.findall(re.escape(char), everything, re.IGNORECASE):
+            assert same.casefold() == char.casefold(), (char, same)
 
 
 def test_scanner_memo_matches_find_and_stays_bounded() -> None:
