@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import json
 from collections import Counter
 from collections.abc import Mapping
@@ -107,18 +108,22 @@ class Redactor:
 
     def redact_span(self, span: Span) -> Counter[str]:
         counts: Counter[str] = Counter()
+        walk = self._walk
+        path: set[int] = set()  # empty again after each walk
         for field in ("inputs", "outputs", "metadata"):
             value = getattr(span, field)
             if value is not None:
-                new = self.redact(value, counts)
+                new = walk(value, counts, None, 0, path)
                 if new is not value:
                     setattr(span, field, new)
         if span.error:
-            span.error = self.redact(span.error, counts)
+            span.error = walk(span.error, counts, None, 0, path)
         if span.attributes:
             previous = span.attributes.get(ATTRIBUTE)
-            rest = {k: v for k, v in span.attributes.items() if k != ATTRIBUTE}
-            new_rest = self.redact(rest, counts)
+            rest = span.attributes
+            if ATTRIBUTE in rest:
+                rest = {k: v for k, v in rest.items() if k != ATTRIBUTE}
+            new_rest = walk(rest, counts, None, 0, path)
             if new_rest is not rest:
                 span.attributes = dict(new_rest)
                 if previous is not None:
@@ -135,7 +140,7 @@ class Redactor:
         return self._walk(value, counts, None, 0, set())
 
     def _text(self, text: str, counts: Counter[str], key: str | None) -> str:
-        if self.mask_keys and key is not None and text and _sensitive_key(key):
+        if key is not None and self.mask_keys and text and _sensitive_key(key):
             if text == self.replacement.replace("{kind}", "credential"):
                 return text
             counts["credential"] += 1
@@ -150,7 +155,7 @@ class Redactor:
     def _walk(self, value: Any, counts: Counter[str], key: str | None, depth: int, path: set[int]) -> Any:
         if isinstance(value, str):
             return self._text(value, counts, key)
-        if value is None or isinstance(value, bool | int | float | bytes | bytearray):
+        if value is None or isinstance(value, _SCALARS):
             return value
         if not value and type(value) in _PLAIN:
             return value
@@ -163,19 +168,31 @@ class Redactor:
             path.discard(id(value))
 
     def _walk_container(self, value: Any, counts: Counter[str], depth: int, path: set[int]) -> Any:
-        walk = self._walk
-        if isinstance(value, Mapping):
-            changed = False
-            out: dict[Any, Any] = {}
-            for k, v in value.items():
-                new = walk(v, counts, k if isinstance(k, str) else None, depth + 1, path)
-                changed |= new is not v
-                out[k] = new
-            return out if changed else value
+        # Copy-on-write: nothing is copied until a value changes. Plain string
+        # leaves (most of them) skip the _walk call.
+        walk, text = self._walk, self._text
+        depth += 1
+        if type(value) is dict or isinstance(value, Mapping):
+            out: dict[Any, Any] | None = None
+            for i, (k, v) in enumerate(value.items()):
+                key = k if isinstance(k, str) else None
+                new = text(v, counts, key) if type(v) is str else walk(v, counts, key, depth, path)
+                if out is not None:
+                    out[k] = new
+                elif new is not v:
+                    out = dict(itertools.islice(value.items(), i))
+                    out[k] = new
+            return value if out is None else out
         if isinstance(value, list | tuple | set | frozenset):
-            items = list(value)
-            new_items = [walk(v, counts, None, depth + 1, path) for v in items]
-            if all(a is b for a, b in zip(items, new_items, strict=True)):
+            items = value if isinstance(value, list | tuple) else list(value)
+            new_items: list[Any] | None = None
+            for i, v in enumerate(items):
+                new = text(v, counts, None) if type(v) is str else walk(v, counts, None, depth, path)
+                if new is not v:
+                    if new_items is None:
+                        new_items = list(items)
+                    new_items[i] = new
+            if new_items is None:
                 return value
             return tuple(new_items) if isinstance(value, tuple) else new_items
         fields = getattr(type(value), "model_fields", None)
@@ -185,7 +202,7 @@ class Redactor:
                 old = getattr(value, name, None)
                 if old is None or (not old and type(old) in _PLAIN):
                     continue
-                new = walk(old, counts, name, depth + 1, path)
+                new = walk(old, counts, name, depth, path)
                 if new is not old:
                     updates[name] = new
             return value.model_copy(update=updates) if updates else value
@@ -193,7 +210,7 @@ class Redactor:
             dc_updates = {}
             for f in dataclasses.fields(value):
                 old = getattr(value, f.name, None)
-                new = walk(old, counts, f.name, depth + 1, path)
+                new = walk(old, counts, f.name, depth, path)
                 if new is not old:
                     dc_updates[f.name] = new
             if not dc_updates:
@@ -201,11 +218,11 @@ class Redactor:
             try:
                 return dataclasses.replace(value, **dc_updates)
             except Exception:
-                return walk(_jsonable(value), counts, None, depth + 1, path)
+                return walk(_jsonable(value), counts, None, depth, path)
         # Anything else is stored as its JSON form; mask that if it holds anything.
         form = _jsonable(value)
         local: Counter[str] = Counter()
-        new = walk(form, local, None, depth + 1, path)
+        new = walk(form, local, None, depth, path)
         if new is form:
             return value
         counts.update(local)
@@ -215,6 +232,7 @@ class Redactor:
 # Types whose empty values hold nothing to mask: skipped before any walk call
 # (most fields of a LangChain message are None, "", {} or []).
 _PLAIN: Final = frozenset({str, dict, list, tuple, bool, int, float})
+_SCALARS: Final = (bool, int, float, bytes, bytearray)  # a tuple: faster than a union
 
 
 @functools.lru_cache(maxsize=4096)

@@ -49,6 +49,24 @@ def test_masks_nested_structures_copy_on_write() -> None:
     assert Redactor().redact(clean, Counter()) is clean
 
 
+def test_late_changes_keep_order_and_container_types() -> None:
+    # Containers are copied only at their first changed value: what came
+    # before is kept, in order, and the result has the same type rules.
+    from collections import Counter, OrderedDict
+
+    counts: Counter[str] = Counter()
+    inputs = {"a": "plain", "b": 1, "c": ("x", f"mail {EMAIL}"), "d": {f"set {EMAIL}"},
+              "e": OrderedDict(k="v", m=EMAIL), "f": ["y", "z"], 3: EMAIL}
+    out = Redactor().redact(inputs, counts)
+    assert list(out) == ["a", "b", "c", "d", "e", "f", 3]
+    assert out["a"] is inputs["a"] and out["f"] is inputs["f"]
+    assert out["c"] == ("x", "mail [redacted:email]")
+    assert out["d"] == ["set [redacted:email]"]
+    assert out["e"] == {"k": "v", "m": "[redacted:email]"} and type(out["e"]) is dict
+    assert out[3] == "[redacted:email]"
+    assert counts == {"email": 4}
+
+
 def test_langchain_messages_are_copied_not_mutated() -> None:
     human = HumanMessage(content=f"my card is {CARD}")
     ai = AIMessage(content=[{"type": "text", "text": f"mail {EMAIL}"}],
