@@ -31,7 +31,7 @@ from framework.extension import Register
 from framework.model import Score, Span
 from plugins import detectors
 from plugins.redaction import ATTRIBUTE
-from plugins.text import iter_strings, judges_answer
+from plugins.text import judges_answer, strings
 
 NAME: Final = "pii"
 
@@ -82,27 +82,34 @@ class PiiCheck:
             return None
         if span.inputs is None and span.outputs is None:
             return None
-        found: Counter[str] = Counter()
+        find = self.scanner.find
+        found: dict[str, int] = {}
         for value in (span.inputs, span.outputs):
-            for text in iter_strings(value):
-                for finding in self.scanner.find(text):
-                    found[finding.kind] += 1
-        masked: Counter[str] = Counter()
+            for text in strings(value):
+                for finding in find(text):
+                    found[finding.kind] = found.get(finding.kind, 0) + 1
         recorded = (span.attributes or {}).get(ATTRIBUTE)
+        if not found and not isinstance(recorded, Mapping):  # the common case
+            return [Score(NAME, "check", span.trace_id, span.span_id, 0.0, "clean", True,
+                          "no PII or secrets found")]
+        return [self._score(span, Counter(found), recorded)]
+
+    def _score(self, span: Span, found: Counter[str], recorded: Any) -> Score:
+        masked: Counter[str] = Counter()
         if isinstance(recorded, Mapping):
             for kind, n in recorded.items():
                 if kind in self.counted and isinstance(n, int):
                     masked[kind] += n
         total = found + masked
         if not total:
-            return [Score(NAME, "check", span.trace_id, span.span_id, 0.0, "clean", True,
-                          "no PII or secrets found")]
+            return Score(NAME, "check", span.trace_id, span.span_id, 0.0, "clean", True,
+                         "no PII or secrets found")
         parts = ", ".join(f"{kind} x{n}" for kind, n in sorted(total.items()))
         comment = f"found {parts}"
         if masked:
             comment += f" ({sum(masked.values())} masked by redaction)"
-        return [Score(NAME, "check", span.trace_id, span.span_id, 1.0,
-                      ",".join(sorted(total)), False, comment)]
+        return Score(NAME, "check", span.trace_id, span.span_id, 1.0,
+                     ",".join(sorted(total)), False, comment)
 
 
 _check: PiiCheck | None = None

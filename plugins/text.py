@@ -134,9 +134,70 @@ def iter_strings(value: Any, _depth: int = 0) -> Iterator[str]:
                 yield from iter_strings(getattr(value, name, None), _depth + 1)
 
 
+def strings(value: Any) -> list[str]:
+    """:func:`iter_strings` as a list, without a generator per container."""
+    out: list[str] = []
+    _collect(value, out, 0)
+    return out
+
+
+def _collect(value: Any, out: list[str], depth: int) -> None:
+    if value is None or depth > MAX_DEPTH:
+        return
+    kind = type(value)
+    items: Any
+    if kind is dict:  # exact types first: an ABC isinstance check costs more
+        items = value.values()
+    elif kind is list or kind is tuple:
+        items = value
+    elif isinstance(value, str):
+        out.append(value)
+        return
+    elif isinstance(value, bool | int | float | bytes):
+        return
+    elif isinstance(value, Mapping):
+        items = value.values()
+    elif isinstance(value, list | tuple | set | frozenset):
+        items = value
+    else:
+        fields = getattr(kind, "model_fields", None)
+        if isinstance(fields, Mapping):  # pydantic v2 (messages, documents)
+            for name in fields:
+                _collect(getattr(value, name, None), out, depth + 1)
+        return
+    depth += 1
+    if depth > MAX_DEPTH:
+        return
+    for v in items:
+        if type(v) is str:  # the common leaf: no call
+            out.append(v)
+        else:
+            _collect(v, out, depth)
+
+
 def all_text(value: Any) -> str:
     """Every string leaf in ``value`` joined by newlines."""
-    return "\n".join(s for s in iter_strings(value) if s)
+    return "\n".join(s for s in strings(value) if s)
+
+
+# The last span whose answer was read, its outputs and their answer text.
+# The checks of one span run one after another on the pipeline worker, and
+# toxicity, refusal and length all read the same answer. One tuple, replaced
+# whole, so threads see a consistent entry (it keeps at most one span alive).
+_last_answer: tuple[Any, Any, str] | None = None
+
+
+def span_answer(span: Any) -> str:
+    """``answer_text(span.outputs)``, reused while the span and its outputs
+    object are the same."""
+    global _last_answer
+    outputs = span.outputs
+    last = _last_answer
+    if last is not None and last[0] is span and last[1] is outputs:
+        return last[2]
+    text = answer_text(outputs)
+    _last_answer = (span, outputs, text)
+    return text
 
 
 def judges_answer(span: Any, kinds: tuple[str, ...] = ("llm",)) -> bool:
