@@ -16,6 +16,8 @@ JSON form, which the same rules read).
 
 from __future__ import annotations
 
+import importlib
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
@@ -51,6 +53,8 @@ def answer_text(value: Any, _depth: int = 0) -> str:
         return ""
     if isinstance(value, str):
         return value
+    if type(value) is dict:  # no message, document or response attributes to look for
+        return _mapping_text(value, _depth)
     if isinstance(value, bool | int | float):
         return ""
     if _is_message(value):
@@ -62,25 +66,7 @@ def answer_text(value: Any, _depth: int = 0) -> str:
     if choices is not None and not isinstance(value, Mapping):
         return answer_text({"choices": choices}, _depth + 1)
     if isinstance(value, Mapping):
-        if "choices" in value and isinstance(value["choices"], list | tuple):
-            parts = []
-            for choice in value["choices"]:
-                message = _get(choice, "message") or _get(choice, "delta")
-                text = _get(choice, "text")
-                parts.append(answer_text(message, _depth + 1) if message is not None else answer_text(text, _depth + 1))
-            return "\n".join(p for p in parts if p)
-        if "generations" in value:
-            return answer_text(_first_generation(value["generations"]), _depth + 1)
-        if "messages" in value and isinstance(value["messages"], list | tuple) and value["messages"]:
-            return answer_text(value["messages"][-1], _depth + 1)
-        if "content" in value and ("type" in value or "role" in value):  # a serialised message
-            return _blocks_text(value["content"], _depth)
-        for key in ANSWER_KEYS:
-            if key in value:
-                text = answer_text(value[key], _depth + 1)
-                if text:
-                    return text
-        return "\n".join(t for t in (answer_text(v, _depth + 1) for v in value.values()) if t)
+        return _mapping_text(value, _depth)
     if isinstance(value, list | tuple):
         if value and all(_is_message(v) or _looks_like_message(v) for v in value):
             return answer_text(value[-1], _depth + 1)
@@ -92,6 +78,28 @@ def answer_text(value: Any, _depth: int = 0) -> str:
         except Exception:
             return ""
     return ""
+
+
+def _mapping_text(value: Mapping[Any, Any], _depth: int) -> str:
+    if "choices" in value and isinstance(value["choices"], list | tuple):
+        parts = []
+        for choice in value["choices"]:
+            message = _get(choice, "message") or _get(choice, "delta")
+            text = _get(choice, "text")
+            parts.append(answer_text(message, _depth + 1) if message is not None else answer_text(text, _depth + 1))
+        return "\n".join(p for p in parts if p)
+    if "generations" in value:
+        return answer_text(_first_generation(value["generations"]), _depth + 1)
+    if "messages" in value and isinstance(value["messages"], list | tuple) and value["messages"]:
+        return answer_text(value["messages"][-1], _depth + 1)
+    if "content" in value and ("type" in value or "role" in value):  # a serialised message
+        return _blocks_text(value["content"], _depth)
+    for key in ANSWER_KEYS:
+        if key in value:
+            text = answer_text(value[key], _depth + 1)
+            if text:
+                return text
+    return "\n".join(t for t in (answer_text(v, _depth + 1) for v in value.values()) if t)
 
 
 def _looks_like_message(value: Any) -> bool:
@@ -204,3 +212,86 @@ def judges_answer(span: Any, kinds: tuple[str, ...] = ("llm",)) -> bool:
     """Whether a check of answers applies to ``span``: a span of one of ``kinds``
     (llm by default) or a trace's root span."""
     return span.kind in kinds or span.parent_id is None
+
+
+# ---- literal prefilters for regular expressions ------------------------------
+
+_sre: Any = importlib.import_module("re._parser")  # the stdlib's pattern parser
+_REPEATS: Final = frozenset({"MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"})
+# Characters that IGNORECASE equates with "i" but that casefold to something
+# else; tests/plugins/test_text.py checks that no other character of the
+# patterns here needs this.
+_FOLD_FIXES: Final = str.maketrans({"İ": "i", "ı": "i"})
+
+
+def fold(text: str) -> str:
+    """``text`` as the :func:`required_literals` of an IGNORECASE pattern are
+    looked for in: every character IGNORECASE equates folds the same way."""
+    return text.lower() if text.isascii() else text.translate(_FOLD_FIXES).casefold()
+
+
+def required_literals(pattern: re.Pattern[str]) -> tuple[str, ...] | None:
+    """Strings of which every match of ``pattern`` contains one, or None when
+    there are none to be sure of. For an IGNORECASE pattern they are folded,
+    to be looked for in :func:`fold` of the text.
+
+    A prefilter: a text that holds none of them cannot match, so the pattern
+    need not run. Derived from the parsed pattern (literal runs, alternatives,
+    repeats of at least one), so it follows any change to the pattern.
+    """
+    flags = pattern.flags
+    if flags & ~(re.IGNORECASE | re.UNICODE):
+        return None
+    found = _needed(_sre.parse(pattern.pattern, flags).data)
+    if found is None:
+        return None
+    if flags & re.IGNORECASE:
+        found = {fold(s) for s in found}
+    # a string that holds another of the set adds nothing
+    return tuple(sorted(s for s in found if not any(o != s and o in s for o in found)))
+
+
+def _needed(items: Any) -> set[str] | None:
+    """For a sequence of parsed items: the best set of strings one of which every match holds."""
+    best: set[str] | None = None
+    run: list[str] = []
+
+    def consider(candidate: set[str] | None) -> None:
+        nonlocal best
+        if candidate and (best is None or _rank(candidate) > _rank(best)):
+            best = candidate
+
+    for op, arg in items:
+        if str(op) == "LITERAL":
+            run.append(chr(arg))
+            continue
+        consider({"".join(run)} if run else None)
+        run = []
+        consider(_needed_item(str(op), arg))
+    consider({"".join(run)} if run else None)
+    return best
+
+
+def _needed_item(op: str, arg: Any) -> set[str] | None:
+    if op == "SUBPATTERN":
+        _group, add_flags, del_flags, sub = arg
+        return _needed(sub) if not add_flags and not del_flags else None
+    if op == "BRANCH":
+        union: set[str] = set()
+        for alternative in arg[1]:
+            need = _needed(alternative)
+            if need is None:
+                return None
+            union |= need
+        return union
+    if op in _REPEATS:
+        low, _high, sub = arg
+        return _needed(sub) if low >= 1 else None
+    if op == "ATOMIC_GROUP":
+        return _needed(arg)
+    return None  # classes, anchors, lookarounds, back references: no literal
+
+
+def _rank(strings: set[str]) -> tuple[int, int]:
+    # Longer shortest string first (rarer in text), then fewer strings.
+    return min(map(len, strings)), -len(strings)

@@ -1,5 +1,6 @@
-"""The shared text helpers: the fast list walk agrees with the generator, and
-the per-span answer memo never serves a stale answer."""
+"""The shared text helpers: the fast list walk agrees with the generator, the
+per-span answer memo never serves a stale answer, and the literal prefilters
+are sound."""
 
 from __future__ import annotations
 
@@ -10,7 +11,16 @@ from langchain_core.documents import Document
 from langchain_core.messages import AIMessage, HumanMessage
 
 from framework.model import Span
-from plugins.text import MAX_DEPTH, all_text, answer_text, iter_strings, span_answer, strings
+from plugins.text import (
+    MAX_DEPTH,
+    all_text,
+    answer_text,
+    fold,
+    iter_strings,
+    required_literals,
+    span_answer,
+    strings,
+)
 
 
 class _Mapping(dict[str, Any]):
@@ -67,3 +77,33 @@ def test_span_answer_follows_the_span_and_its_outputs() -> None:
     assert span_answer(a) == "replaced" == answer_text(a.outputs)
     a.outputs = None
     assert span_answer(a) == ""
+
+
+def test_fold_sees_every_ignorecase_spelling_of_the_pattern_characters() -> None:
+    # required_literals of an IGNORECASE pattern are looked for in fold(text):
+    # every character IGNORECASE equates with a pattern character must fold
+    # the same way (the dotless and dotted i are the exceptions fold fixes).
+    import re
+    import sys
+
+    from plugins.refusal import RefusalCheck
+
+    everything = "".join(map(chr, range(sys.maxunicode + 1)))
+    chars = {c for _family, pattern in RefusalCheck().patterns for c in pattern.pattern}
+    for char in chars:
+        for same in re.findall(re.escape(char), everything, re.IGNORECASE):
+            assert fold(same) == fold(char), (char, same)
+
+
+def test_required_literals() -> None:
+    import re
+
+    assert required_literals(re.compile(r"\bfoo(?:bar|baz)+\b")) == ("foo",)  # fewer strings win a tie
+    assert required_literals(re.compile(r"\bfo(?:bar|qux)+\b")) == ("bar", "qux")  # longer win
+    assert required_literals(re.compile(r"ab(?:c|d)?e")) == ("ab",)
+    assert required_literals(re.compile(r"Sorry, I|apologi[sz]e", re.IGNORECASE)) == ("apologi", "sorry, i")
+    assert required_literals(re.compile(r"a|\d")) is None  # one alternative has no literal
+    assert required_literals(re.compile(r"(?:xyz)?\w+")) is None
+    assert required_literals(re.compile(r"(?s)abc")) is None  # other flags: not analysed
+    assert required_literals(re.compile(r"(?i:abc)")) is None  # scoped flags: not analysed
+    assert required_literals(re.compile(r"(?:ab){2,3}c")) == ("ab",)
