@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, runtime_checkable
 
 from framework import hookimpl
 from framework.extension import Register
 from framework.model import Score, Span
-from plugins.text import all_text, answer_text, judges_answer
+from plugins.text import all_text, judges_answer, required_literals, span_answer
 
 NAME: Final = "toxicity"
 
@@ -108,10 +108,34 @@ _WORD = re.compile(r"[a-z']+")
 _LEET_WORD = re.compile(r"\b(?=\w*[a-z])\w*[013457]\w*\b")
 
 
+_LEET_DIGIT = re.compile(r"[013457]")
+
+
+def _any_of(words: Iterable[str]) -> re.Pattern[str]:
+    """One search for any of ``words`` (none: it matches anywhere)."""
+    return re.compile("|".join(map(re.escape, words)))
+
+
+def _rule_literals() -> re.Pattern[str] | None:
+    """Every rule match holds one of these strings (None: some rule has none)."""
+    literals: list[str] = []
+    for _category, _weight, pattern in RULES:
+        needed = required_literals(pattern)
+        if needed is None:
+            return None
+        literals.extend(needed)
+    return _any_of(literals)
+
+
+_RULE_LITERALS: Final = _rule_literals()
+
+
 def _normalise(text: str, unmask: dict[int, list[str]]) -> str:
     lowered = text.lower().replace("’", "'")
-    # leetspeak inside words only (keep "2 + 3" and prices alone)
-    lowered = _LEET_WORD.sub(lambda m: m.group(0).translate(_LEET), lowered)
+    # leetspeak inside words only (keep "2 + 3" and prices alone); a text
+    # without those digits has no such word: skip the slower scan
+    if _LEET_DIGIT.search(lowered):
+        lowered = _LEET_WORD.sub(lambda m: m.group(0).translate(_LEET), lowered)
     # f*ck, sh*t, b**ch: a masked word matching exactly one lexicon word is
     # that word (most text has no mask character: skip the scan)
     if "*" in lowered or "#" in lowered:
@@ -143,6 +167,9 @@ class LexiconScorer:
         self._by_length: dict[int, list[str]] = {}
         for word in self.terms:
             self._by_length.setdefault(len(word), []).append(word)
+        # A lexicon word or a targeted insult is a term somewhere in the
+        # normalised text: without one, only the rules can give evidence.
+        self._any_term = _any_of(self.terms)
         # The last text scored and its result: a chain's root span usually
         # outputs the answer its llm span just gave. One tuple, replaced
         # whole, so concurrent callers see a consistent pair.
@@ -158,6 +185,16 @@ class LexiconScorer:
 
     def _score(self, text: str) -> ToxicityResult:
         norm = _normalise(text, self._by_length)
+        if self._nothing_to_find(norm):  # most text: what the full scan would conclude
+            return ToxicityResult(0.0, {})
+        return self._weigh(norm)
+
+    def _nothing_to_find(self, norm: str) -> bool:
+        """True when no term occurs in ``norm`` and no rule can match it."""
+        return (self._any_term.search(norm) is None
+                and _RULE_LITERALS is not None and _RULE_LITERALS.search(norm) is None)
+
+    def _weigh(self, norm: str) -> ToxicityResult:
         benign = [m.span() for m in _BENIGN.finditer(norm)]
 
         def is_benign(start: int) -> bool:
@@ -261,6 +298,7 @@ class ToxicityCheck:
         self.threshold = threshold
         self.judge_inputs = judge_inputs
         self.span_kinds = span_kinds
+        self._plain: dict[tuple[float, float], tuple[str, bool, str]] = {}
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> ToxicityCheck:
@@ -275,18 +313,32 @@ class ToxicityCheck:
     def check_span(self, span: Span) -> list[Score] | None:
         if not judges_answer(span, self.span_kinds):
             return None
-        text = answer_text(span.outputs)
+        text = span_answer(span)
         if self.judge_inputs:
             text = f"{all_text(span.inputs)}\n{text}"
         if not text.strip():
             return None
         result = self.scorer.score(text)
         p = min(max(float(result.probability), 0.0), 1.0)
-        passed = p < self.threshold
-        label = ",".join(sorted(result.categories)) if result.categories and not passed else "clean"
-        detail = ", ".join(f"{c} {w:.2f}" for c, w in sorted(result.categories.items()))
-        comment = f"toxicity {p:.2f} (threshold {self.threshold:.2f})" + (f": {detail}" if detail else "")
+        if result.categories:
+            label, passed, comment = self._verdict(p, result.categories)
+        else:  # most answers: one verdict per probability, formatted once
+            key = (p, self.threshold)
+            verdict = self._plain.get(key)
+            if verdict is None:
+                if len(self._plain) >= 256:
+                    self._plain.clear()
+                verdict = self._plain[key] = self._verdict(p, {})
+            label, passed, comment = verdict
         return [Score(NAME, "check", span.trace_id, span.span_id, p, label, passed, comment)]
+
+    def _verdict(self, p: float, categories: Mapping[str, float]) -> tuple[str, bool, str]:
+        """(label, passed, comment) for probability ``p`` (clamped) and the categories."""
+        passed = p < self.threshold
+        label = ",".join(sorted(categories)) if categories and not passed else "clean"
+        detail = ", ".join(f"{c} {w:.2f}" for c, w in sorted(categories.items()))
+        comment = f"toxicity {p:.2f} (threshold {self.threshold:.2f})" + (f": {detail}" if detail else "")
+        return label, passed, comment
 
 
 _check: ToxicityCheck | None = None

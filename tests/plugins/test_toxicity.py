@@ -119,3 +119,27 @@ def test_normalise_matches_the_plain_rewrites() -> None:
     texts += ["".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 24))) for _ in range(20000)]
     for text in texts:
         assert toxicity._normalise(text, by_length) == reference(text), text
+
+
+def test_clean_fast_path_agrees_with_full_scoring() -> None:
+    # _score returns "clean" without weighing when no term and no rule
+    # literal occurs; the full weighing must agree on every text.
+    import random
+
+    from plugins import toxicity
+
+    words = ["you", "are", "an", "idiot", "i", "will", "kill", "u", "not", "stupid", "m0r0n", "f*ck", "women",
+             "vermin", "shut", "up", "go", "to", "hell", "hello", "shell", "kys", "die", "should", "watch", "your",
+             "back", "regret", "trouble", "shoot", "process", "what", "a", "loser", "YOU", "IDIOT", "1d10t", "darn",
+             "item", "123", "thing", "the", "weather", "is", "sunny", "'", "’", ",", "."]
+    rnd = random.Random(5)
+    texts = [text for text, _ in CASES] + [
+        " ".join(rnd.choice(words) for _ in range(rnd.randint(1, 12))) for _ in range(5000)
+    ]
+    for scorer in (LexiconScorer(), LexiconScorer({"darn": 0.3, "två ord": 0.2})):
+        toxic = 0
+        for text in texts:
+            full = scorer._weigh(toxicity._normalise(text, scorer._by_length))
+            assert scorer._score(text) == full, text
+            toxic += full.probability > 0
+        assert 100 < toxic < len(texts) - 100  # both paths are exercised
