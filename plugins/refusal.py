@@ -18,13 +18,13 @@ expressions) extends it.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from framework import hookimpl
 from framework.extension import Register
 from framework.model import Score, Span
-from plugins.text import answer_text, judges_answer
+from plugins.text import fold, judges_answer, required_literals, span_answer
 
 NAME: Final = "refusal"
 
@@ -94,6 +94,11 @@ class RefusalCheck:
             except re.error as exc:
                 raise ValueError(f"extra_patterns[{i}] is not a valid regular expression: {exc}") from exc
         self.patterns = tuple(compiled)
+        # Literal prefilters (see text.required_literals), looked for in the
+        # folded head: one search for all of them, then one per pattern.
+        gates = [required_literals(pattern) for _family, pattern in compiled]
+        self._gates = tuple(_any_of(g) if g is not None else None for g in gates)
+        self._any = _any_of([s for g in gates for s in g or ()]) if all(g is not None for g in gates) else None
         self.window_chars = window_chars
         self.span_kinds = span_kinds
         # The last head searched and its family: a chain's root span usually
@@ -119,7 +124,12 @@ class RefusalCheck:
         return found
 
     def _search(self, head: str) -> str | None:
-        for family, pattern in self.patterns:
+        folded = fold(head)
+        if self._any is not None and self._any.search(folded) is None:
+            return None  # most answers: no pattern's literals occur
+        for (family, pattern), gate in zip(self.patterns, self._gates, strict=True):
+            if gate is not None and gate.search(folded) is None:
+                continue
             if pattern.search(head):
                 return family
         return None
@@ -127,7 +137,7 @@ class RefusalCheck:
     def check_span(self, span: Span) -> list[Score] | None:
         if not judges_answer(span, self.span_kinds):
             return None
-        text = answer_text(span.outputs).strip()
+        text = span_answer(span).strip()
         if not text:
             return None
         family = self.detect(text)
@@ -139,6 +149,10 @@ class RefusalCheck:
 
 
 _SPACES = re.compile(r"\s+")
+
+
+def _any_of(words: Iterable[str]) -> re.Pattern[str]:
+    return re.compile("|".join(map(re.escape, words)))
 
 
 def _normalise(text: str) -> str:

@@ -76,3 +76,32 @@ def test_long_adversarial_input_is_fast() -> None:
         started = time.perf_counter()
         check.detect(text)
         assert time.perf_counter() - started < 1.0
+
+
+def _sentences(count: int, seed: int = 3) -> list[str]:
+    import random
+
+    words = ["I", "İ", "ı", "can't", "cannot", "won't", "help", "assist", "with", "that", "sorry", "as", "an", "AI",
+             "not", "able", "to", "policy", "against", "my", "guidelines", "decline", "comfortable", "unable", "no",
+             "puedo", "ayudarte", "je", "ne", "peux", "pas", "ich", "kann", "nicht", "helfen", "не", "могу",
+             "помочь", "我不能", "帮助", "申し訳ありませんが", "できません", "’m", "'m", ",", ".", "\n", "item", "the"]
+    rnd = random.Random(seed)
+    return [" ".join(rnd.choice(words) for _ in range(rnd.randint(1, 12))) for _ in range(count)]
+
+
+def test_literal_prefilters_never_change_the_verdict() -> None:
+    # detect() skips patterns whose required literals are absent; the
+    # reference runs every pattern, in order, on every text.
+    check = RefusalCheck(extra_patterns=(r"nope\b", r"(?s)x.y", "İstanbul"))
+
+    def reference(text: str) -> str | None:
+        head = refusal._normalise(text[: check.window_chars])
+        return next((family for family, pattern in check.patterns if pattern.search(head)), None)
+
+    texts = [text for text, _ in CASES] + _sentences(5000)
+    found = 0
+    for text in texts:
+        expected = reference(text)
+        assert check.detect(text) == expected, text
+        found += expected is not None
+    assert found > 50  # the texts exercise the patterns
