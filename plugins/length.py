@@ -28,7 +28,7 @@ from typing import Any, Final
 from framework import hookimpl
 from framework.extension import Register
 from framework.model import Score, Span
-from plugins.text import answer_text, judges_answer
+from plugins.text import judges_answer, span_answer
 
 NAME: Final = "length"
 BOUNDS: Final[tuple[str, ...]] = ("min_chars", "max_chars", "min_tokens", "max_tokens")
@@ -118,21 +118,21 @@ class LengthCheck:
     def check_span(self, span: Span) -> list[Score] | None:
         if not judges_answer(span, self.span_kinds) or span.status == "error" or span.outputs is None:
             return None
-        text = answer_text(span.outputs).strip()
+        text = span_answer(span).strip()
         chars = len(text)
         estimated = span.output_tokens is None
         tokens = (chars + 3) // 4 if estimated else int(span.output_tokens or 0)
-        b = self.bounds_for(span)
-        short = [
-            f"{n} {unit} < min {low}"
-            for n, unit, low in ((chars, "chars", b.min_chars), (tokens, "tokens", b.min_tokens))
-            if low is not None and n < low
-        ]
-        long = [
-            f"{n} {unit} > max {high}"
-            for n, unit, high in ((chars, "chars", b.max_chars), (tokens, "tokens", b.max_tokens))
-            if high is not None and n > high
-        ]
+        b = self.bounds_for(span) if self.rules else self.defaults
+        short: list[str] = []
+        if b.min_chars is not None and chars < b.min_chars:
+            short.append(f"{chars} chars < min {b.min_chars}")
+        if b.min_tokens is not None and tokens < b.min_tokens:
+            short.append(f"{tokens} tokens < min {b.min_tokens}")
+        long: list[str] = []
+        if b.max_chars is not None and chars > b.max_chars:
+            long.append(f"{chars} chars > max {b.max_chars}")
+        if b.max_tokens is not None and tokens > b.max_tokens:
+            long.append(f"{tokens} tokens > max {b.max_tokens}")
         problems = short + long
         label = "too_short" if short else "too_long" if long else "ok"
         token_text = f"{'~' if estimated else ''}{tokens} tokens"
