@@ -18,13 +18,13 @@ expressions) extends it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 
 from framework import hookimpl
 from framework.extension import Register
 from framework.model import Score, Span
-from plugins.text import fold, judges_answer, required_literals, span_answer
+from plugins.text import any_of, fold, judges_answer, required_literals, span_answer
 
 NAME: Final = "refusal"
 
@@ -97,8 +97,8 @@ class RefusalCheck:
         # Literal prefilters (see text.required_literals), looked for in the
         # folded head: one search for all of them, then one per pattern.
         gates = [required_literals(pattern) for _family, pattern in compiled]
-        self._gates = tuple(_any_of(g) if g is not None else None for g in gates)
-        self._any = _any_of([s for g in gates for s in g or ()]) if all(g is not None for g in gates) else None
+        self._gates = tuple(any_of(g) if g is not None else None for g in gates)
+        self._any = any_of([s for g in gates for s in g or ()]) if all(g is not None for g in gates) else None
         self.window_chars = window_chars
         self.span_kinds = span_kinds
         # The last head searched and its family: a chain's root span usually
@@ -149,10 +149,6 @@ class RefusalCheck:
 
 
 _SPACES = re.compile(r"\s+")
-
-
-def _any_of(words: Iterable[str]) -> re.Pattern[str]:
-    return re.compile("|".join(map(re.escape, words)))
 
 
 def _normalise(text: str) -> str:

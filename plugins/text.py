@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final
 
 MAX_DEPTH: Final = 32
@@ -228,6 +228,29 @@ def fold(text: str) -> str:
     """``text`` as the :func:`required_literals` of an IGNORECASE pattern are
     looked for in: every character IGNORECASE equates folds the same way."""
     return text.lower() if text.isascii() else text.translate(_FOLD_FIXES).casefold()
+
+
+def any_of(words: Iterable[str]) -> re.Pattern[str]:
+    """A pattern that matches where one of ``words`` occurs (none: nowhere).
+
+    For a presence test only: a word that holds another is dropped, and the
+    rest form a trie (``b(?:east|ull)``), which the regex engine rejects at
+    most positions after one character, unlike a flat alternation.
+    """
+    unique = set(words)
+    kept = sorted(w for w in unique if not any(o != w and o in w for o in unique))
+    return re.compile(_trie(kept) if kept else "(?!)")
+
+
+def _trie(words: list[str]) -> str:
+    """Sorted words, none a prefix of another, as one alternation."""
+    if len(words) == 1:
+        return re.escape(words[0])
+    groups: dict[str, list[str]] = {}
+    for word in words:
+        groups.setdefault(word[0], []).append(word[1:])
+    alternatives = [re.escape(first) + _trie(rest) for first, rest in groups.items()]
+    return alternatives[0] if len(alternatives) == 1 else f"(?:{'|'.join(alternatives)})"
 
 
 def required_literals(pattern: re.Pattern[str]) -> tuple[str, ...] | None:

@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, runtime_checkable
 
 from framework import hookimpl
 from framework.extension import Register
 from framework.model import Score, Span
-from plugins.text import all_text, judges_answer, required_literals, span_answer
+from plugins.text import all_text, any_of, judges_answer, required_literals, span_answer
 
 NAME: Final = "toxicity"
 
@@ -111,11 +111,6 @@ _LEET_WORD = re.compile(r"\b(?=\w*[a-z])\w*[013457]\w*\b")
 _LEET_DIGIT = re.compile(r"[013457]")
 
 
-def _any_of(words: Iterable[str]) -> re.Pattern[str]:
-    """One search for any of ``words`` (none: it matches anywhere)."""
-    return re.compile("|".join(map(re.escape, words)))
-
-
 def _rule_literals() -> re.Pattern[str] | None:
     """Every rule match holds one of these strings (None: some rule has none)."""
     literals: list[str] = []
@@ -124,7 +119,7 @@ def _rule_literals() -> re.Pattern[str] | None:
         if needed is None:
             return None
         literals.extend(needed)
-    return _any_of(literals)
+    return any_of(literals)
 
 
 _RULE_LITERALS: Final = _rule_literals()
@@ -169,7 +164,7 @@ class LexiconScorer:
             self._by_length.setdefault(len(word), []).append(word)
         # A lexicon word or a targeted insult is a term somewhere in the
         # normalised text: without one, only the rules can give evidence.
-        self._any_term = _any_of(self.terms)
+        self._any_term = any_of(self.terms)
         # The last text scored and its result: a chain's root span usually
         # outputs the answer its llm span just gave. One tuple, replaced
         # whole, so concurrent callers see a consistent pair.
@@ -191,8 +186,9 @@ class LexiconScorer:
 
     def _nothing_to_find(self, norm: str) -> bool:
         """True when no term occurs in ``norm`` and no rule can match it."""
-        return (self._any_term.search(norm) is None
-                and _RULE_LITERALS is not None and _RULE_LITERALS.search(norm) is None)
+        # rules first: their literals ("will", "should") occur more often than terms
+        return (_RULE_LITERALS is not None and _RULE_LITERALS.search(norm) is None
+                and self._any_term.search(norm) is None)
 
     def _weigh(self, norm: str) -> ToxicityResult:
         benign = [m.span() for m in _BENIGN.finditer(norm)]

@@ -15,6 +15,7 @@ from plugins.text import (
     MAX_DEPTH,
     all_text,
     answer_text,
+    any_of,
     fold,
     iter_strings,
     required_literals,
@@ -107,3 +108,17 @@ def test_required_literals() -> None:
     assert required_literals(re.compile(r"(?s)abc")) is None  # other flags: not analysed
     assert required_literals(re.compile(r"(?i:abc)")) is None  # scoped flags: not analysed
     assert required_literals(re.compile(r"(?:ab){2,3}c")) == ("ab",)
+
+
+def test_any_of_matches_where_a_flat_alternation_does() -> None:
+    import re
+
+    from plugins.toxicity import INSULTS, PROFANITY
+
+    words = [*INSULTS, *PROFANITY, "a.b", "x*", "(", "hell", "hello", "ab", "abc", "b"]
+    flat = re.compile("|".join(map(re.escape, words)))
+    texts = ["", "hello there", "shell", "a.b", "axb", "x*y", "(", "nothing", "idio", "idiots", "AB", "cab"]
+    for text in texts + [w[1:] for w in words] + words:
+        assert (any_of(words).search(text) is None) == (flat.search(text) is None), text
+    assert any_of([]).search("anything") is None
+    assert any_of([""]).search("") is not None
