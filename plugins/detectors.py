@@ -57,16 +57,22 @@ class Detector:
     # The text must hold at least this many digits (``\d``): what the pattern
     # and the validator together need (a card number has 13).
     digits: int = 0
+    # A pattern every match contains (a cheap search that rejects most text;
+    # "" for none): for the detectors without literal hints.
+    needs: str = ""
 
     # One compiled search for the hints. Any-case hints are searched for,
     # casefolded, in the casefolded text: a case-sensitive search is several
     # times faster than an IGNORECASE one, and every character that
     # IGNORECASE equates with a hint character casefolds to it (tested).
     gate: re.Pattern[str] | None = field(default=None, init=False, compare=False, repr=False)
+    need: re.Pattern[str] | None = field(default=None, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.hints:
             object.__setattr__(self, "gate", _literals(self.gate_hints))
+        if self.needs:
+            object.__setattr__(self, "need", re.compile(self.needs))
 
     @property
     def gate_hints(self) -> tuple[str, ...]:
@@ -201,11 +207,15 @@ DETECTORS: Final[tuple[Detector, ...]] = (
     Detector("email", re.compile(
         r"(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}(?![\w-])"
     ), hints=("@",)),
-    Detector("iban", re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![A-Za-z0-9])"), iban_valid, digits=2),
+    Detector("iban", re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![A-Za-z0-9])"), iban_valid, digits=2,
+             needs=r"[A-Z][A-Z]\d\d"),
     Detector("credit_card", re.compile(r"(?<![\d.-])(?:\d[ -]?){12,18}\d(?![\d-]|\.\d)"), luhn_valid, digits=13),
-    Detector("national_id", re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])"), digits=9),
-    Detector("national_id", re.compile(r"(?<![A-Za-z0-9])[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D](?![A-Za-z0-9])"), digits=6),
-    Detector("national_id", re.compile(r"(?<![\w-])\d{8}-?[A-Z](?![\w-])"), dni_valid, digits=8),
+    Detector("national_id", re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])"), digits=9,
+             needs=r"\d-\d\d-\d"),
+    Detector("national_id", re.compile(r"(?<![A-Za-z0-9])[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D](?![A-Za-z0-9])"), digits=6,
+             needs=r"\d ?[A-D]"),
+    Detector("national_id", re.compile(r"(?<![\w-])\d{8}-?[A-Z](?![\w-])"), dni_valid, digits=8,
+             needs=r"\d-?[A-Z]"),
     Detector("phone", re.compile(
         r"(?<![\w+.-])(?:"
         r"\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\d{2,4}){1,4}"  # international
@@ -216,7 +226,7 @@ DETECTORS: Final[tuple[Detector, ...]] = (
     ), phone_valid, digits=8),
     Detector("ip_address", re.compile(
         r"(?<![\w.])(?<![Vv]ersion )(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?![\w]|\.\d)"
-    ), ip_valid, digits=4),
+    ), ip_valid, digits=4, needs=r"\d\.\d"),
     Detector("ip_address", re.compile(
         rf"(?<![\w:])(?:(?:{_HEX4}:){{7}}{_HEX4}|(?:{_HEX4}:){{1,6}}:(?:{_HEX4}(?::{_HEX4}){{0,5}})?|::(?:{_HEX4}(?::{_HEX4}){{0,6}}))(?![\w:])"
     ), ip_valid, hints=(":",), digits=1),
@@ -307,6 +317,8 @@ def _find(text: str, plan: _Plan) -> list[Finding]:
                 digits = len(_DIGIT.findall(text))
             if digits < detector.digits:
                 continue
+        if detector.need is not None and detector.need.search(text) is None:
+            continue
         gate = detector.gate
         if gate is not None:
             if detector.lower:

@@ -65,10 +65,10 @@ def test_no_catastrophic_backtracking(text: str) -> None:
 
 
 def _reference_find(text: str) -> list[tuple[str, int, int]]:
-    """find() without the hint and digit-count pre-checks: every pattern on every text."""
+    """find() without the hint, digit-count and needs pre-checks: every pattern on every text."""
     import dataclasses
 
-    plain = tuple(dataclasses.replace(d, hints=(), digits=0) for d in detectors.DETECTORS)
+    plain = tuple(dataclasses.replace(d, hints=(), digits=0, needs="") for d in detectors.DETECTORS)
     return [(f.kind, f.start, f.end) for f in detectors.find(text, plain)]
 
 
@@ -85,6 +85,9 @@ def test_hint_prechecks_never_change_what_is_found() -> None:
         # any-case hints in other spellings: long s, Kelvin sign, upper case
         "pa\u017fsword=hunter2hunter2", "api_\u212aey: abcdef123456", "BEARER abcdefghijklmnopqrstu",
         "what is item 123?", "item 123 is a thing",
+        # the needs pre-checks at their edges
+        "GB82 WEST 1234 5698 7654 32", "078-05-1120", "AB123456C", "AB 12 34 56 D", "12345678-Z",
+        "192.168.0.1", "1.1.1.1", "version 1.2.3.4", "ab 12 34 56 e", "1234567z",
     ]
     assert len(texts) > 40
     for text in texts:
