@@ -122,3 +122,24 @@ def test_any_of_matches_where_a_flat_alternation_does() -> None:
         assert (any_of(words).search(text) is None) == (flat.search(text) is None), text
     assert any_of([]).search("anything") is None
     assert any_of([""]).search("") is not None
+
+
+def test_fold_agrees_with_ignorecase_on_every_character() -> None:
+    # What makes required_literals sound for any IGNORECASE pattern (extra
+    # patterns included): the regex engine equates two characters when their
+    # simple lower cases are equal or its case-fix table pairs them; fold must
+    # map both to the same string.
+    import _sre
+    import sys
+    from collections import defaultdict
+    from re import _casefix  # type: ignore[attr-defined]
+
+    classes: defaultdict[int, list[int]] = defaultdict(list)
+    for code in range(sys.maxunicode + 1):
+        classes[_sre.unicode_tolower(code)].append(code)
+    for members in classes.values():
+        if len(members) > 1:
+            assert len({fold(chr(m)) for m in members}) == 1, [hex(m) for m in members]
+    for code, others in _casefix._EXTRA_CASES.items():
+        for other in others:
+            assert fold(chr(code)) == fold(chr(other)), (hex(code), hex(other))
