@@ -28,6 +28,8 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from plugins.text import any_of
+
 SECRETS: Final = "secrets"
 PII_KINDS: Final[tuple[str, ...]] = (
     "email", "phone", "credit_card", "iban", "national_id", "ip_address",
@@ -38,10 +40,6 @@ SECRET_KINDS: Final[tuple[str, ...]] = (
 )
 SWITCHES: Final[tuple[str, ...]] = (*PII_KINDS, SECRETS)
 """What a user turns on or off: each PII kind, and all secrets together."""
-
-
-def _literals(words: Iterable[str]) -> re.Pattern[str]:
-    return re.compile("|".join(map(re.escape, words)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +68,7 @@ class Detector:
 
     def __post_init__(self) -> None:
         if self.hints:
-            object.__setattr__(self, "gate", _literals(self.gate_hints))
+            object.__setattr__(self, "gate", any_of(self.gate_hints))
         if self.needs:
             object.__setattr__(self, "need", re.compile(self.needs))
 
@@ -273,8 +271,8 @@ def _make_plan(detectors: tuple[Detector, ...]) -> _Plan:
     folded = [h for d in detectors if d.lower for h in d.gate_hints]
     return _Plan(
         detectors,
-        _literals(exact) if exact else None,
-        _literals(folded) if folded else None,
+        any_of(exact) if exact else None,
+        any_of(folded) if folded else None,
         tuple(d for d in detectors if not d.hints),
     )
 
