@@ -98,7 +98,9 @@ class RefusalCheck:
         # folded head: one search for all of them, then one per pattern.
         gates = [required_literals(pattern) for _family, pattern in compiled]
         self._gates = tuple(any_of(g) if g is not None else None for g in gates)
-        self._any = any_of([s for g in gates for s in g or ()]) if all(g is not None for g in gates) else None
+        self._any = None  # None: some pattern has no literals, so it always runs
+        if all(g is not None for g in gates):
+            self._any = any_of(s for g in gates for s in g or ())
         self.window_chars = window_chars
         self.span_kinds = span_kinds
         # The last head searched and its family: a chain's root span usually
