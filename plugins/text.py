@@ -11,7 +11,12 @@ JSON form, which the same rules read).
   list, the first of the preferred answer keys of a dict (``answer``,
   ``output``, ``result``...) so a RAG chain's ``{"answer", "context"}`` output
   is judged by its answer, not its documents.
-* :func:`all_text` is every string leaf (for scanners such as pii).
+* :func:`all_text` is every string leaf (for scanners such as pii);
+  :func:`strings` lists them.
+* :func:`span_answer` is ``answer_text(span.outputs)`` read once for the
+  checks of one span.
+* :func:`required_literals`, :func:`fold` and :func:`any_of` are literal
+  prefilters for the checks' regular expressions.
 """
 
 from __future__ import annotations
@@ -192,6 +197,8 @@ def all_text(value: Any) -> str:
 # The checks of one span run one after another on the pipeline worker, and
 # toxicity, refusal and length all read the same answer. One tuple, replaced
 # whole, so threads see a consistent entry (it keeps at most one span alive).
+# An outputs object changed in place between two checks of a span is not
+# seen again: checks must not mutate spans.
 _last_answer: tuple[Any, Any, str] | None = None
 
 
