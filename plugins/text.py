@@ -197,8 +197,8 @@ def all_text(value: Any) -> str:
 # The checks of one span run one after another on the pipeline worker, and
 # toxicity, refusal and length all read the same answer. One tuple, replaced
 # whole, so threads see a consistent entry (it keeps at most one span alive).
-# An outputs object changed in place between two checks of a span is not
-# seen again: checks must not mutate spans.
+# Keyed by identity: plugins replace the objects a span references instead
+# of mutating them (hookspecs.process_span), which gives a new identity.
 _last_answer: tuple[Any, Any, str] | None = None
 
 
