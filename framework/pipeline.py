@@ -1,8 +1,13 @@
-"""The recorder pipeline: a bounded queue and one worker thread.
+"""The recorder pipeline: a bounded queue, one worker thread, one writer thread.
 
 The caller's thread only appends to a ``collections.deque`` (atomic, O(1), no
 lock). The worker drains batches (by size or every ``flush_interval_s``),
-prices, processes, checks, writes and exports them. When the queue is full the
+processes, prices and checks them and encodes their rows; the writer thread
+writes them. While batch N is written, the worker processes batch N+1: the
+database driver gives up the GIL for the SQL it runs, so on a second core the
+writes cost the worker (and the user's threads) little. Still, every plugin
+hook runs on the worker alone, batches are written one at a time in order,
+and the sinks of a batch run after it was stored. When the queue is full the
 oldest item is dropped and counted. When the store is unreachable, prepared
 batches go to a spill file and are replayed in order once it answers.
 """
@@ -12,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import queue
 import socket
 import threading
 import time
@@ -29,6 +35,23 @@ if TYPE_CHECKING:
     from storage.writer import StoreWriter
 
 log = logging.getLogger("chainsight.pipeline")
+
+
+class _Batch:
+    """One drained batch on its way from the worker to the store and sinks."""
+
+    __slots__ = ("alerts", "done", "error", "feedback", "items", "rows", "samples", "spans")
+
+    def __init__(self, items: int, spans: list[Span], samples: list[Sample], alerts: list[Alert],
+                 feedback: list[Score]) -> None:
+        self.items = items
+        self.spans = spans
+        self.samples = samples
+        self.alerts = alerts
+        self.feedback = feedback
+        self.rows: dict[str, list[dict[str, Any]]] | None = None
+        self.done = threading.Event()
+        self.error: BaseException | None = None
 
 
 class Feedback:
@@ -125,6 +148,10 @@ class Pipeline:
         self.failed = 0
         self.spilled = 0
         self.replayed = 0
+        self._writing: _Batch | None = None  # handed to the writer, not yet completed
+        self._writes: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
+        self._writer_thread = threading.Thread(target=self._write_loop, name="chainsight-writer", daemon=True)
+        self._writer_thread.start()
         self._thread = threading.Thread(target=self._run, name="chainsight-pipeline", daemon=True)
         self._thread.start()
 
@@ -173,6 +200,9 @@ class Pipeline:
         self._stop.set()
         self._wake.set()
         self._thread.join(max(0.0, deadline - time.monotonic()))
+        if not self._thread.is_alive():
+            self._writes.put(None)
+            self._writer_thread.join(max(0.0, deadline - time.monotonic()))
         remaining = max(0.0, deadline - time.monotonic())
         for exporter in self.registered.exporters:
             self.dispatcher.guard(exporter.name, exporter.shutdown, remaining, what="shutdown")
@@ -181,7 +211,7 @@ class Pipeline:
 
     @property
     def alive(self) -> bool:
-        return self._thread.is_alive()
+        return self._thread.is_alive() and self._writer_thread.is_alive()
 
     # ---- worker ----------------------------------------------------------
     def _run(self) -> None:
@@ -203,16 +233,18 @@ class Pipeline:
     def _drain(self) -> None:
         queue = self._queue
         size = self.options.batch_size
-        while queue:
-            with self._take_lock:
-                items = [queue.popleft() for _ in range(min(size, len(queue)))]
-                self.taken += len(items)
-            try:
-                self._process(items)
-            finally:
-                self.processed += len(items)
-                with self._progress:
-                    self._progress.notify_all()
+        try:
+            while queue:
+                with self._take_lock:
+                    items = [queue.popleft() for _ in range(min(size, len(queue)))]
+                    self.taken += len(items)
+                batch = self._process(items)
+                # Only now wait for the previous batch: its rows were being
+                # written while this one was processed.
+                self._complete_write()
+                self._start_write(batch)
+        finally:
+            self._complete_write()
         if self._store_down_since is not None or self.spill.exists():
             self._try_replay()
         if time.monotonic() - self._last_stats >= self.options.stats_interval_s and self.taken:
@@ -229,11 +261,12 @@ class Pipeline:
             for name, attr in STATS_SAMPLES
         ]
         try:
-            self._store([], [], samples, [])
+            self._store(samples)
         except Exception:
             log.exception("could not store pipeline stats")
 
-    def _process(self, items: list[Any]) -> None:
+    def _process(self, items: list[Any]) -> _Batch:
+        """Run the processing hooks and checks and encode the rows (worker)."""
         spans: list[Span] = []
         scores: list[Score] = []
         samples: list[Sample] = []
@@ -250,25 +283,84 @@ class Pipeline:
                 alerts.append(item)
             elif isinstance(item, Feedback):
                 feedback.append(item.score)
-        if spans:
-            scores.extend(self._process_spans(spans))
-        if self.options.metrics_only and scores:
-            scores = [strip_comment(score) for score in scores]
-        self._store(spans, scores + feedback, samples, alerts)
+        batch = _Batch(len(items), spans, samples, alerts, feedback)
+        try:
+            if spans:
+                scores.extend(self._process_spans(spans))
+            if self.options.metrics_only and scores:
+                scores = [strip_comment(score) for score in scores]
+            batch.rows = self._prepare(spans, scores + feedback, samples, alerts)
+        except Exception:  # a bug here must not lose the batch's accounting
+            log.exception("pipeline worker error on a batch of %d items", len(items))
+            self.failed += len(spans)
+        return batch
 
+    def _start_write(self, batch: _Batch) -> None:
+        """Hand a processed batch to the writer, or spill it while the store is
+        down (worker; the previous batch is complete, so order is kept)."""
+        rows = batch.rows
+        if rows and (self._store_down_since is not None or self.spill.exists()):
+            # Keep order: while anything is spilled, new batches queue behind it.
+            self._spill(rows, len(batch.spans))
+            batch.rows = None
+        if batch.rows:
+            self._writing = batch
+            self._writes.put(batch)
+        else:
+            self._finish(batch)
+
+    def _write_loop(self) -> None:
+        """The writer thread: runs the store's writes, nothing else."""
+        while True:
+            batch = self._writes.get()
+            if batch is None:
+                return
+            try:
+                if batch.rows:
+                    self.writer.write_prepared(batch.rows)
+            except BaseException as exc:  # reported by the worker
+                batch.error = exc
+            finally:
+                batch.done.set()
+
+    def _complete_write(self) -> None:
+        """Wait for the batch being written, count it, spill it if the store
+        was unreachable, and run its sinks (worker)."""
+
+        batch, self._writing = self._writing, None
+        if batch is None:
+            return
+        while not batch.done.wait(1.0):
+            if not self._writer_thread.is_alive():  # pragma: no cover - the loop never raises
+                batch.error = RuntimeError("the writer thread died")
+                break
+        if batch.rows is not None:
+            self._account(batch.rows, len(batch.spans), batch.error)
+        self._finish(batch)
+
+    def _finish(self, batch: _Batch) -> None:
+        """Sinks of a stored (or spilled) batch, then progress for flush()."""
+        try:
+            self._run_sinks(batch)
+        finally:
+            self.processed += batch.items
+            with self._progress:
+                self._progress.notify_all()
+
+    def _run_sinks(self, batch: _Batch) -> None:
         dispatcher = self.dispatcher
-        if spans:
-            batch = tuple(spans)
-            dispatcher.call("spans_finished", spans=batch)
+        if batch.spans:
+            spans = tuple(batch.spans)
+            dispatcher.call("spans_finished", spans=spans)
             for exporter in self.registered.exporters:
-                dispatcher.guard(exporter.name, exporter.export, batch, what="export")
-        if samples:
-            dispatcher.call("samples_collected", samples=tuple(samples))
-        for alert in alerts:
+                dispatcher.guard(exporter.name, exporter.export, spans, what="export")
+        if batch.samples:
+            dispatcher.call("samples_collected", samples=tuple(batch.samples))
+        for alert in batch.alerts:
             dispatcher.call("alert_changed", alert=alert)
             for notifier in self.registered.notifiers:
                 dispatcher.guard(notifier.name, notifier.notify, alert, what="notify")
-        for score in feedback:
+        for score in batch.feedback:
             dispatcher.call("feedback_recorded", score=score)
         if dispatcher.version != self._health_version:
             self._store_health()
@@ -349,33 +441,50 @@ class Pipeline:
             del self._traces[trace_id]
 
     # ---- storage, spill and replay ---------------------------------------
-    def _store(self, spans: list[Span], scores: list[Score], samples: list[Sample], alerts: list[Alert]) -> None:
-        from storage.engine import StoreUnavailable
+    def _prepare(
+        self, spans: list[Span], scores: list[Score], samples: list[Sample], alerts: list[Alert]
+    ) -> dict[str, list[dict[str, Any]]] | None:
         from storage.writer import WriteBatch
 
         if not (spans or scores or samples or alerts):
-            return
+            return None
         try:
-            rows = self.writer.prepare(WriteBatch(spans=spans, scores=scores, samples=samples, alerts=alerts))
+            return self.writer.prepare(WriteBatch(spans=spans, scores=scores, samples=samples, alerts=alerts))
         except Exception:
             log.exception("could not serialise a batch of %d spans; dropped", len(spans))
             self.failed += len(spans)
-            return
-        if self._store_down_since is not None or self.spill.exists():
-            # Keep order: while anything is spilled, new batches queue behind it.
-            self._spill(rows, len(spans))
-            return
-        try:
-            self.writer.write_prepared(rows)
-            self.written += len(spans)
-        except StoreUnavailable as exc:
+            return None
+
+    def _account(self, rows: dict[str, list[dict[str, Any]]], count: int, exc: BaseException | None) -> None:
+        """Count a write of ``count`` spans; spill its rows if the store was unreachable."""
+        from storage.engine import StoreUnavailable
+
+        if exc is None:
+            self.written += count
+        elif isinstance(exc, StoreUnavailable):
             log.warning("store unavailable (%s); spilling to %s", exc, self.spill.path)
             self._store_down_since = time.monotonic()
             self._last_retry = self._store_down_since
-            self._spill(rows, len(spans))
-        except Exception:
-            log.exception("store rejected a batch of %d spans", len(spans))
-            self.failed += len(spans)
+            self._spill(rows, count)
+        else:
+            log.error("store rejected a batch of %d spans", count, exc_info=exc)
+            self.failed += count
+
+    def _store(self, samples: list[Sample]) -> None:
+        """Write records outside the batch flow (the pipeline's own stats), on
+        the worker, when no batch is being written; no sinks run for them."""
+        rows = self._prepare([], [], samples, [])
+        if not rows:
+            return
+        if self._store_down_since is not None or self.spill.exists():
+            self._spill(rows, 0)
+            return
+        try:
+            self.writer.write_prepared(rows)
+        except Exception as exc:
+            self._account(rows, 0, exc)
+        else:
+            self._account(rows, 0, None)
 
     def _spill(self, rows: dict[str, list[dict[str, Any]]], count: int) -> None:
         try:
