@@ -329,7 +329,7 @@ def reprice(
     spans are updated and their traces' totals recomputed in one transaction.
     ``dry_run`` computes the result without writing.
     """
-    from storage.writer import refresh_trace_totals
+    from storage.trace_summary import refresh_trace_totals
 
     tokens = sa.func.coalesce(s.c.input_tokens, 0) + sa.func.coalesce(s.c.output_tokens, 0)
     conds: list[sa.ColumnElement[bool]] = [s.c.model.is_not(None), tokens > 0]

@@ -1,0 +1,285 @@
+"""Trace rows: the denormalised totals of each trace, kept exact in the
+transaction that writes its spans.
+
+Rules (the same for both ways below):
+
+* name, user, session, tags come from the root span (``parent_id`` NULL); before
+  the root arrives the trace is named after nothing (``""``) and has status
+  ``"unset"`` unless a span already failed. User and session fall back to the
+  greatest one among the spans when the root has none.
+* status is the root's status: a child that failed but was handled (retry,
+  fallback) counts in ``error_count`` without making the trace an error.
+* start is the earliest span start, end the latest span end; tokens and cost
+  sum every span (recorders put usage on exactly one span per model call);
+  cost stays NULL when no span is priced.
+* ttft/tpot are those of the earliest LLM span (by start, then id) that
+  streamed; model is the model of the earliest LLM span that has one.
+
+Two ways to apply them:
+
+* :func:`refresh_trace_totals` recomputes traces from the spans table (one
+  ``INSERT .. SELECT .. GROUP BY .. ON CONFLICT`` per 500 traces): order-free
+  and idempotent, for traces that already have a row, replays, and repricing.
+* :func:`summarize_new_traces` computes the rows of traces whose spans are all
+  in the batch being written, in Python, from the prepared span rows. Most
+  traces end within one batch, and this skips a grouped scan with three
+  correlated lookups per trace (about 7 µs per span on SQLite).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from storage import schema
+from storage.bulk import BulkInsert
+
+TRACE_CHUNK: Final = 500
+
+
+def _trace_summary_select(
+    trace_ids: sa.BindParameter[Any], now_ns: sa.ColumnElement[Any]
+) -> sa.Select[Any]:
+    s = schema.spans
+    inner = s.alias("first_llm")
+    is_root = s.c.parent_id.is_(None)
+    first_stream = (
+        sa.select(inner)
+        .where(
+            inner.c.trace_id == s.c.trace_id,
+            inner.c.kind == "llm",
+            inner.c.first_token_ns.is_not(None),
+        )
+        .order_by(inner.c.start_ns, inner.c.span_id)
+        .limit(1)
+    )
+    ttft = first_stream.with_only_columns(
+        sa.cast(inner.c.first_token_ns - inner.c.start_ns, sa.Float) / 1e6
+    ).scalar_subquery()
+    tpot = first_stream.with_only_columns(
+        sa.case(
+            (
+                sa.and_(inner.c.output_tokens >= 2, inner.c.end_ns.is_not(None)),
+                sa.cast(inner.c.end_ns - inner.c.first_token_ns, sa.Float)
+                / 1e6
+                / (inner.c.output_tokens - 1),
+            ),
+            else_=None,
+        )
+    ).scalar_subquery()
+    model = (
+        sa.select(inner.c.model)
+        .where(inner.c.trace_id == s.c.trace_id, inner.c.kind == "llm",
+               inner.c.model.is_not(None))
+        .order_by(inner.c.start_ns, inner.c.span_id)
+        .limit(1)
+        .scalar_subquery()
+    )
+
+    def root(col: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        return sa.func.max(sa.case((is_root, col), else_=None))
+
+    def count_if(cond: sa.ColumnElement[bool]) -> sa.ColumnElement[Any]:
+        return sa.func.sum(sa.case((cond, 1), else_=0))
+
+    has_root = sa.func.max(sa.case((is_root, 1), else_=0)) == 1
+    any_error = count_if(s.c.status == "error") > 0
+    input_tokens = sa.func.coalesce(sa.func.sum(s.c.input_tokens), 0)
+    output_tokens = sa.func.coalesce(sa.func.sum(s.c.output_tokens), 0)
+    start = sa.func.min(s.c.start_ns)
+    end = sa.func.max(s.c.end_ns)
+    columns: dict[str, sa.ColumnElement[Any]] = {
+        "trace_id": s.c.trace_id,
+        "root_span_id": root(s.c.span_id),
+        "name": sa.func.coalesce(root(s.c.name), ""),
+        "status": sa.case(
+            (has_root, root(s.c.status)), (any_error, "error"), else_="unset"
+        ),
+        "start_ns": start,
+        "end_ns": end,
+        "duration_ms": sa.cast(end - start, sa.Float) / 1e6,
+        "span_count": sa.func.count(),
+        "llm_count": count_if(s.c.kind == "llm"),
+        "error_count": count_if(s.c.status == "error"),
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "total_tokens": input_tokens + output_tokens,
+        "cost_usd": sa.func.sum(s.c.cost_usd),
+        "unpriced_count": count_if(sa.and_(s.c.kind == "llm", s.c.cost_usd.is_(None))),
+        "ttft_ms": ttft,
+        "tpot_ms": tpot,
+        "model": model,
+        "user_id": sa.func.coalesce(root(s.c.user_id), sa.func.max(s.c.user_id)),
+        "session_id": sa.func.coalesce(root(s.c.session_id), sa.func.max(s.c.session_id)),
+        "tags": root(s.c.tags_text),
+        "search_text": root(s.c.search_text),
+        "updated_ns": now_ns,
+    }
+    return (
+        sa.select(*(expr.label(name) for name, expr in columns.items()))
+        .where(s.c.trace_id.in_(trace_ids))
+        .group_by(s.c.trace_id)
+        .order_by(s.c.trace_id)
+    )
+
+
+TRACE_COLUMNS: Final[tuple[str, ...]] = tuple(c.name for c in schema.traces.columns)
+
+
+def refresh_trace_totals(conn: sa.Connection, trace_ids: Iterable[str]) -> None:
+    """Recompute the denormalised totals of these traces from their spans.
+
+    Idempotent and order-free, so any writer of spans (the batch writer,
+    reprice) calls it inside its own transaction after changing spans.
+    """
+    stmt = _trace_upsert(conn.dialect.name)
+    ordered = sorted(set(trace_ids))  # a stable lock order between concurrent writers
+    now = time.time_ns()
+    for i in range(0, len(ordered), TRACE_CHUNK):
+        conn.execute(stmt, {"trace_ids": ordered[i : i + TRACE_CHUNK], "now_ns": now})
+
+
+@functools.lru_cache(maxsize=4)
+def _trace_upsert(dialect_name: str) -> sa.Executable:
+    ids: sa.BindParameter[Any] = sa.bindparam("trace_ids", expanding=True)
+    now = sa.bindparam("now_ns", type_=sa.BigInteger)
+    select = _trace_summary_select(ids, now)
+    t = schema.traces
+    insert: Any = (postgresql.insert(t) if dialect_name == "postgresql" else sqlite.insert(t))
+    stmt = insert.from_select(list(TRACE_COLUMNS), select)
+    return stmt.on_conflict_do_update(
+        index_elements=[t.c.trace_id],
+        set_={c: stmt.excluded[c] for c in TRACE_COLUMNS if c != "trace_id"},
+    )
+
+
+def summarize_trace(spans: Sequence[dict[str, Any]], now_ns: int) -> dict[str, Any]:
+    """The trace row of a trace whose spans are exactly ``spans`` (prepared
+    span rows, at least one), by the rules above; one pass, no SQL."""
+    start = end = None
+    count = llms = errors = unpriced = inputs = outputs = 0
+    cost: float | None = None
+    user = session = None  # the greatest, for traces whose root has none
+    root: dict[str, Any] = {}  # per column, the greatest value among roots
+    stream_key = model_key = None
+    stream: dict[str, Any] | None = None
+    model = None
+    for r in spans:
+        count += 1
+        s, e = r["start_ns"], r["end_ns"]
+        if start is None or s < start:
+            start = s
+        if e is not None and (end is None or e > end):
+            end = e
+        if r["status"] == "error":
+            errors += 1
+        if r["input_tokens"] is not None:
+            inputs += r["input_tokens"]
+        if r["output_tokens"] is not None:
+            outputs += r["output_tokens"]
+        if r["cost_usd"] is not None:
+            cost = r["cost_usd"] if cost is None else cost + r["cost_usd"]
+        if r["user_id"] is not None and (user is None or r["user_id"] > user):
+            user = r["user_id"]
+        if r["session_id"] is not None and (session is None or r["session_id"] > session):
+            session = r["session_id"]
+        if r["parent_id"] is None:
+            for column in ROOT_COLUMNS:
+                value = r[column]
+                if value is not None and (root.get(column) is None or value > root[column]):
+                    root[column] = value
+        if r["kind"] == "llm":
+            llms += 1
+            if r["cost_usd"] is None:
+                unpriced += 1
+            key = (s, r["span_id"])
+            if r["first_token_ns"] is not None and (stream_key is None or key < stream_key):
+                stream_key, stream = key, r
+            if r["model"] is not None and (model_key is None or key < model_key):
+                model_key, model = key, r["model"]
+    assert start is not None, "a trace summary needs at least one span"
+    ttft = tpot = None
+    if stream is not None:
+        ttft = (stream["first_token_ns"] - stream["start_ns"]) / 1e6
+        out = stream["output_tokens"]
+        if out is not None and out >= 2 and stream["end_ns"] is not None:
+            tpot = (stream["end_ns"] - stream["first_token_ns"]) / 1e6 / (out - 1)
+    has_root = "span_id" in root
+    return {
+        "trace_id": spans[0]["trace_id"],
+        "root_span_id": root.get("span_id"),
+        "name": root.get("name") or "",
+        "status": root.get("status") if has_root else ("error" if errors else "unset"),
+        "start_ns": start,
+        "end_ns": end,
+        "duration_ms": (end - start) / 1e6 if end is not None else None,
+        "span_count": count,
+        "llm_count": llms,
+        "error_count": errors,
+        "input_tokens": inputs,
+        "output_tokens": outputs,
+        "total_tokens": inputs + outputs,
+        "cost_usd": cost,
+        "unpriced_count": unpriced,
+        "ttft_ms": ttft,
+        "tpot_ms": tpot,
+        "model": model,
+        "user_id": root["user_id"] if root.get("user_id") is not None else user,
+        "session_id": root["session_id"] if root.get("session_id") is not None else session,
+        "tags": root.get("tags_text"),
+        "search_text": root.get("search_text"),
+        "updated_ns": now_ns,
+    }
+
+
+ROOT_COLUMNS: Final = ("span_id", "name", "status", "user_id", "session_id", "tags_text", "search_text")
+
+
+def write_trace_totals(conn: sa.Connection, span_rows: Sequence[dict[str, Any]], *, all_new: bool) -> None:
+    """Bring the trace rows of ``span_rows`` up to date after inserting them.
+
+    ``all_new``: every one of ``span_rows`` was inserted by this transaction
+    (none was a duplicate). Then traces without a row yet are summarised from
+    the batch alone; every other trace is recomputed from the spans table.
+    """
+    by_trace: dict[str, list[dict[str, Any]]] = {}
+    for row in span_rows:
+        by_trace.setdefault(row["trace_id"], []).append(row)
+    if not all_new:
+        refresh_trace_totals(conn, by_trace)
+        return
+    t = schema.traces
+    ordered = sorted(by_trace)
+    existing: set[str] = set()
+    for i in range(0, len(ordered), TRACE_CHUNK):
+        chunk = ordered[i : i + TRACE_CHUNK]
+        existing.update(conn.execute(sa.select(t.c.trace_id).where(t.c.trace_id.in_(chunk))).scalars())
+    now = time.time_ns()
+    fresh = [summarize_trace(by_trace[tid], now) for tid in ordered if tid not in existing]
+    if fresh:
+        _trace_row_upsert(conn.dialect).run(conn, fresh)
+    if existing:
+        refresh_trace_totals(conn, existing)
+
+
+_ROW_UPSERTS: dict[str, BulkInsert] = {}
+
+
+def _trace_row_upsert(dialect: sa.Dialect) -> BulkInsert:
+    """Insert whole trace rows; a row that appeared meanwhile is replaced."""
+    bulk = _ROW_UPSERTS.get(dialect.name)
+    if bulk is None:
+        t = schema.traces
+        values: dict[str, Any] = {c: sa.bindparam(c) for c in TRACE_COLUMNS}
+        insert: Any = (postgresql.insert(t) if dialect.name == "postgresql" else sqlite.insert(t)).values(values)
+        stmt = insert.on_conflict_do_update(
+            index_elements=[t.c.trace_id],
+            set_={c: insert.excluded[c] for c in TRACE_COLUMNS if c != "trace_id"},
+        )
+        bulk = _ROW_UPSERTS[dialect.name] = BulkInsert(stmt, dialect, "traces", TRACE_COLUMNS)
+    return bulk
