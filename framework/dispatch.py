@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,6 +84,11 @@ class GuardedDispatcher:
     def has_impls(self, hook: str) -> bool:
         return bool(self._implementations(hook))
 
+    def implementations(self, hook: str) -> list[tuple[str, Callable[..., Any]]]:
+        """``(plugin name, function)`` of each implementation of a one-argument
+        hook, in call order (for :meth:`map`)."""
+        return [(name, function) for name, function, _ in self._implementations(hook)]
+
     def _health(self, name: str) -> PluginHealth:
         health = self.health.get(name)
         if health is None:
@@ -148,15 +153,72 @@ class GuardedDispatcher:
             # pauses of a busy process: over budget means the check itself
             # computed too long, or blocked (I/O, sleep) for several budgets.
             if cpu > budget_s or wall > SLOW_WALL_FACTOR * budget_s:
-                health.slow += 1
-                self._failed(
-                    health, what,
-                    f"took {wall * 1000:.0f} ms, {cpu * 1000:.0f} ms CPU (budget {budget_s * 1000:.0f} ms)",
-                    None,
-                )
+                self._slow(health, what, wall, cpu, budget_s)
                 return True, result
         health.consecutive = 0
         return True, result
+
+    def map(
+        self,
+        name: str,
+        function: Callable[[Any], Any],
+        items: Sequence[Any],
+        *,
+        what: str,
+        budget_s: float | None = None,
+    ) -> Iterator[tuple[Any, bool, Any]]:
+        """:meth:`guard` for one function over a batch: yields ``(item, ok,
+        result)`` for every item, in order (``ok`` False when the call raised
+        or ``name`` is degraded, and for every item after it became degraded).
+
+        Same accounting as one :meth:`guard` per item, at a fraction of the
+        cost: a CPU clock read costs ~0.7 µs, so calls are timed with the wall
+        clock and the CPU clock is read only for a call that took longer than
+        ``budget_s``. Its CPU time is then bounded from below by the thread's
+        CPU since the last read minus the wall time of the other calls since
+        then, so a call is never blamed for time spent waiting for the GIL.
+        """
+        health = self._health(name)
+        clock, cpu_clock, strict = time.perf_counter, time.thread_time, self.strict
+        timed = budget_s is not None
+        limit = budget_s if budget_s is not None else 0.0
+        mark_wall, mark_cpu = clock(), cpu_clock() if timed else 0.0
+        for item in items:
+            if health.degraded:
+                yield item, False, None
+                continue
+            health.calls += 1
+            start = clock()
+            try:
+                result = function(item)
+            except Exception as exc:
+                if strict:
+                    raise
+                self._failed(health, what, f"{type(exc).__name__}: {exc}", exc)
+                yield item, False, None
+                continue
+            if timed:
+                end = clock()
+                wall = end - start
+                if wall > limit:
+                    cpu_now = cpu_clock()
+                    others = (end - mark_wall) - wall
+                    cpu = max(0.0, (cpu_now - mark_cpu) - others)
+                    mark_wall, mark_cpu = end, cpu_now
+                    if cpu > limit or wall > SLOW_WALL_FACTOR * limit:
+                        self._slow(health, what, wall, cpu, limit)
+                        yield item, True, result
+                        continue
+            health.consecutive = 0
+            yield item, True, result
+
+    def _slow(self, health: PluginHealth, what: str, wall: float, cpu: float, budget_s: float) -> None:
+        health.slow += 1
+        self._failed(
+            health, what,
+            f"took {wall * 1000:.0f} ms, {cpu * 1000:.0f} ms CPU (budget {budget_s * 1000:.0f} ms)",
+            None,
+        )
 
     def _failed(self, health: PluginHealth, what: str, message: str, exc: BaseException | None) -> None:
         self.errors_total += 1

@@ -380,33 +380,37 @@ class Pipeline:
             self._health_version = version
 
     def _process_spans(self, spans: list[Span]) -> list[Score]:
+        """process_span, price_span, span checks and trace checks, each hook
+        or check over the whole batch in turn: every span still goes through
+        them in that order, and the guard's bookkeeping is paid per batch."""
         dispatcher = self.dispatcher
         budget = self.options.check_budget_s
-        pricing = dispatcher.has_impls("price_span")
-        processing = dispatcher.has_impls("process_span")
-        span_checks = self.registered.span_checks
-        trace_checks = self.registered.trace_checks
-        want_traces = bool(trace_checks) or dispatcher.has_impls("trace_finished")
         scores: list[Score] = []
-        now = time.monotonic()
-        for span in spans:
-            # Enrichment first: a token estimate made here is what gets priced.
-            if processing:
-                dispatcher.call("process_span", span=span)
-            if (
-                pricing
-                and span.cost_usd is None
-                and span.model
-                and (span.input_tokens or span.output_tokens)
-            ):
-                cost = dispatcher.call_first("price_span", span=span)
-                if cost is not None:
+        # Enrichment first: a token estimate made here is what gets priced.
+        for name, function in dispatcher.implementations("process_span"):
+            for _ in dispatcher.map(name, function, spans, what="process_span"):
+                pass
+        unpriced = [s for s in spans
+                    if s.cost_usd is None and s.model and (s.input_tokens or s.output_tokens)]
+        for name, function in dispatcher.implementations("price_span"):  # first answer wins
+            if not unpriced:
+                break
+            left: list[Span] = []
+            for span, ok, cost in dispatcher.map(name, function, unpriced, what="price_span"):
+                if ok and cost is not None:
                     span.cost_usd = float(cost)
-            for check in span_checks:
-                ok, result = dispatcher.guard(check.name, check.check_span, span, what="check_span", budget_s=budget)
+                else:
+                    left.append(span)
+            unpriced = left
+        for check in self.registered.span_checks:
+            for _, ok, result in dispatcher.map(check.name, check.check_span, spans, what="check_span",
+                                                budget_s=budget):
                 if ok and result:
                     scores.extend(result)
-            if want_traces:
+        trace_checks = self.registered.trace_checks
+        if trace_checks or dispatcher.has_impls("trace_finished"):
+            now = time.monotonic()
+            for span in spans:
                 entry = self._traces.get(span.trace_id)
                 if entry is None:
                     entry = self._traces[span.trace_id] = (now, [])
@@ -414,8 +418,8 @@ class Pipeline:
                 if span.parent_id is None:
                     del self._traces[span.trace_id]
                     scores.extend(self._finish_trace(span, entry[1], trace_checks, budget))
-        if want_traces and now - self._last_evict > 1.0:
-            self._evict(now)
+            if now - self._last_evict > 1.0:
+                self._evict(now)
         if self.options.metrics_only:
             for span in spans:
                 strip_content(span)

@@ -143,3 +143,55 @@ def test_guard_budget_ignores_time_spent_waiting_for_the_gil() -> None:
         stop.set()
         hog.join()
     assert dispatcher.health["cheap"].slow == 0
+
+
+def test_map_accounts_like_guard_per_item() -> None:
+    dispatcher = make(degrade_after=2)
+
+    def check(n: int) -> int:
+        if n in (2, 3):
+            raise ValueError(f"bad {n}")
+        return n * 10
+
+    got = list(dispatcher.map("mapper", check, [1, 2, 3, 4, 5], what="check_span"))
+    # Two failures in a row degrade it: the rest is yielded, not called.
+    assert got == [(1, True, 10), (2, False, None), (3, False, None), (4, False, None), (5, False, None)]
+    health = dispatcher.health["mapper"]
+    assert (health.calls, health.failures, health.degraded) == (3, 2, True)
+    assert health.last_error == "check_span: ValueError: bad 3"
+    with pytest.raises(ValueError):
+        list(make(strict=True).map("strict", check, [2], what="check_span"))
+
+
+def test_map_budget_counts_slow_calls_by_cpu_and_by_blocking() -> None:
+    dispatcher = make(degrade_after=5)
+    calls = [lambda: 1, lambda: _spin(0.01), lambda: 2, lambda: time.sleep(0.02), lambda: 3]
+    got = [r for _, ok, r in dispatcher.map("slowpoke", lambda f: f(), calls, what="check_span",
+                                              budget_s=0.002)]
+    assert got == [1, 7, 2, None, 3]  # slow calls still return their results
+    assert dispatcher.health["slowpoke"].slow == 2
+    assert dispatcher.health["slowpoke"].last_error is not None
+    assert "CPU (budget 2 ms)" in dispatcher.health["slowpoke"].last_error
+
+
+def test_map_budget_ignores_time_spent_waiting_for_the_gil() -> None:
+    import threading
+
+    dispatcher = make(degrade_after=2)
+    stop = threading.Event()
+
+    def busy() -> None:
+        while not stop.is_set():
+            sum(range(1000))
+
+    hog = threading.Thread(target=busy)
+    hog.start()
+    try:
+        # As test_guard_budget_ignores_time_spent_waiting_for_the_gil, in one batch.
+        items = [0.001] * 30
+        list(dispatcher.map("cheap", _spin, items, what="check_span", budget_s=0.004))
+    finally:
+        stop.set()
+        hog.join()
+    health = dispatcher.health["cheap"]
+    assert (health.calls, health.slow) == (30, 0)
