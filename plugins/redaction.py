@@ -153,48 +153,71 @@ class Redactor:
         return new
 
     def _walk(self, value: Any, counts: Counter[str], key: str | None, depth: int, path: set[int]) -> Any:
-        if isinstance(value, str):
+        kind = type(value)
+        if kind is str:
             return self._text(value, counts, key)
-        if value is None or isinstance(value, _SCALARS):
+        if kind not in _CONTAINERS:  # exact dicts, lists and tuples skip these checks
+            if isinstance(value, str):
+                return self._text(value, counts, key)
+            if value is None or isinstance(value, _SCALARS):
+                return value
+        if not value and kind in _PLAIN:
             return value
-        if not value and type(value) in _PLAIN:
+        ident = id(value)
+        if depth >= MAX_DEPTH or ident in path:
             return value
-        if depth >= MAX_DEPTH or id(value) in path:
-            return value
-        path.add(id(value))
+        path.add(ident)
         try:
-            return self._walk_container(value, counts, depth, path)
+            return self._walk_container(value, counts, depth + 1, path)
         finally:
-            path.discard(id(value))
+            path.discard(ident)
 
     def _walk_container(self, value: Any, counts: Counter[str], depth: int, path: set[int]) -> Any:
-        # Copy-on-write: nothing is copied until a value changes. Plain string
-        # leaves (most of them) skip the _walk call.
-        walk, text = self._walk, self._text
-        depth += 1
-        if type(value) is dict or isinstance(value, Mapping):
-            out: dict[Any, Any] | None = None
-            for i, (k, v) in enumerate(value.items()):
-                key = k if isinstance(k, str) else None
-                new = text(v, counts, key) if type(v) is str else walk(v, counts, key, depth, path)
-                if out is not None:
-                    out[k] = new
-                elif new is not v:
-                    out = dict(itertools.islice(value.items(), i))
-                    out[k] = new
-            return value if out is None else out
+        """``depth``: that of the values inside ``value``."""
+        kind = type(value)
+        if kind is dict:  # exact types first: an ABC isinstance check costs more
+            return self._walk_mapping(value, counts, depth, path)
+        if kind is list or kind is tuple:
+            return self._walk_items(value, counts, depth, path)
+        if isinstance(value, Mapping):
+            return self._walk_mapping(value, counts, depth, path)
         if isinstance(value, list | tuple | set | frozenset):
-            items = value if isinstance(value, list | tuple) else list(value)
-            new_items: list[Any] | None = None
-            for i, v in enumerate(items):
-                new = text(v, counts, None) if type(v) is str else walk(v, counts, None, depth, path)
-                if new is not v:
-                    if new_items is None:
-                        new_items = list(items)
-                    new_items[i] = new
-            if new_items is None:
-                return value
-            return tuple(new_items) if isinstance(value, tuple) else new_items
+            return self._walk_items(value, counts, depth, path)
+        return self._walk_object(value, counts, depth, path)
+
+    # Copy-on-write: nothing is copied until a value changes. Plain string
+    # values (most of them) skip the _walk call.
+
+    def _walk_mapping(self, value: Mapping[Any, Any], counts: Counter[str], depth: int, path: set[int]) -> Any:
+        walk, text = self._walk, self._text
+        out: dict[Any, Any] | None = None
+        for i, (k, v) in enumerate(value.items()):
+            key = k if isinstance(k, str) else None
+            new = text(v, counts, key) if type(v) is str else walk(v, counts, key, depth, path)
+            if out is not None:
+                out[k] = new
+            elif new is not v:
+                out = dict(itertools.islice(value.items(), i))
+                out[k] = new
+        return value if out is None else out
+
+    def _walk_items(self, value: Any, counts: Counter[str], depth: int, path: set[int]) -> Any:
+        """A list, tuple, set or frozenset: a changed one becomes a tuple if it was one, else a list."""
+        walk, text = self._walk, self._text
+        items = value if isinstance(value, list | tuple) else list(value)
+        new_items: list[Any] | None = None
+        for i, v in enumerate(items):
+            new = text(v, counts, None) if type(v) is str else walk(v, counts, None, depth, path)
+            if new is not v:
+                if new_items is None:
+                    new_items = list(items)
+                new_items[i] = new
+        if new_items is None:
+            return value
+        return tuple(new_items) if isinstance(value, tuple) else new_items
+
+    def _walk_object(self, value: Any, counts: Counter[str], depth: int, path: set[int]) -> Any:
+        walk = self._walk
         fields = getattr(type(value), "model_fields", None)
         if isinstance(fields, Mapping) and hasattr(value, "model_copy"):  # pydantic v2
             updates = {}
@@ -233,6 +256,7 @@ class Redactor:
 # (most fields of a LangChain message are None, "", {} or []).
 _PLAIN: Final = frozenset({str, dict, list, tuple, bool, int, float})
 _SCALARS: Final = (bool, int, float, bytes, bytearray)  # a tuple: faster than a union
+_CONTAINERS: Final = frozenset({dict, list, tuple})
 
 
 @functools.lru_cache(maxsize=4096)
