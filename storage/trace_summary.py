@@ -244,8 +244,10 @@ def write_trace_totals(conn: sa.Connection, span_rows: Sequence[dict[str, Any]],
     """Bring the trace rows of ``span_rows`` up to date after inserting them.
 
     ``all_new``: every one of ``span_rows`` was inserted by this transaction
-    (none was a duplicate). Then traces without a row yet are summarised from
-    the batch alone; every other trace is recomputed from the spans table.
+    (none was a duplicate). Then a trace without a row yet is summarised from
+    the batch alone, and one whose root has not arrived yet is merged with its
+    row (:func:`merge_rootless`); every other trace is recomputed from the
+    spans table.
     """
     by_trace: dict[str, list[dict[str, Any]]] = {}
     for row in span_rows:
@@ -255,16 +257,103 @@ def write_trace_totals(conn: sa.Connection, span_rows: Sequence[dict[str, Any]],
         return
     t = schema.traces
     ordered = sorted(by_trace)
-    existing: set[str] = set()
+    existing: dict[str, dict[str, Any]] = {}
     for i in range(0, len(ordered), TRACE_CHUNK):
         chunk = ordered[i : i + TRACE_CHUNK]
-        existing.update(conn.execute(sa.select(t.c.trace_id).where(t.c.trace_id.in_(chunk))).scalars())
+        for found in conn.execute(sa.select(t).where(t.c.trace_id.in_(chunk))).mappings():
+            existing[found["trace_id"]] = dict(found)
     now = time.time_ns()
-    fresh = [summarize_trace(by_trace[tid], now) for tid in ordered if tid not in existing]
-    if fresh:
-        _trace_row_upsert(conn.dialect).run(conn, fresh)
-    if existing:
-        refresh_trace_totals(conn, existing)
+    rows: list[dict[str, Any]] = []
+    recompute: list[str] = []
+    for trace_id in ordered:
+        old = existing.get(trace_id)
+        if old is None:
+            rows.append(summarize_trace(by_trace[trace_id], now))
+        elif old["root_span_id"] is None:
+            rows.append(merge_rootless(conn, old, by_trace[trace_id], now))
+        else:
+            recompute.append(trace_id)  # spans after the root: rare
+    if rows:
+        _trace_row_upsert(conn.dialect).run(conn, rows)
+    if recompute:
+        refresh_trace_totals(conn, recompute)
+
+
+def merge_rootless(conn: sa.Connection, old: dict[str, Any], spans: Sequence[dict[str, Any]],
+                   now_ns: int) -> dict[str, Any]:
+    """The row of a trace whose stored row ``old`` has no root yet, after
+    ``spans`` (new, already inserted) arrived: O(batch), not O(trace), so a
+    trace that grows over many batches costs the same per span throughout.
+
+    Without a root in ``old``, its user and session are the greatest among its
+    spans and its name, tags and status carry nothing of a root. Only the
+    earliest streaming or modelled LLM call can need a look at the spans
+    table, when both sides have one: an index walk from the trace's start.
+    """
+    new = summarize_trace(spans, now_ns)
+    merged = dict(new)
+    start = min(old["start_ns"], new["start_ns"])
+    ends = [e for e in (old["end_ns"], new["end_ns"]) if e is not None]
+    end = max(ends) if ends else None
+    merged.update(start_ns=start, end_ns=end, duration_ms=(end - start) / 1e6 if end is not None else None)
+    for column in ("span_count", "llm_count", "error_count", "input_tokens", "output_tokens",
+                   "total_tokens", "unpriced_count"):
+        merged[column] = old[column] + new[column]
+    costs = [c for c in (old["cost_usd"], new["cost_usd"]) if c is not None]
+    merged["cost_usd"] = sum(costs) if costs else None
+    if new["root_span_id"] is None:
+        merged["status"] = "error" if merged["error_count"] else "unset"
+    root_user, root_session = _root_people(spans)
+    for column, from_root in (("user_id", root_user), ("session_id", root_session)):
+        if from_root is None:
+            values = [v for v in (old[column], new[column]) if v is not None]
+            merged[column] = max(values) if values else None
+    trace_id = old["trace_id"]
+    if new["ttft_ms"] is None or old["ttft_ms"] is None:
+        if new["ttft_ms"] is None:
+            merged["ttft_ms"], merged["tpot_ms"] = old["ttft_ms"], old["tpot_ms"]
+    else:
+        merged["ttft_ms"], merged["tpot_ms"] = _first_stream_timings(conn, trace_id)
+    if new["model"] is None or old["model"] is None:
+        merged["model"] = new["model"] if new["model"] is not None else old["model"]
+    else:
+        merged["model"] = _first_model(conn, trace_id)
+    return merged
+
+
+def _root_people(spans: Sequence[dict[str, Any]]) -> tuple[Any, Any]:
+    """The greatest user and session among the root spans of ``spans``."""
+    users = [r["user_id"] for r in spans if r["parent_id"] is None and r["user_id"] is not None]
+    sessions = [r["session_id"] for r in spans if r["parent_id"] is None and r["session_id"] is not None]
+    return (max(users) if users else None), (max(sessions) if sessions else None)
+
+
+def _first_stream_timings(conn: sa.Connection, trace_id: str) -> tuple[float | None, float | None]:
+    s = schema.spans
+    row = conn.execute(
+        sa.select(s.c.start_ns, s.c.first_token_ns, s.c.end_ns, s.c.output_tokens)
+        .where(s.c.trace_id == trace_id, s.c.kind == "llm", s.c.first_token_ns.is_not(None))
+        .order_by(s.c.start_ns, s.c.span_id)
+        .limit(1)
+    ).first()
+    if row is None:  # pragma: no cover - both sides had one
+        return None, None
+    ttft = (row.first_token_ns - row.start_ns) / 1e6
+    out = row.output_tokens
+    tpot = None
+    if out is not None and out >= 2 and row.end_ns is not None:
+        tpot = (row.end_ns - row.first_token_ns) / 1e6 / (out - 1)
+    return ttft, tpot
+
+
+def _first_model(conn: sa.Connection, trace_id: str) -> str | None:
+    s = schema.spans
+    return conn.execute(
+        sa.select(s.c.model)
+        .where(s.c.trace_id == trace_id, s.c.kind == "llm", s.c.model.is_not(None))
+        .order_by(s.c.start_ns, s.c.span_id)
+        .limit(1)
+    ).scalar()
 
 
 _ROW_UPSERTS: dict[str, BulkInsert] = {}

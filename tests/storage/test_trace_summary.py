@@ -67,6 +67,10 @@ def random_trace(rng: random.Random, trace_no: int) -> list[Span]:
     return spans
 
 
+def no_recompute(conn: sa.Connection, trace_ids: object) -> None:
+    raise AssertionError("no trace should be recomputed from the spans table here")
+
+
 def trace_rows(url: str) -> dict[str, dict[str, object]]:
     engine = open_engine(url)
     with engine.connect() as conn:
@@ -83,9 +87,6 @@ def test_summary_of_new_traces_equals_the_recomputation(
     rng = random.Random(7)
     spans = [span for n in range(300) for span in random_trace(rng, n)]
     writer = StoreWriter(store_url)
-
-    def no_recompute(conn: sa.Connection, trace_ids: object) -> None:
-        raise AssertionError("every trace is new: none should be recomputed")
 
     with monkeypatch.context() as patch:
         patch.setattr(trace_summary, "refresh_trace_totals", no_recompute)
@@ -111,9 +112,14 @@ def test_summary_of_new_traces_equals_the_recomputation(
                 assert got[column] == want[column], (trace_id, column, got, want)
 
 
-def test_a_trace_split_over_batches_and_a_replayed_batch_stay_exact(store_url: str) -> None:
+@pytest.mark.parametrize(("parts", "root_last"), [(2, True), (3, True), (5, True), (3, False)])
+def test_a_trace_split_over_batches_and_a_replayed_batch_stay_exact(
+    store_url: str, parts: int, root_last: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     rng = random.Random(11)
     traces = [random_trace(rng, n) for n in range(40)]
+    if root_last:  # a second root dealt into a later batch would arrive first
+        traces = [t for t in traces if sum(s.parent_id is None for s in t) <= 1]
     one_batch = StoreWriter(store_url)
     one_batch.write(WriteBatch(spans=[s for t in traces for s in t]))
     want = trace_rows(store_url)
@@ -125,10 +131,18 @@ def test_a_trace_split_over_batches_and_a_replayed_batch_stay_exact(store_url: s
         conn.execute(schema.traces.delete())
     engine.dispose()
     split = StoreWriter(store_url)
-    halves = [[s for t in traces for s in t[: len(t) // 2]], [s for t in traces for s in t[len(t) // 2 :]]]
-    split.write(WriteBatch(spans=halves[1]))  # children and roots in any order
-    split.write(WriteBatch(spans=halves[0]))
-    split.write(WriteBatch(spans=halves[0] + halves[1][:5]))  # a replay: all duplicates
+    # Each trace's spans dealt over ``parts`` batches (its root, at index 0,
+    # in the first). Written last first, every later batch merges into rows
+    # without a root and nothing is recomputed; written in order, spans come
+    # after their root and those traces are recomputed. Then a replay (all
+    # duplicates), which recomputes.
+    deals = [[s for t in traces for s in t[i::parts]] for i in range(parts)]
+    with monkeypatch.context() as patch:
+        if root_last:
+            patch.setattr(trace_summary, "refresh_trace_totals", no_recompute)
+        for batch in reversed(deals) if root_last else deals:
+            split.write(WriteBatch(spans=batch))
+    split.write(WriteBatch(spans=deals[0] + deals[-1][:5]))
     split.close()
     got = trace_rows(store_url)
     assert got.keys() == want.keys()
