@@ -45,7 +45,7 @@ def new_ordered_id() -> str:
     of a trace id to be random; an OpenTelemetry exporter takes a span's last
     16 digits as its 64-bit id), which is why short ids show the end.
     """
-    return f"{time.time_ns() // 1_000_000:012x}{_rand.getrandbits(80):020x}"
+    return f"{(time.time_ns() // 1_000_000) << 80 | _rand.getrandbits(80):032x}"
 
 
 def new_span_id() -> str:
