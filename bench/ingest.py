@@ -5,6 +5,9 @@ small inputs and outputs), batches of 1000 spans:
 
   (a) raw driver executemany of the prepared span rows (sqlite3 / psycopg),
       one transaction per batch, no trace totals: the floor;
+  (a'') the same for every row the default pipeline stores for these spans:
+      span rows, the checks' score rows and the trace rows (computed outside
+      the timing): the floor for (c);
   (b) StoreWriter.write (serialise + insert + recompute trace totals);
   (c) the whole pipeline: Observer.start_span/end_span on this thread, the
       worker thread with the default plugins, the writer, until flush();
@@ -80,6 +83,43 @@ def raw_sqlite(path: Path, rows: list[list[dict[str, Any]]]) -> None:
     for batch in rows:
         with conn:
             conn.executemany(sql, batch)
+    conn.close()
+
+
+def stored_rows(count: int, size: int, workdir: Path) -> list[dict[str, list[dict[str, Any]]]]:
+    """Per batch, the rows the default pipeline stores: spans (processed by
+    the default plugins), their score rows and their traces' rows."""
+    from framework.observer import Observer
+    from storage.trace_summary import summarize_trace
+
+    obs = Observer(f"sqlite:///{workdir}/scratch.db", spill_path=workdir / "scratch.spill.jsonl",
+                   entry_points=False)
+    writer = StoreWriter("sqlite://")
+    out = []
+    for batch in batches(make_spans(count), size):
+        scores = obs.pipeline._process_spans(batch)  # the plugins alone, no storage
+        rows = writer.prepare(WriteBatch(spans=batch, scores=scores))
+        by_trace: dict[str, list[dict[str, Any]]] = {}
+        for row in rows["spans"]:
+            by_trace.setdefault(row["trace_id"], []).append(row)
+        rows["traces"] = [summarize_trace(group, 0) for group in by_trace.values()]
+        out.append(rows)
+    obs.shutdown(timeout=5)
+    return out
+
+
+def raw_sqlite_all(path: Path, batches_of_rows: list[dict[str, list[dict[str, Any]]]]) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    sql = {}
+    for name in ("spans", "scores", "traces"):
+        columns = [c.name for c in schema.metadata.tables[name].columns]
+        sql[name] = f"INSERT INTO {name} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})"
+    for rows in batches_of_rows:
+        with conn:
+            for name in ("spans", "scores", "traces"):
+                conn.executemany(sql[name], rows[name])
     conn.close()
 
 
@@ -161,10 +201,14 @@ def main() -> int:
     results: list[tuple[str, str, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        for name in ("raw", "writer", "pipeline"):
+        for name in ("raw", "raw_all", "writer", "pipeline"):
             upgrade(f"sqlite:///{work / name}.db")
         results.append(("sqlite", "(a) raw sqlite3 executemany, prepared rows",
                         timed(lambda: raw_sqlite(work / "raw.db", prepared), len(spans))))
+        everything = stored_rows(args.spans, args.batch, work)
+        per_span = sum(len(r["scores"]) + len(r["traces"]) for r in everything) / len(spans)
+        results.append(("sqlite", f"(a'') the same, + {per_span:.2f} score/trace rows per span",
+                        timed(lambda: raw_sqlite_all(work / "raw_all.db", everything), len(spans))))
         results.append(("sqlite", "(b) StoreWriter.write (serialise+insert+totals)",
                         timed(lambda: writer_run(f"sqlite:///{work}/writer.db", spans, args.batch),
                               len(spans))))
