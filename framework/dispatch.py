@@ -14,6 +14,7 @@ a failure of kind "slow".
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -26,6 +27,34 @@ import pluggy
 log = logging.getLogger("chainsight.plugins")
 
 SLOW_WALL_FACTOR = 4.0
+
+
+class _GcClock:
+    """Seconds this process spent in garbage collection (``gc.callbacks``).
+
+    A collection runs inside whatever call allocated last, and a full one on
+    a large heap takes tens of milliseconds: the budget check subtracts it so
+    a check is not blamed for the heap. One callback per collection phase
+    costs well under a microsecond; it is installed once per process.
+    """
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.total += time.perf_counter() - self._started
+
+
+_GC_CLOCK = _GcClock()
+
+
+def _install_gc_clock() -> None:
+    if _GC_CLOCK not in gc.callbacks:
+        gc.callbacks.append(_GC_CLOCK)
 
 
 @dataclass
@@ -63,6 +92,7 @@ class GuardedDispatcher:
         self.version = 0  # bumped on every failure, so readers can tell health changed
         self._impls: dict[str, list[tuple[str, Callable[..., Any], tuple[str, ...]]]] = {}
         self._lock = threading.Lock()
+        _install_gc_clock()
 
     def refresh(self) -> None:
         """Forget cached implementation lists (call after registering a plugin)."""
@@ -139,7 +169,7 @@ class GuardedDispatcher:
             return False, None
         health.calls += 1
         if budget_s is not None:
-            wall0, cpu0 = time.perf_counter(), time.thread_time()
+            wall0, cpu0, gc0 = time.perf_counter(), time.thread_time(), _GC_CLOCK.total
         try:
             result = function(*args)
         except Exception as exc:
@@ -148,10 +178,13 @@ class GuardedDispatcher:
             self._failed(health, what, f"{type(exc).__name__}: {exc}", exc)
             return False, None
         if budget_s is not None:
-            wall, cpu = time.perf_counter() - wall0, time.thread_time() - cpu0
-            # Wall time alone would blame a check for the GIL waits and GC
-            # pauses of a busy process: over budget means the check itself
-            # computed too long, or blocked (I/O, sleep) for several budgets.
+            collecting = _GC_CLOCK.total - gc0
+            wall = time.perf_counter() - wall0 - collecting
+            cpu = time.thread_time() - cpu0 - collecting
+            # Wall time alone would blame a check for the GIL waits of a busy
+            # process, and either clock for its garbage collections: over
+            # budget means the check itself computed too long, or blocked
+            # (I/O, sleep) for several budgets.
             if cpu > budget_s or wall > SLOW_WALL_FACTOR * budget_s:
                 self._slow(health, what, wall, cpu, budget_s)
                 return True, result
@@ -176,13 +209,15 @@ class GuardedDispatcher:
         clock and the CPU clock is read only for a call that took longer than
         ``budget_s``. Its CPU time is then bounded from below by the thread's
         CPU since the last read minus the wall time of the other calls since
-        then, so a call is never blamed for time spent waiting for the GIL.
+        then, so a call is never blamed for time spent waiting for the GIL;
+        garbage collection time is taken out of both clocks.
         """
         health = self._health(name)
         clock, cpu_clock, strict = time.perf_counter, time.thread_time, self.strict
         timed = budget_s is not None
         limit = budget_s if budget_s is not None else 0.0
-        mark_wall, mark_cpu = clock(), cpu_clock() if timed else 0.0
+        gc_clock = _GC_CLOCK
+        mark_wall, mark_cpu, mark_gc = clock(), cpu_clock() if timed else 0.0, gc_clock.total
         for item in items:
             if health.degraded:
                 yield item, False, None
@@ -201,10 +236,12 @@ class GuardedDispatcher:
                 end = clock()
                 wall = end - start
                 if wall > limit:
-                    cpu_now = cpu_clock()
+                    cpu_now, gc_now = cpu_clock(), gc_clock.total
+                    collecting = gc_now - mark_gc
                     others = (end - mark_wall) - wall
-                    cpu = max(0.0, (cpu_now - mark_cpu) - others)
-                    mark_wall, mark_cpu = end, cpu_now
+                    cpu = max(0.0, (cpu_now - mark_cpu) - others - collecting)
+                    wall = max(0.0, wall - collecting)
+                    mark_wall, mark_cpu, mark_gc = end, cpu_now, gc_now
                     if cpu > limit or wall > SLOW_WALL_FACTOR * limit:
                         self._slow(health, what, wall, cpu, limit)
                         yield item, True, result

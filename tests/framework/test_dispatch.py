@@ -195,3 +195,25 @@ def test_map_budget_ignores_time_spent_waiting_for_the_gil() -> None:
         hog.join()
     health = dispatcher.health["cheap"]
     assert (health.calls, health.slow) == (30, 0)
+
+
+def test_budget_does_not_count_garbage_collection_against_a_check() -> None:
+    """A full collection on a large heap runs inside whatever call allocated
+    last; neither guard() nor map() blames the check for it."""
+    import gc
+
+    heap = [[i] for i in range(1_000_000)]  # a full collection walks all of these
+    try:
+        t0 = time.perf_counter()
+        gc.collect()
+        collection = time.perf_counter() - t0
+        budget = collection / 3  # the collection alone is three budgets
+        dispatcher = make(degrade_after=5)
+        dispatcher.guard("collector", gc.collect, budget_s=budget)
+        list(dispatcher.map("collector", lambda _: gc.collect(), [1, 2], what="check_span", budget_s=budget))
+        assert dispatcher.health["collector"].calls == 3
+        assert dispatcher.health["collector"].slow == 0
+        dispatcher.guard("spinner", lambda: _spin(collection), budget_s=budget)
+        assert dispatcher.health["spinner"].slow == 1  # computing that long still counts
+    finally:
+        del heap
