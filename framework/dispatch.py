@@ -74,6 +74,20 @@ class PluginHealth:
         return "degraded" if self.degraded else "active"
 
 
+def _over_budget(wall: float, cpu: float, others: float, budget_s: float) -> bool:
+    """Whether a call was slow: it computed for more than the budget, or it
+    blocked (I/O, sleep) for more than ``SLOW_WALL_FACTOR`` budgets.
+
+    Wall time alone would blame a check for the GIL waits of a busy process:
+    while a call waits for the GIL another thread of the process holds it and
+    runs, so the time it may have spent blocked on its own is its wall time
+    less its own CPU and less the CPU the process's other threads used
+    meanwhile (``others``).
+    """
+    blocked = wall - cpu - others
+    return cpu > budget_s or blocked > SLOW_WALL_FACTOR * budget_s
+
+
 class GuardedDispatcher:
     """Calls hook implementations one by one, isolating their failures."""
 
@@ -170,6 +184,7 @@ class GuardedDispatcher:
         health.calls += 1
         if budget_s is not None:
             wall0, cpu0, gc0 = time.perf_counter(), time.thread_time(), _GC_CLOCK.total
+            process0 = time.process_time()
         try:
             result = function(*args)
         except Exception as exc:
@@ -180,12 +195,10 @@ class GuardedDispatcher:
         if budget_s is not None:
             collecting = _GC_CLOCK.total - gc0
             wall = time.perf_counter() - wall0 - collecting
-            cpu = time.thread_time() - cpu0 - collecting
-            # Wall time alone would blame a check for the GIL waits of a busy
-            # process, and either clock for its garbage collections: over
-            # budget means the check itself computed too long, or blocked
-            # (I/O, sleep) for several budgets.
-            if cpu > budget_s or wall > SLOW_WALL_FACTOR * budget_s:
+            thread = time.thread_time() - cpu0
+            others = max(0.0, time.process_time() - process0 - thread)
+            cpu = thread - collecting
+            if _over_budget(wall, cpu, others, budget_s):
                 self._slow(health, what, wall, cpu, budget_s)
                 return True, result
         health.consecutive = 0
@@ -209,8 +222,8 @@ class GuardedDispatcher:
         clock and the CPU clock is read only for a call that took longer than
         ``budget_s``. Its CPU time is then bounded from below by the thread's
         CPU since the last read minus the wall time of the other calls since
-        then, so a call is never blamed for time spent waiting for the GIL;
-        garbage collection time is taken out of both clocks.
+        then. Garbage collection time is taken out of both clocks. See
+        :func:`_over_budget` for what counts as slow.
         """
         health = self._health(name)
         clock, cpu_clock, strict = time.perf_counter, time.thread_time, self.strict
@@ -218,6 +231,7 @@ class GuardedDispatcher:
         limit = budget_s if budget_s is not None else 0.0
         gc_clock = _GC_CLOCK
         mark_wall, mark_cpu, mark_gc = clock(), cpu_clock() if timed else 0.0, gc_clock.total
+        mark_process = time.process_time() if timed else 0.0
         for item in items:
             if health.degraded:
                 yield item, False, None
@@ -236,13 +250,14 @@ class GuardedDispatcher:
                 end = clock()
                 wall = end - start
                 if wall > limit:
-                    cpu_now, gc_now = cpu_clock(), gc_clock.total
+                    cpu_now, gc_now, process_now = cpu_clock(), gc_clock.total, time.process_time()
                     collecting = gc_now - mark_gc
-                    others = (end - mark_wall) - wall
-                    cpu = max(0.0, (cpu_now - mark_cpu) - others - collecting)
+                    rest = (end - mark_wall) - wall  # wall time of everything else since the mark
+                    cpu = max(0.0, (cpu_now - mark_cpu) - rest - collecting)
+                    others = max(0.0, (process_now - mark_process) - (cpu_now - mark_cpu))
                     wall = max(0.0, wall - collecting)
-                    mark_wall, mark_cpu, mark_gc = end, cpu_now, gc_now
-                    if cpu > limit or wall > SLOW_WALL_FACTOR * limit:
+                    mark_wall, mark_cpu, mark_gc, mark_process = end, cpu_now, gc_now, process_now
+                    if _over_budget(wall, cpu, others, limit):
                         self._slow(health, what, wall, cpu, limit)
                         yield item, True, result
                         continue

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from framework import hookimpl
-from framework.dispatch import GuardedDispatcher
+from framework.dispatch import SLOW_WALL_FACTOR, GuardedDispatcher
 from framework.model import Span
 from framework.plugin_manager import new_plugin_manager
 
@@ -217,3 +217,37 @@ def test_budget_does_not_count_garbage_collection_against_a_check() -> None:
         assert dispatcher.health["spinner"].slow == 1  # computing that long still counts
     finally:
         del heap
+
+
+def test_budget_does_not_take_gil_waits_for_blocking() -> None:
+    """A call that gives up the GIL a few times (sleep(0), as I/O would) and
+    gets it back only after a busy thread's switch interval each time has a
+    long wall time but blocked on nothing: not slow."""
+    import threading
+
+    dispatcher = make(degrade_after=50)
+    stop = threading.Event()
+
+    def busy() -> None:
+        while not stop.is_set():
+            sum(range(1000))
+
+    def yields() -> None:
+        for _ in range(6):
+            time.sleep(0)
+
+    hog = threading.Thread(target=busy)
+    hog.start()
+    walls = []
+    try:
+        for _ in range(5):
+            t0 = time.perf_counter()
+            dispatcher.guard("yielder", yields, budget_s=0.002)
+            walls.append(time.perf_counter() - t0)
+        list(dispatcher.map("yielder", lambda _: yields(), range(5), what="check_span", budget_s=0.002))
+    finally:
+        stop.set()
+        hog.join()
+    assert max(walls) > SLOW_WALL_FACTOR * 0.002  # the waits really were long
+    assert dispatcher.health["yielder"].calls == 10
+    assert dispatcher.health["yielder"].slow == 0
