@@ -5,7 +5,10 @@ Runs, interleaved in one process:
     trivial object), the floor the interpreter imposes;
   * chainsight: Observer.start_span + end_span into a real SQLite file, with the
     default built-in plugins loaded and the pipeline worker running (it competes
-    for the GIL, as it would in a real program).
+    for the GIL, as it would in a real program);
+  * caller alone: the same into a second observer whose worker sleeps through
+    the round (batch size and flush interval larger than a round) and drains
+    after it: the recording itself, without the worker's share of the GIL.
 
 Prints the median per-span cost over rounds and what the pipeline did with the
 spans (all must be written, none dropped).
@@ -58,22 +61,36 @@ def main() -> int:
             entry_points=False,
             pipeline={"queue_size": args.spans * 2},
         )
+        asleep = Observer(
+            f"sqlite:///{tmp}/asleep.db",
+            spill_path=Path(tmp) / "asleep.jsonl",
+            entry_points=False,
+            pipeline={"queue_size": args.spans * 2, "batch_size": 10**9, "flush_interval_s": 3600.0},
+        )
         loaded = [i.name for i in observer.plugins.infos if i.status == "active"]
         root = observer.start_span("bench-root", "chain")
+        asleep_root = asleep.start_span("bench-root", "chain")
         floor = _Floor()
         floor_times: list[float] = []
         ours: list[float] = []
+        alone: list[float] = []
         for _ in range(args.rounds):
             floor_times.append(run_round(floor, root, args.spans))
             ours.append(run_round(observer, root, args.spans))
             observer.flush(timeout=120)
+            alone.append(run_round(asleep, asleep_root, args.spans))
+            asleep.flush(timeout=120)
         observer.end_span(root)
         observer.flush(timeout=120)
-        stats = observer.stats()
+        asleep.end_span(asleep_root)
+        asleep.flush(timeout=120)
+        stats, asleep_stats = observer.stats(), asleep.stats()
         observer.shutdown(timeout=30)
+        asleep.shutdown(timeout=30)
 
     floor_us = statistics.median(floor_times) * 1e6
     ours_us = statistics.median(ours) * 1e6
+    alone_us = statistics.median(alone) * 1e6
     total = args.spans * args.rounds + 1
     print(f"plugins loaded: {', '.join(loaded) or '(none)'}")
     print(f"spans per round: {args.spans:,}  rounds: {args.rounds}")
@@ -81,11 +98,13 @@ def main() -> int:
     print(f"{'call-shape floor':28}{floor_us:>17.2f} us")
     print(f"{'chainsight start+end':28}{ours_us:>17.2f} us")
     print(f"{'above the floor':28}{ours_us - floor_us:>17.2f} us   (target: total < 5 us)")
+    print(f"{'caller alone (worker asleep)':28}{alone_us:>17.2f} us")
     print(
         f"pipeline: recorded {total:,}, written {stats.written:,}, dropped {stats.dropped:,}, "
         f"failed {stats.failed:,}, plugin errors {stats.plugin_errors:,}"
     )
-    return 0 if stats.written == total and stats.dropped == 0 else 1
+    complete = all(st.written == total and st.dropped == 0 for st in (stats, asleep_stats))
+    return 0 if complete else 1
 
 
 if __name__ == "__main__":
