@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from tcp_proxy import TcpProxy
 
+from framework import hookimpl
 from framework.observer import Observer
 from storage.engine import open_engine
 from storage.query import Store
@@ -210,3 +211,49 @@ def test_pipeline_counters_are_stored_as_samples(sqlite_url: str, tmp_path: Path
     assert max(s.value for s in samples) == 8.0  # the final sample at shutdown counts every span
     dropped = Store(sqlite_url).list_samples(name="chainsight_spans_dropped_total")
     assert dropped and dropped[-1].value == 0.0
+
+
+class ThreadWitness:
+    """Notes the thread of every pipeline hook, and whether the spans a sink
+    receives are already in the store when it runs."""
+
+    name = "witness"
+
+    def __init__(self, db: Path) -> None:
+        self.db = db
+        self.threads: set[str] = set()
+        self.unstored: list[str] = []
+        self.batches: list[list[str]] = []
+
+    @hookimpl
+    def process_span(self, span: Any) -> None:
+        self.threads.add(threading.current_thread().name)
+
+    @hookimpl
+    def spans_finished(self, spans: Any) -> None:
+        self.threads.add(threading.current_thread().name)
+        names = [s.name for s in spans]
+        with sqlite3.connect(self.db) as conn:
+            stored = {r[0] for r in conn.execute("SELECT name FROM spans")}
+        self.unstored.extend(n for n in names if n not in stored)
+        self.batches.append(names)
+
+
+def test_hooks_run_on_the_worker_and_sinks_after_their_batch_is_stored(tmp_path: Path) -> None:
+    db = tmp_path / "witness.db"
+    witness = ThreadWitness(db)
+    obs = Observer(f"sqlite:///{db}", spill_path=tmp_path / "spill.jsonl", builtins=(),
+                   entry_points=False, plugins=[witness], pipeline={"batch_size": 7})
+    try:
+        for i in range(100):
+            obs.end_span(obs.start_span(f"s{i:03d}", "tool"))
+            if i % 10 == 0:
+                time.sleep(0.01)  # let batches form while others are written
+        assert obs.flush(timeout=20)
+    finally:
+        obs.shutdown(timeout=10)
+    assert witness.threads == {"chainsight-pipeline"}
+    assert witness.unstored == []
+    # Batches reach the sinks (and the store) in the order they were recorded.
+    assert [n for batch in witness.batches for n in batch] == [f"s{i:03d}" for i in range(100)]
+    assert len(witness.batches) > 1
