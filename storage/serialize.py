@@ -6,6 +6,8 @@ turns any of them into JSON text of at most ``max_bytes`` UTF-8 bytes (a
 truncation marker replaces what does not fit); :func:`to_jsonable` is the same
 as a Python value. The common case (plain dicts, lists and strings) goes
 through the C encoder once; only awkward objects take the slow walk.
+Pydantic models (LangChain messages) are recognised by class, once, and
+:class:`BatchEncoder` dumps a model shared by several values of a batch once.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import enum
 import json
 import math
 import re
+import sys
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from pathlib import PurePath
 from typing import Any, Final
@@ -39,6 +42,26 @@ _NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 
 def _leaf(obj: Any) -> Any:
     """A JSON-friendly stand-in for one object json cannot encode (may still nest)."""
+    if _is_model(type(obj)):  # most leaves: LangChain messages; skips the checks below
+        return _model_leaf(obj)
+    return _leaf_any(obj)
+
+
+def _model_leaf(obj: Any) -> Any:
+    """:func:`_leaf` of an instance of an :func:`_is_model` class."""
+    dump = getattr(obj, "model_dump", None)
+    if callable(dump):
+        try:
+            return dump(mode="json")
+        except Exception:
+            try:
+                return dump()
+            except Exception:
+                return _safe_repr(obj)  # such a class is no Mapping
+    return _leaf_any(obj)
+
+
+def _leaf_any(obj: Any) -> Any:
     if isinstance(obj, bytes | bytearray | memoryview):
         raw = bytes(obj)
         return {"__bytes__": len(raw), "base64": base64.b64encode(raw[:BYTES_PREVIEW]).decode()}
@@ -68,6 +91,39 @@ def _leaf(obj: Any) -> Any:
     if isinstance(obj, Mapping):
         return dict(obj)
     return _safe_repr(obj)
+
+
+# Per class: is every instance one that _leaf_any sends straight to model_dump?
+# Bounded: classes made at run time (pydantic.create_model) come and go.
+_MODEL_CLASSES: dict[type, bool] = {}
+_MODEL_CLASSES_MAX: Final = 1024
+_EARLIER_LEAVES: Final = (
+    bytes, bytearray, memoryview, _dt.datetime, _dt.date, _dt.time, _dt.timedelta,
+    uuid.UUID, Decimal, PurePath, enum.Enum, BaseException, set, frozenset, Mapping,
+)
+
+
+def _is_model(cls: type) -> bool:
+    known = _MODEL_CLASSES.get(cls)
+    if known is None:
+        if len(_MODEL_CLASSES) >= _MODEL_CLASSES_MAX:
+            _MODEL_CLASSES.clear()
+        known = _MODEL_CLASSES[cls] = _plain_model_class(cls)
+    return known
+
+
+def _plain_model_class(cls: type) -> bool:
+    """A pydantic model class none of _leaf_any's earlier checks (nor its Mapping
+    check) can match, judged on the class alone: isinstance equals issubclass
+    of the type because no class in the MRO redefines ``__class__``."""
+    base = getattr(sys.modules.get("pydantic"), "BaseModel", None)
+    return (
+        isinstance(base, type)
+        and issubclass(cls, base)
+        and not issubclass(cls, _EARLIER_LEAVES)
+        and not dataclasses.is_dataclass(cls)
+        and not any("__class__" in vars(k) for k in cls.__mro__[:-1])
+    )
 
 
 def _safe_str(obj: Any) -> str:
@@ -127,11 +183,14 @@ def _key(key: Any) -> str:
     return key.value if isinstance(key, enum.Enum) and isinstance(key.value, str) else _safe_str(key)
 
 
-def _encode(obj: Any) -> tuple[str, int]:
-    """JSON text for anything, made storable everywhere, and its size in bytes."""
+def _encode(obj: Any, leaf: Callable[[Any], Any] = _leaf) -> tuple[str, int]:
+    """JSON text for anything, made storable everywhere, and its size in bytes.
+
+    ``leaf``: :func:`_leaf` or one that gives the same values (a memo of it).
+    """
     if _orjson is not None:
         try:
-            raw = _orjson.dumps(obj, default=_leaf, option=_orjson.OPT_NON_STR_KEYS)
+            raw = _orjson.dumps(obj, default=leaf, option=_orjson.OPT_NON_STR_KEYS)
         except Exception:  # cycles, surrogates, huge ints...: the careful walk below
             pass
         else:
@@ -174,12 +233,57 @@ def _marker(text: str, size: int, max_bytes: int) -> str:
 
 def encode_capped(obj: Any, max_bytes: int) -> str | None:
     """JSON text of ``obj`` of at most ``max_bytes`` bytes (None stays None)."""
+    return _capped(obj, max_bytes, _leaf)
+
+
+def _capped(obj: Any, max_bytes: int, leaf: Callable[[Any], Any]) -> str | None:
     if obj is None:
         return None
-    text, size = _encode(obj)
+    text, size = _encode(obj, leaf)
     if size <= max_bytes:
         return text
     return _marker(text, size, max_bytes)
+
+
+_MISSING: Final = object()
+
+
+class BatchEncoder:
+    """:func:`encode_capped` for the values of one batch, each pydantic object
+    dumped once: the spans of a trace share their messages (a prompt's output
+    is the model's input, the model's answer the parser's input).
+
+    Use one per batch and drop it after: it keeps every dumped object alive,
+    so an ``id`` it holds cannot be reused while it lives. An object changed
+    between two of its calls may be stored as it was first seen.
+    """
+
+    def __init__(self) -> None:
+        self._leaf = _memo_leaf()
+
+    def encode_capped(self, obj: Any, max_bytes: int) -> str | None:
+        return _capped(obj, max_bytes, self._leaf)
+
+
+def _memo_leaf() -> Callable[[Any], Any]:
+    """:func:`_leaf` with a memo of model dumps by ``id``. A closure, not a
+    method: a bound method kept on its instance would make a reference cycle,
+    and a batch's dumps would then wait for the garbage collector."""
+    dumps: dict[int, Any] = {}
+    dumped: list[Any] = []  # keeps their ids taken; cheaper than (object, dump) pairs
+
+    def leaf(obj: Any) -> Any:
+        out = dumps.get(id(obj), _MISSING)
+        if out is not _MISSING:
+            return out
+        if not _is_model(type(obj)):
+            return _leaf_any(obj)
+        out = dumps[id(obj)] = _model_leaf(obj)
+        dumped.append(obj)
+        return out
+
+    return leaf
+
 
 
 def to_jsonable(obj: Any, max_bytes: int) -> Any:

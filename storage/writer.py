@@ -16,7 +16,7 @@ statements on SQLite).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -27,7 +27,7 @@ from framework.model import Alert, Sample, Score, Span
 from storage import schema
 from storage.bulk import BulkInsert
 from storage.engine import DEFAULT_BUSY_TIMEOUT_MS, open_engine, translate_errors
-from storage.serialize import encode_capped, key_text
+from storage.serialize import BatchEncoder, encode_capped, key_text
 from storage.trace_summary import write_trace_totals
 
 SQLITE_MAX_VARIABLES: Final = 32_766  # SQLite's default limit since 3.32
@@ -50,10 +50,13 @@ def _tags_text(tags: Iterable[str] | None) -> str | None:
     return sep + sep.join(str(t).replace(sep, " ") for t in tags) + sep
 
 
-def _span_row(span: Span, cap: int) -> dict[str, Any]:
+def _span_row(
+    span: Span, cap: int, encode: Callable[[Any, int], str | None] = encode_capped
+) -> dict[str, Any]:
+    """``encode``: :func:`encode_capped` or a :class:`BatchEncoder`'s."""
     start, end = span.start_ns, span.end_ns
-    inputs = encode_capped(span.inputs, cap) if span.inputs is not None else None
-    outputs = encode_capped(span.outputs, cap) if span.outputs is not None else None
+    inputs = encode(span.inputs, cap) if span.inputs is not None else None
+    outputs = encode(span.outputs, cap) if span.outputs is not None else None
     error = span.error
     if error is not None and len(error) > cap:
         error = error[:cap] + "…"
@@ -82,12 +85,12 @@ def _span_row(span: Span, cap: int) -> dict[str, Any]:
         "chunk_count": span.chunk_count or 0,
         "inputs": inputs,
         "outputs": outputs,
-        "tags": encode_capped(span.tags, cap) if span.tags else None,
+        "tags": encode(span.tags, cap) if span.tags else None,
         "tags_text": _tags_text(span.tags) if root else None,
-        "metadata": encode_capped(span.metadata, cap) if span.metadata else None,
+        "metadata": encode(span.metadata, cap) if span.metadata else None,
         "user_id": span.user_id,
         "session_id": span.session_id,
-        "attributes": encode_capped(span.attributes, cap) if span.attributes else None,
+        "attributes": encode(span.attributes, cap) if span.attributes else None,
         "search_text": _search_text(span.name, error, inputs, outputs) if root else None,
     }
 
@@ -191,7 +194,8 @@ class StoreWriter:
         cap = self.max_content_bytes
         rows: dict[str, list[dict[str, Any]]] = {}
         if batch.spans:
-            rows["spans"] = [_span_row(span, cap) for span in batch.spans]
+            encode = BatchEncoder().encode_capped  # spans of a trace share messages
+            rows["spans"] = [_span_row(span, cap, encode) for span in batch.spans]
         if batch.scores:
             rows["scores"] = [_score_row(score) for score in batch.scores]
         if batch.samples:

@@ -2,12 +2,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import enum
 import json
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, RootModel, create_model
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from storage import serialize
 from storage.serialize import dumps, encode_capped, to_jsonable
@@ -130,3 +133,192 @@ def test_dumps_never_raises() -> None:
     loop.append(loop)
     assert json.loads(dumps(loop)) == ["<cycle>"]
     assert encode_capped(None, 10) is None
+
+
+# ---- the pydantic fast path and the batch memo give the generic path's text ----
+
+class Colour(enum.Enum):
+    RED = "red"
+
+
+class Inner(BaseModel):
+    when: dt.datetime
+    blob: bytes
+    colour: Colour
+    ratio: float
+
+
+class Outer(BaseModel):
+    inner: Inner
+    items: list[Inner]
+    extra: dict[Any, Any]
+
+
+class Opaque:
+    """Not serialisable by pydantic: mode="json" raises, python mode keeps it."""
+
+    def __repr__(self) -> str:
+        return "<opaque>"
+
+
+class HoldsOpaque(BaseModel):
+    model_config = {"arbitrary_types_allowed": True}
+    thing: Opaque
+
+
+class DumpFails(BaseModel):
+    x: int = 1
+
+    def model_dump(self, **kwargs: Any) -> Any:  # type: ignore[override]
+        raise RuntimeError("no dump")
+
+
+class MappingModel(BaseModel, Mapping[str, int]):  # type: ignore[misc]
+    x: int = 1
+
+    def __getitem__(self, key: str) -> int:
+        return self.x
+
+    def __iter__(self) -> Any:
+        return iter(["x"])
+
+    def __len__(self) -> int:
+        return 1
+
+
+class Disguised(BaseModel):
+    """Claims to be a datetime: isinstance sees ``__class__``, type() does not."""
+
+    x: int = 1
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        return dt.datetime
+
+    def isoformat(self) -> str:
+        return "disguised"
+
+
+class Cyclic(BaseModel):
+    child: Any = None
+
+
+@pydantic_dataclass
+class PydanticDataclass:
+    name: str
+
+
+def _langchain_values() -> list[Any]:
+    from langchain_core.documents import Document
+    from langchain_core.messages import (
+        AIMessage,
+        AIMessageChunk,
+        HumanMessage,
+        SystemMessage,
+        ToolMessage,
+    )
+    from langchain_core.outputs import ChatGeneration, ChatResult, LLMResult
+    from langchain_core.prompt_values import ChatPromptValue, StringPromptValue
+
+    ai = AIMessage(
+        content="It is sunny.", id="run-1",
+        tool_calls=[{"name": "weather", "args": {"city": "Paris"}, "id": "c1"}],
+        usage_metadata={"input_tokens": 4, "output_tokens": 3, "total_tokens": 7},
+        response_metadata={"model": "fake", "finish_reason": "stop"},
+    )
+    history = [SystemMessage("Be brief."), HumanMessage("Weather?", name="ana"), ai,
+               ToolMessage("Sunny", tool_call_id="c1", artifact={"raw": b"\x00\x01"})]
+    return [
+        ChatPromptValue(messages=history),
+        history,
+        ai,
+        AIMessageChunk(content=[{"type": "text", "text": "par"}], id="c"),
+        StringPromptValue(text="plain prompt"),
+        Document(page_content="doc", metadata={"source": "a.txt", "page": 3}),
+        ChatResult(generations=[ChatGeneration(message=ai)]),
+        LLMResult(generations=[[ChatGeneration(message=ai)]], llm_output={"n": 1}),
+        {"messages": history, "again": history, "last": ai},
+    ]
+
+
+def _tricky_values() -> list[Any]:
+    inner = Inner(when=dt.datetime(2024, 5, 1), blob=b"\x00raw", colour=Colour.RED,
+                  ratio=float("nan"))
+    broken = HoldsOpaque(thing=Opaque())
+    loop = Cyclic()
+    loop.child = loop
+    swapped = Message(role="user", content="hi")
+    object.__setattr__(swapped, "model_dump", "not callable")
+    return [
+        Outer(inner=inner, items=[inner, inner], extra={"k": inner, 2: {3}}),
+        broken, DumpFails(), MappingModel(), Disguised(), loop, swapped,
+        PydanticDataclass(name="pd"),
+        Message(role="a\x00b", content="\ud800 lone surrogate"),
+        [Message(role="big", content="x" * 50_000)],
+        RootModel[list[int]]([1, 2]),
+    ]
+
+
+def _reference(value: Any, cap: int, monkeypatch: pytest.MonkeyPatch) -> str | None:
+    """The text from the generic leaf walk alone (no per-class shortcut, no memo)."""
+    with monkeypatch.context() as m:
+        m.setattr(serialize, "_is_model", lambda cls: False)
+        return encode_capped(value, cap)
+
+
+@pytest.mark.parametrize("source", [_langchain_values, _tricky_values])
+def test_model_fast_path_and_batch_memo_match_the_generic_leaf(
+    source: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    values = source()
+    expected = [_reference(v, 10_000, monkeypatch) for v in values]
+    assert [encode_capped(v, 10_000) for v in values] == expected
+    batch = serialize.BatchEncoder()  # every value twice: the second from the memo
+    assert [batch.encode_capped(v, 10_000) for v in values + values] == expected + expected
+
+
+def test_model_fast_path_is_taken_only_for_plain_model_classes() -> None:
+    from langchain_core.messages import AIMessage
+
+    assert serialize._is_model(AIMessage) and serialize._is_model(Message)
+    for cls in (MappingModel, Disguised, PydanticDataclass, Node, dict, bytes):
+        assert not serialize._is_model(cls), cls
+
+
+def test_batch_memo_lives_for_one_batch() -> None:
+    message = Message(role="user", content="before")
+    assert "before" in (serialize.BatchEncoder().encode_capped([message], 1000) or "")
+    message.content = "after"
+    assert serialize.BatchEncoder().encode_capped([message], 1000) == encode_capped([message], 1000)
+    assert "after" in (encode_capped([message], 1000) or "")
+
+
+def test_model_class_cache_is_bounded() -> None:
+    for i in range(serialize._MODEL_CLASSES_MAX + 10):
+        encode_capped(create_model(f"Dyn{i}", x=(int, i))(), 1000)
+    assert len(serialize._MODEL_CLASSES) <= serialize._MODEL_CLASSES_MAX
+
+
+def test_prepared_batch_rows_match_rows_of_single_spans() -> None:
+    """The writer's per-batch memo: the same rows as encoding each span alone."""
+    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+    from langchain_core.prompt_values import ChatPromptValue
+
+    from framework.model import Span
+    from storage.writer import StoreWriter, WriteBatch, _span_row
+
+    messages = [SystemMessage("Be brief."), HumanMessage("Weather in Paris? ana@example.com")]
+    answer = AIMessage(content="Sunny.", tool_calls=[{"name": "w", "args": {}, "id": "c1"}])
+    spans = []
+    for _ in range(3):  # three traces; the same objects in each
+        prompt = Span("prompt", "prompt", start_ns=1)
+        prompt.inputs, prompt.outputs = {"q": "Weather?"}, ChatPromptValue(messages=messages)
+        llm = Span("model", "llm", trace_id=prompt.trace_id, start_ns=2)
+        llm.inputs, llm.outputs, llm.metadata = messages, answer, {"raw": answer}
+        parser = Span("parser", "parser", trace_id=prompt.trace_id, start_ns=3)
+        parser.inputs, parser.outputs, parser.tags = answer, answer.content, ["seq:step:3"]
+        spans += [prompt, llm, parser]
+    writer = StoreWriter("sqlite://", max_content_bytes=200)
+    rows = writer.prepare(WriteBatch(spans=spans))["spans"]
+    assert rows == [_span_row(span, 200) for span in spans]
+    assert any("__truncated__" in (row["outputs"] or "") for row in rows)
