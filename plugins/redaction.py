@@ -40,6 +40,7 @@ import dataclasses
 import functools
 import itertools
 import json
+import sys
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any, Final
@@ -179,6 +180,9 @@ class Redactor:
             return self._walk_mapping(value, counts, depth, path)
         if kind is list or kind is tuple:
             return self._walk_items(value, counts, depth, path)
+        fields = _model_fields(kind)
+        if fields is not None:
+            return self._walk_model(value, fields, counts, depth, path)
         if isinstance(value, Mapping):
             return self._walk_mapping(value, counts, depth, path)
         if isinstance(value, list | tuple | set | frozenset):
@@ -215,6 +219,29 @@ class Redactor:
         if new_items is None:
             return value
         return tuple(new_items) if isinstance(value, tuple) else new_items
+
+    def _walk_model(
+        self, value: Any, fields: tuple[str, ...], counts: Counter[str], depth: int, path: set[int]
+    ) -> Any:
+        """What :meth:`_walk_object` does with a pydantic model, for a class
+        :func:`_model_fields` vouches for; string fields skip the _walk call."""
+        walk, text = self._walk, self._text
+        updates: dict[str, Any] | None = None
+        for name in fields:
+            old = getattr(value, name, None)
+            if type(old) is str:
+                if not old:
+                    continue
+                new = text(old, counts, name)
+            elif old is None or (not old and type(old) in _PLAIN):
+                continue
+            else:
+                new = walk(old, counts, name, depth, path)
+            if new is not old:
+                if updates is None:
+                    updates = {}
+                updates[name] = new
+        return value.model_copy(update=updates) if updates else value
 
     def _walk_object(self, value: Any, counts: Counter[str], depth: int, path: set[int]) -> Any:
         walk = self._walk
@@ -257,6 +284,39 @@ class Redactor:
 _PLAIN: Final = frozenset({str, dict, list, tuple, bool, int, float})
 _SCALARS: Final = (bool, int, float, bytes, bytearray)  # a tuple: faster than a union
 _CONTAINERS: Final = frozenset({dict, list, tuple})
+
+
+# Per class: the field names, when _walk_object would take the pydantic
+# branch for every instance; else None. Bounded: classes made at run time
+# (pydantic.create_model) come and go.
+_MODEL_FIELDS: dict[type, tuple[str, ...] | None] = {}
+_MODEL_FIELDS_MAX: Final = 1024
+_NOT_MODELS: Final = (str, *_SCALARS, Mapping, list, tuple, set, frozenset)
+
+
+def _model_fields(cls: type) -> tuple[str, ...] | None:
+    try:
+        return _MODEL_FIELDS[cls]
+    except KeyError:
+        if len(_MODEL_FIELDS) >= _MODEL_FIELDS_MAX:
+            _MODEL_FIELDS.clear()
+        fields = _MODEL_FIELDS[cls] = _plain_model_fields(cls)
+        return fields
+
+
+def _plain_model_fields(cls: type) -> tuple[str, ...] | None:
+    """Judged on the class alone: a pydantic model that no earlier check of
+    the walk can match (isinstance equals issubclass of the type, as no class
+    in the MRO redefines ``__class__``)."""
+    base = getattr(sys.modules.get("pydantic"), "BaseModel", None)
+    if not (isinstance(base, type) and issubclass(cls, base)) or issubclass(cls, _NOT_MODELS):
+        return None
+    if any("__class__" in vars(k) for k in cls.__mro__[:-1]):
+        return None
+    fields = getattr(cls, "model_fields", None)
+    if not isinstance(fields, Mapping) or not hasattr(cls, "model_copy"):
+        return None
+    return tuple(fields)
 
 
 @functools.lru_cache(maxsize=4096)
