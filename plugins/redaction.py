@@ -162,7 +162,7 @@ class Redactor:
                 return self._text(value, counts, key)
             if value is None or isinstance(value, _SCALARS):
                 return value
-        if not value and kind in _PLAIN:
+        if kind in _PLAIN and not value:  # never ask other objects (numpy arrays raise)
             return value
         ident = id(value)
         if depth >= MAX_DEPTH or ident in path:
@@ -348,7 +348,26 @@ class RedactionPlugin:
     def process_span(self, span: Span) -> None:
         redactor = self.redactor
         if redactor.active:
-            redactor.redact_span(span)
+            try:
+                redactor.redact_span(span)
+            except Exception:
+                withhold_content(span)  # fail closed: nothing unredacted is stored
+                raise  # counted and logged by the host like any plugin failure
+
+
+WITHHELD: Final = "[withheld: redaction failed]"
+
+
+def withhold_content(span: Span) -> None:
+    """Replace everything redaction would have read, after it failed on ``span``."""
+    for field in ("inputs", "outputs", "metadata"):
+        if getattr(span, field) is not None:
+            setattr(span, field, WITHHELD)
+    if span.error:
+        span.error = WITHHELD
+    if span.attributes:
+        span.attributes = {k: v for k, v in span.attributes.items()
+                           if isinstance(v, int | float | bool)}
 
 
 def create_plugin() -> RedactionPlugin:

@@ -246,3 +246,46 @@ def test_without_redaction_the_seed_is_stored(tmp_path: Path) -> None:
     finally:
         obs.shutdown()
     assert any(EMAIL in v for _, _, v in all_text_rows(db_url))
+
+
+class Unreadable(dict):  # type: ignore[type-arg]
+    """A mapping redaction cannot walk: its items() raises."""
+
+    def items(self) -> Any:
+        raise RuntimeError("unreadable")
+
+
+class Ambiguous:
+    """Truth value undefined, like a numpy array."""
+
+    def __bool__(self) -> bool:
+        raise ValueError("ambiguous truth value")
+
+    def __repr__(self) -> str:
+        return "Ambiguous()"
+
+
+def test_a_span_redaction_fails_on_is_stored_without_its_content(tmp_path: Path) -> None:
+    """Fail closed: the failure is counted like any plugin failure, and the
+    span is stored with its content withheld, never unredacted."""
+    db_url = f"sqlite:///{tmp_path / 'r.db'}"
+    obs = Observer(db_url, entry_points=False, builtins=[("redaction", "plugins.redaction")],
+                   spill_path=tmp_path / "spill")
+    try:
+        with obs.span("bad") as bad:
+            bad.inputs = {"q": EMAIL, "odd": Unreadable(x=EMAIL)}
+            bad.outputs = EMAIL
+            bad.set_attribute("note", EMAIL)
+            bad.set_attribute("retries", 2)
+        with obs.span("fine") as fine:  # an object with no truth value is walked past
+            fine.inputs = {"q": EMAIL, "array": Ambiguous()}
+        assert obs.flush(5)
+        health = {h.name: h for h in obs.dispatcher.snapshot()}["redaction"]
+    finally:
+        obs.shutdown()
+    assert health.failures == 1 and "unreadable" in (health.last_error or "")
+    assert not any(EMAIL in v for _, _, v in all_text_rows(db_url))
+    stored = {r["name"]: r for r in rows(db_url, "spans")}
+    assert stored["bad"]["inputs"] == stored["bad"]["outputs"] == f'"{redaction.WITHHELD}"'
+    assert '"retries":2' in stored["bad"]["attributes"]
+    assert "[redacted:email]" in stored["fine"]["inputs"]
