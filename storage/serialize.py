@@ -51,14 +51,20 @@ def _model_leaf(obj: Any) -> Any:
     """:func:`_leaf` of an instance of an :func:`_is_model` class."""
     dump = getattr(obj, "model_dump", None)
     if callable(dump):
-        try:
-            return dump(mode="json")
-        except Exception:
-            try:
-                return dump()
-            except Exception:
-                return _safe_repr(obj)  # such a class is no Mapping
+        dumped, value = _dumped(dump)
+        return value if dumped else _safe_repr(obj)  # such a class is no Mapping
     return _leaf_any(obj)
+
+
+def _dumped(dump: Any) -> tuple[bool, Any]:
+    """``(True, model_dump(mode="json") or else model_dump())``, or ``(False, None)``."""
+    try:
+        return True, dump(mode="json")
+    except Exception:
+        try:
+            return True, dump()
+        except Exception:
+            return False, None
 
 
 def _leaf_any(obj: Any) -> Any:
@@ -81,13 +87,9 @@ def _leaf_any(obj: Any) -> Any:
         return {f.name: getattr(obj, f.name, None) for f in dataclasses.fields(obj)}
     dump = getattr(obj, "model_dump", None)  # pydantic v2 (LangChain messages)
     if callable(dump):
-        try:
-            return dump(mode="json")
-        except Exception:
-            try:
-                return dump()
-            except Exception:
-                pass
+        dumped, value = _dumped(dump)
+        if dumped:
+            return value
     if isinstance(obj, Mapping):
         return dict(obj)
     return _safe_repr(obj)
