@@ -239,10 +239,12 @@ class Pipeline:
                     items = [queue.popleft() for _ in range(min(size, len(queue)))]
                     self.taken += len(items)
                 batch = self._process(items)
-                # Only now wait for the previous batch: its rows were being
-                # written while this one was processed.
-                self._complete_write()
-                self._start_write(batch)
+                try:
+                    # Only now wait for the previous batch: its rows were
+                    # being written while this one was processed.
+                    self._complete_write()
+                finally:
+                    self._start_write(batch)
         finally:
             self._complete_write()
         if self._store_down_since is not None or self.spill.exists():
@@ -326,7 +328,6 @@ class Pipeline:
     def _complete_write(self) -> None:
         """Wait for the batch being written, count it, spill it if the store
         was unreachable, and run its sinks (worker)."""
-
         batch, self._writing = self._writing, None
         if batch is None:
             return
@@ -334,9 +335,11 @@ class Pipeline:
             if not self._writer_thread.is_alive():  # pragma: no cover - the loop never raises
                 batch.error = RuntimeError("the writer thread died")
                 break
-        if batch.rows is not None:
-            self._account(batch.rows, len(batch.spans), batch.error)
-        self._finish(batch)
+        try:
+            if batch.rows is not None:
+                self._account(batch.rows, len(batch.spans), batch.error)
+        finally:
+            self._finish(batch)  # counted for flush() whatever happened
 
     def _finish(self, batch: _Batch) -> None:
         """Sinks of a stored (or spilled) batch, then progress for flush()."""
