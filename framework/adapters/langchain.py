@@ -93,7 +93,8 @@ class _Recorder:
         metadata: dict[str, Any] | None = None,
     ) -> None:
         self._observer = observer
-        self._runs: dict[UUID, Span] = {}
+        # Keyed by ``run_id.int``: UUID.__hash__ is Python code, three calls a span.
+        self._runs: dict[int, Span] = {}
         self._user_id = user_id
         self._session_id = session_id
         self._tags = list(tags) if tags else None
@@ -117,7 +118,7 @@ class _Recorder:
         Adapters use it to nest their own spans (a litellm call made inside a
         LangChain run) under the run that is active in LangChain's context.
         """
-        return self._runs.get(run_id)
+        return self._runs.get(run_id.int)
 
     @property
     def open_runs(self) -> int:
@@ -135,14 +136,14 @@ class _Recorder:
         tags: list[str] | None,
         metadata: dict[str, Any] | None,
     ) -> Span:
-        parent = self._runs.get(parent_run_id) if parent_run_id is not None else None
+        parent = self._runs.get(parent_run_id.int) if parent_run_id is not None else None
         if parent is not None:
-            span = Span(name, kind, span_id=run_id.hex, trace_id=parent.trace_id,
+            span = Span(name, kind, span_id=f"{run_id.int:032x}", trace_id=parent.trace_id,
                         parent_id=parent.span_id)
             user_id, session_id = parent.user_id, parent.session_id
         else:
             # A fresh trace id (time-ordered, see framework.model.new_ordered_id).
-            span = Span(name, kind, span_id=run_id.hex)
+            span = Span(name, kind, span_id=f"{run_id.int:032x}")
             user_id, session_id = self._user_id, self._session_id
             if self._tags:
                 tags = self._tags + [t for t in tags or () if t not in self._tags]
@@ -160,11 +161,11 @@ class _Recorder:
             span.tags = tags
         if inputs is not None:
             span.inputs = inputs
-        self._runs[run_id] = span
+        self._runs[run_id.int] = span
         return span
 
     def _end(self, run_id: UUID, outputs: Any = None, error: BaseException | None = None) -> Span | None:
-        span = self._runs.pop(run_id, None)
+        span = self._runs.pop(run_id.int, None)
         if span is None:
             return None
         if error is not None and not _CONTROL_FLOW.isdisjoint(c.__name__ for c in type(error).__mro__):
@@ -178,7 +179,7 @@ class _Recorder:
         log.debug("chainsight LangChain handler failed in %s", what, exc_info=True)
 
     def _event(self, run_id: UUID | None, name: str, **data: Any) -> None:
-        span = self._runs.get(run_id) if run_id is not None else None
+        span = self._runs.get(run_id.int) if run_id is not None else None
         if span is None:
             return
         if span.attributes is None:
@@ -214,7 +215,7 @@ class _Recorder:
         try:
             late_inputs = kwargs.get("inputs")  # streaming runs send their inputs at the end
             if late_inputs is not None:
-                span = self._runs.get(run_id)
+                span = self._runs.get(run_id.int)
                 if span is not None:
                     span.inputs = late_inputs
             self._end(run_id, outputs)
@@ -225,7 +226,7 @@ class _Recorder:
         try:
             late_inputs = kwargs.get("inputs")
             if late_inputs is not None:
-                span = self._runs.get(run_id)
+                span = self._runs.get(run_id.int)
                 if span is not None and span.inputs is None:
                     span.inputs = late_inputs
             self._end(run_id, None, error)
@@ -234,7 +235,7 @@ class _Recorder:
 
     def _agent_action(self, action: AgentAction, run_id: UUID) -> None:
         try:
-            span = self._runs.get(run_id)
+            span = self._runs.get(run_id.int)
             if span is not None and span.kind == "chain":
                 span.kind = "agent"
             self._event(run_id, "agent_action", tool=action.tool, tool_input=action.tool_input,
@@ -244,7 +245,7 @@ class _Recorder:
 
     def _agent_finish(self, finish: AgentFinish, run_id: UUID) -> None:
         try:
-            span = self._runs.get(run_id)
+            span = self._runs.get(run_id.int)
             if span is not None and span.kind == "chain":
                 span.kind = "agent"
             self._event(run_id, "agent_finish", return_values=finish.return_values, log=finish.log)
@@ -281,7 +282,7 @@ class _Recorder:
             self._failed("on_llm_start")
 
     def _new_token(self, run_id: UUID) -> None:
-        span = self._runs.get(run_id)
+        span = self._runs.get(run_id.int)
         if span is not None:
             if span.first_token_ns is None:
                 span.first_token_ns = time.time_ns()
@@ -289,7 +290,7 @@ class _Recorder:
 
     def _llm_end(self, response: LLMResult, run_id: UUID) -> None:
         try:
-            span = self._runs.get(run_id)
+            span = self._runs.get(run_id.int)
             if span is None:
                 return
             outputs: Any = None
