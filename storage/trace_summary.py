@@ -36,6 +36,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from framework.model import tpot_seconds
 from storage import schema
 from storage.bulk import BulkInsert
 
@@ -205,10 +206,8 @@ def summarize_trace(spans: Sequence[dict[str, Any]], now_ns: int) -> dict[str, A
     assert start is not None, "a trace summary needs at least one span"
     ttft = tpot = None
     if stream is not None:
-        ttft = (stream["first_token_ns"] - stream["start_ns"]) / 1e6
-        out = stream["output_tokens"]
-        if out is not None and out >= 2 and stream["end_ns"] is not None:
-            tpot = (stream["end_ns"] - stream["first_token_ns"]) / 1e6 / (out - 1)
+        ttft, tpot = _stream_timings(stream["start_ns"], stream["first_token_ns"], stream["end_ns"],
+                                     stream["output_tokens"])
     has_root = "span_id" in root
     return {
         "trace_id": spans[0]["trace_id"],
@@ -338,12 +337,14 @@ def _first_stream_timings(conn: sa.Connection, trace_id: str) -> tuple[float | N
     ).first()
     if row is None:  # pragma: no cover - both sides had one
         return None, None
-    ttft = (row.first_token_ns - row.start_ns) / 1e6
-    out = row.output_tokens
-    tpot = None
-    if out is not None and out >= 2 and row.end_ns is not None:
-        tpot = (row.end_ns - row.first_token_ns) / 1e6 / (out - 1)
-    return ttft, tpot
+    return _stream_timings(row.start_ns, row.first_token_ns, row.end_ns, row.output_tokens)
+
+
+def _stream_timings(start_ns: int, first_token_ns: int, end_ns: int | None,
+                    output_tokens: int | None) -> tuple[float, float | None]:
+    """(TTFT, TPOT) in milliseconds of one streamed LLM call."""
+    tpot = tpot_seconds(first_token_ns, end_ns, output_tokens)
+    return (first_token_ns - start_ns) / 1e6, tpot * 1000 if tpot is not None else None
 
 
 def _first_model(conn: sa.Connection, trace_id: str) -> str | None:
