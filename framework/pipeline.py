@@ -247,10 +247,15 @@ class Pipeline:
                     self._start_write(batch)
         finally:
             self._complete_write()
-        if self._store_down_since is not None or self.spill.exists():
+        if self._behind_spill:
             self._try_replay()
         if time.monotonic() - self._last_stats >= self.options.stats_interval_s and self.taken:
             self._store_stats()
+
+    @property
+    def _behind_spill(self) -> bool:
+        """The store is down, or spilled batches wait: new ones queue behind them."""
+        return self._store_down_since is not None or self.spill.exists()
 
     def _store_stats(self) -> None:
         """The pipeline's own counters, stored as samples so every reader (TUI,
@@ -301,7 +306,7 @@ class Pipeline:
         """Hand a processed batch to the writer, or spill it while the store is
         down (worker; the previous batch is complete, so order is kept)."""
         rows = batch.rows
-        if rows and (self._store_down_since is not None or self.spill.exists()):
+        if rows and self._behind_spill:
             # Keep order: while anything is spilled, new batches queue behind it.
             self._spill(rows, len(batch.spans))
             batch.rows = None
@@ -483,15 +488,15 @@ class Pipeline:
         rows = self._prepare([], [], samples, [])
         if not rows:
             return
-        if self._store_down_since is not None or self.spill.exists():
+        if self._behind_spill:
             self._spill(rows, 0)
             return
+        error: Exception | None = None
         try:
             self.writer.write_prepared(rows)
         except Exception as exc:
-            self._account(rows, 0, exc)
-        else:
-            self._account(rows, 0, None)
+            error = exc
+        self._account(rows, 0, error)
 
     def _spill(self, rows: dict[str, list[dict[str, Any]]], count: int) -> None:
         try:
