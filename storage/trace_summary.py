@@ -162,6 +162,12 @@ def _trace_upsert(dialect_name: str) -> sa.Executable:
 def summarize_trace(spans: Sequence[dict[str, Any]], now_ns: int) -> dict[str, Any]:
     """The trace row of a trace whose spans are exactly ``spans`` (prepared
     span rows, at least one), by the rules above; one pass, no SQL."""
+    return _summarize(spans, now_ns)[0]
+
+
+def _summarize(spans: Sequence[dict[str, Any]], now_ns: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """:func:`summarize_trace`, and per root column the greatest value among
+    the root spans (what :func:`merge_rootless` needs of the roots)."""
     start = end = None
     count = llms = errors = unpriced = inputs = outputs = 0
     cost: float | None = None
@@ -209,7 +215,7 @@ def summarize_trace(spans: Sequence[dict[str, Any]], now_ns: int) -> dict[str, A
         ttft, tpot = _stream_timings(stream["start_ns"], stream["first_token_ns"], stream["end_ns"],
                                      stream["output_tokens"])
     has_root = "span_id" in root
-    return {
+    row = {
         "trace_id": spans[0]["trace_id"],
         "root_span_id": root.get("span_id"),
         "name": root.get("name") or "",
@@ -234,6 +240,7 @@ def summarize_trace(spans: Sequence[dict[str, Any]], now_ns: int) -> dict[str, A
         "search_text": root.get("search_text"),
         "updated_ns": now_ns,
     }
+    return row, root
 
 
 ROOT_COLUMNS: Final = ("span_id", "name", "status", "user_id", "session_id", "tags_text", "search_text")
@@ -289,7 +296,7 @@ def merge_rootless(conn: sa.Connection, old: dict[str, Any], spans: Sequence[dic
     earliest streaming or modelled LLM call can need a look at the spans
     table, when both sides have one: an index walk from the trace's start.
     """
-    new = summarize_trace(spans, now_ns)
+    new, root = _summarize(spans, now_ns)
     merged = dict(new)
     start = min(old["start_ns"], new["start_ns"])
     ends = [e for e in (old["end_ns"], new["end_ns"]) if e is not None]
@@ -302,29 +309,20 @@ def merge_rootless(conn: sa.Connection, old: dict[str, Any], spans: Sequence[dic
     merged["cost_usd"] = sum(costs) if costs else None
     if new["root_span_id"] is None:
         merged["status"] = "error" if merged["error_count"] else "unset"
-    root_user, root_session = _root_people(spans)
-    for column, from_root in (("user_id", root_user), ("session_id", root_session)):
-        if from_root is None:
+    for column in ("user_id", "session_id"):
+        if root.get(column) is None:
             values = [v for v in (old[column], new[column]) if v is not None]
             merged[column] = max(values) if values else None
     trace_id = old["trace_id"]
-    if new["ttft_ms"] is None or old["ttft_ms"] is None:
-        if new["ttft_ms"] is None:
-            merged["ttft_ms"], merged["tpot_ms"] = old["ttft_ms"], old["tpot_ms"]
-    else:
+    if new["ttft_ms"] is None:
+        merged["ttft_ms"], merged["tpot_ms"] = old["ttft_ms"], old["tpot_ms"]
+    elif old["ttft_ms"] is not None:  # both streamed: which call came first?
         merged["ttft_ms"], merged["tpot_ms"] = _first_stream_timings(conn, trace_id)
-    if new["model"] is None or old["model"] is None:
-        merged["model"] = new["model"] if new["model"] is not None else old["model"]
-    else:
+    if new["model"] is None:
+        merged["model"] = old["model"]
+    elif old["model"] is not None:
         merged["model"] = _first_model(conn, trace_id)
     return merged
-
-
-def _root_people(spans: Sequence[dict[str, Any]]) -> tuple[Any, Any]:
-    """The greatest user and session among the root spans of ``spans``."""
-    users = [r["user_id"] for r in spans if r["parent_id"] is None and r["user_id"] is not None]
-    sessions = [r["session_id"] for r in spans if r["parent_id"] is None and r["session_id"] is not None]
-    return (max(users) if users else None), (max(sessions) if sessions else None)
 
 
 def _first_stream_timings(conn: sa.Connection, trace_id: str) -> tuple[float | None, float | None]:
