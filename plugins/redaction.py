@@ -40,13 +40,13 @@ import dataclasses
 import functools
 import itertools
 import json
-import sys
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any, Final
 
 from framework import hookimpl
 from framework.model import Span
+from framework.model_classes import ClassMemo, plain_pydantic_class
 from plugins import detectors
 from plugins.detectors import SECRETS, SENSITIVE_KEY, SWITCHES, Detector
 
@@ -286,37 +286,21 @@ _SCALARS: Final = (bool, int, float, bytes, bytearray)  # a tuple: faster than a
 _CONTAINERS: Final = frozenset({dict, list, tuple})
 
 
-# Per class: the field names, when _walk_object would take the pydantic
-# branch for every instance; else None. Bounded: classes made at run time
-# (pydantic.create_model) come and go.
-_MODEL_FIELDS: dict[type, tuple[str, ...] | None] = {}
-_MODEL_FIELDS_MAX: Final = 1024
 _NOT_MODELS: Final = (str, *_SCALARS, Mapping, list, tuple, set, frozenset)
 
 
-def _model_fields(cls: type) -> tuple[str, ...] | None:
-    try:
-        return _MODEL_FIELDS[cls]
-    except KeyError:
-        if len(_MODEL_FIELDS) >= _MODEL_FIELDS_MAX:
-            _MODEL_FIELDS.clear()
-        fields = _MODEL_FIELDS[cls] = _plain_model_fields(cls)
-        return fields
-
-
 def _plain_model_fields(cls: type) -> tuple[str, ...] | None:
-    """Judged on the class alone: a pydantic model that no earlier check of
-    the walk can match (isinstance equals issubclass of the type, as no class
-    in the MRO redefines ``__class__``)."""
-    base = getattr(sys.modules.get("pydantic"), "BaseModel", None)
-    if not (isinstance(base, type) and issubclass(cls, base)) or issubclass(cls, _NOT_MODELS):
-        return None
-    if any("__class__" in vars(k) for k in cls.__mro__[:-1]):
+    """The field names, when _walk_object would take the pydantic branch for
+    every instance of ``cls`` (one no earlier check of the walk matches)."""
+    if not plain_pydantic_class(cls, _NOT_MODELS):
         return None
     fields = getattr(cls, "model_fields", None)
     if not isinstance(fields, Mapping) or not hasattr(cls, "model_copy"):
         return None
     return tuple(fields)
+
+
+_model_fields = ClassMemo(_plain_model_fields)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -19,12 +19,13 @@ import enum
 import json
 import math
 import re
-import sys
 import uuid
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from pathlib import PurePath
 from typing import Any, Final
+
+from framework.model_classes import ClassMemo, plain_pydantic_class
 
 try:  # ~15x faster than the stdlib encoder on the write path; optional
     import orjson as _orjson
@@ -95,37 +96,19 @@ def _leaf_any(obj: Any) -> Any:
     return _safe_repr(obj)
 
 
-# Per class: is every instance one that _leaf_any sends straight to model_dump?
-# Bounded: classes made at run time (pydantic.create_model) come and go.
-_MODEL_CLASSES: dict[type, bool] = {}
-_MODEL_CLASSES_MAX: Final = 1024
+# Classes _leaf_any matches before it tries model_dump (its Mapping check too).
 _EARLIER_LEAVES: Final = (
     bytes, bytearray, memoryview, _dt.datetime, _dt.date, _dt.time, _dt.timedelta,
     uuid.UUID, Decimal, PurePath, enum.Enum, BaseException, set, frozenset, Mapping,
 )
 
 
-def _is_model(cls: type) -> bool:
-    known = _MODEL_CLASSES.get(cls)
-    if known is None:
-        if len(_MODEL_CLASSES) >= _MODEL_CLASSES_MAX:
-            _MODEL_CLASSES.clear()
-        known = _MODEL_CLASSES[cls] = _plain_model_class(cls)
-    return known
-
-
 def _plain_model_class(cls: type) -> bool:
-    """A pydantic model class none of _leaf_any's earlier checks (nor its Mapping
-    check) can match, judged on the class alone: isinstance equals issubclass
-    of the type because no class in the MRO redefines ``__class__``."""
-    base = getattr(sys.modules.get("pydantic"), "BaseModel", None)
-    return (
-        isinstance(base, type)
-        and issubclass(cls, base)
-        and not issubclass(cls, _EARLIER_LEAVES)
-        and not dataclasses.is_dataclass(cls)
-        and not any("__class__" in vars(k) for k in cls.__mro__[:-1])
-    )
+    """Every instance of ``cls`` is one _leaf_any sends straight to model_dump."""
+    return plain_pydantic_class(cls, _EARLIER_LEAVES) and not dataclasses.is_dataclass(cls)
+
+
+_is_model = ClassMemo(_plain_model_class)
 
 
 def _safe_str(obj: Any) -> str:

@@ -12,6 +12,7 @@ import pytest
 from pydantic import BaseModel, ConfigDict, PrivateAttr, RootModel, create_model
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
+from framework.model_classes import MAX_CLASSES
 from plugins import redaction
 from plugins.redaction import Redactor
 from storage.serialize import dumps
@@ -205,6 +206,6 @@ def test_masked_model_is_a_copy_with_the_findings_counted() -> None:
 
 def test_model_class_cache_is_bounded() -> None:
     redactor = Redactor()
-    for i in range(redaction._MODEL_FIELDS_MAX + 10):
+    for i in range(MAX_CLASSES + 10):
         redactor.redact(create_model(f"Dyn{i}", text=(str, ""))(text="x"), Counter())
-    assert len(redaction._MODEL_FIELDS) <= redaction._MODEL_FIELDS_MAX
+    assert len(redaction._model_fields) <= MAX_CLASSES

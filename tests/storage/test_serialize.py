@@ -12,6 +12,7 @@ import pytest
 from pydantic import BaseModel, RootModel, create_model
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
+from framework.model_classes import MAX_CLASSES
 from storage import serialize
 from storage.serialize import dumps, encode_capped, to_jsonable
 
@@ -294,9 +295,9 @@ def test_batch_memo_lives_for_one_batch() -> None:
 
 
 def test_model_class_cache_is_bounded() -> None:
-    for i in range(serialize._MODEL_CLASSES_MAX + 10):
+    for i in range(MAX_CLASSES + 10):
         encode_capped(create_model(f"Dyn{i}", x=(int, i))(), 1000)
-    assert len(serialize._MODEL_CLASSES) <= serialize._MODEL_CLASSES_MAX
+    assert len(serialize._is_model) <= MAX_CLASSES
 
 
 def test_prepared_batch_rows_match_rows_of_single_spans() -> None:
