@@ -372,6 +372,20 @@ def resolve_plugin_configs(
     *,
     ignore: Iterable[str] = (),
 ) -> dict[str, dict[str, Any]]:
+    """:func:`resolve_plugin_configs_leniently`, raising one :class:`ConfigError`
+    listing every problem, across all plugins."""
+    result, problems = resolve_plugin_configs_leniently(settings, schemas, ignore=ignore)
+    if problems:
+        raise ConfigError(problems)
+    return result
+
+
+def resolve_plugin_configs_leniently(
+    settings: Settings,
+    schemas: Mapping[str, Mapping[str, Any] | None],
+    *,
+    ignore: Iterable[str] = (),
+) -> tuple[dict[str, dict[str, Any]], list[ConfigProblem]]:
     """Validate every ``[plugins.NAME]`` table and return each installed plugin's config.
 
     ``schemas`` maps each installed plugin's name to its ``CONFIG_SCHEMA``
@@ -429,11 +443,9 @@ def resolve_plugin_configs(
             continue
         for parts, message in errs:
             problem(parts, message)
-        result[name] = apply_defaults(schema, config)
-    if problems:
-        problems.sort(key=lambda p: p.line or 0)
-        raise ConfigError(problems)
-    return result
+        result[name] = apply_defaults(schema, {} if errs or missing else config)
+    problems.sort(key=lambda p: p.line or 0)
+    return result, problems
 
 
 # --------------------------------------------------------------------------

@@ -24,3 +24,8 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("demo", "plugins.demo"),
     ("tui", "plugins.tui_command"),
 )
+
+# Built-ins that must never be skipped: if one of these (not disabled by the
+# user) cannot be loaded or configured, span content is withheld rather than
+# stored unredacted.
+FAIL_CLOSED_BUILTINS: tuple[str, ...] = ("redaction",)

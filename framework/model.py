@@ -295,7 +295,13 @@ class Alert:
 
 @dataclass(frozen=True, slots=True)
 class PipelineStats:
-    """Counters of the recorder pipeline, shown in the TUI and exported."""
+    """Counters of the recorder pipeline, shown in the TUI and exported.
+
+    Every span recorded ends in exactly one of: written, dropped (queue
+    overflow), failed (could not be processed or spilled), dead_lettered
+    (the store rejected it; kept in the dead-letter file), lost (not stored
+    by the exit deadline), or still spilled, queued or in flight.
+    """
 
     queued: int
     dropped: int
@@ -305,3 +311,10 @@ class PipelineStats:
     replayed: int
     queue_depth: int
     plugin_errors: int
+    dead_lettered: int = 0
+    lost: int = 0
+
+    @property
+    def not_stored(self) -> int:
+        """Spans recorded in this process that will never reach the store on their own."""
+        return self.dropped + self.failed + self.dead_lettered + self.lost

@@ -14,21 +14,25 @@ import inspect
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from framework.defaults import FAIL_CLOSED_BUILTINS
 from framework.dispatch import GuardedDispatcher
 from framework.model import Alert, PipelineStats, Sample, Score, Span
-from framework.pipeline import Feedback, Pipeline, PipelineOptions, Registered
+from framework.pipeline import Feedback, Pipeline, PipelineOptions, PipelineParts, Registered
 from framework.plugin_manager import PluginSet, load_plugins, plugin_name
 
 if TYPE_CHECKING:
-    from framework.config import Settings
+    from framework.config import ConfigProblem, Settings
+    from storage.writer import StoreWriter
 
 log = logging.getLogger("chainsight")
 
@@ -37,6 +41,37 @@ F = TypeVar("F", bound=Callable[..., Any])
 _current_span: contextvars.ContextVar[Span | None] = contextvars.ContextVar(
     "chainsight_current_span", default=None
 )
+
+
+# How long reading a start-up attribute (``observer.plugins``...) waits for it.
+STARTUP_WAIT_S = 60.0
+_STARTED = frozenset({"settings", "plugins", "dispatcher", "registered", "pipeline_options",
+                      "writer", "storage_url", "strict"})
+
+
+@dataclass(frozen=True)
+class _Given:
+    """The observer's constructor arguments, kept for start-up on the worker."""
+
+    storage_url: str | None
+    settings: Settings | None
+    config_path: str | os.PathLike[str] | None
+    plugins: tuple[object, ...]
+    builtins: Sequence[tuple[str, str]] | None
+    entry_points: bool
+    strict: bool | None
+    spill_path: str | os.PathLike[str] | None
+    pipeline: dict[str, Any]
+
+
+def _say_config_problems(settings: Settings, problems: Sequence[ConfigProblem]) -> None:
+    """Once per observer, in the words of ``chainsight config check``."""
+    log.error(
+        "chainsight: invalid configuration in %s (%d problem%s); recording goes on with the "
+        "built-in defaults for those parts:\n%s",
+        settings.display_path, len(problems), "" if len(problems) == 1 else "s",
+        "\n".join(f"  {p}" for p in problems),
+    )
 
 
 def current_span() -> Span | None:
@@ -66,45 +101,107 @@ class Observer:
         spill_path: str | os.PathLike[str] | None = None,
         pipeline: Mapping[str, Any] | None = None,
     ) -> None:
-        from framework.config import load_settings, resolve_plugin_configs
-        from storage.writer import StoreWriter
-
-        self.settings = settings if settings is not None else load_settings(config_path)
-        options: dict[str, Any] = dict(self.settings.pipeline)
-        options.update(pipeline or {})
-        self.strict = bool(options.get("strict", False)) if strict is None else strict
-        self.storage_url = storage_url or self.settings.storage_url
-        max_content = int(
-            self.settings.storage.get("max_content_bytes") or options.get("max_content_bytes", 32_768)
-        )
-
-        self.plugins: PluginSet = load_plugins(
-            self.settings, strict=self.strict, builtins=builtins,
-            entry_points=entry_points, extra=plugins,
-        )
-        self.dispatcher = GuardedDispatcher(
-            self.plugins.pm, strict=self.strict, degrade_after=int(options.get("degrade_after", 5))
-        )
-        self.registered = Registered()
-        # Effective options, visible to plugins from configure() on.
-        self.pipeline_options = PipelineOptions.from_settings(options)
-        failed = [i.name for i in self.plugins.infos if i.status == "failed"]
-        self._configs = resolve_plugin_configs(self.settings, self.plugins.schemas, ignore=failed)
-        self._configure_all()
-        self._collect_registrations()
-
-        self.writer = StoreWriter(self.storage_url, max_content_bytes=max_content)
-        path = Path(spill_path) if spill_path is not None else self.settings.spill_path
-        self.pipeline = Pipeline(
-            self.writer, self.dispatcher, self.registered, self.pipeline_options, path,
-        )
+        """Cheap: the configuration, the plugins and the store are loaded on
+        the pipeline worker, so building an observer (and the first traced
+        call) never waits for them; spans recorded meanwhile are queued.
+        With ``strict=True`` they load here, and a problem raises."""
+        self._given = _Given(storage_url, settings, config_path, tuple(plugins), builtins,
+                             entry_points, strict, spill_path, dict(pipeline or {}))
         self.internal_errors = 0
         self._closed = False
         self._sampler: _SamplerThread | None = None
-        if self.registered.samplers:
+        self._shutdown_timeout = float(self._given.pipeline.get("shutdown_timeout_s", 5.0))
+        options = PipelineOptions.from_settings(self._given.pipeline)
+        parts = self._startup() if strict else None
+        self.pipeline = Pipeline(options, self._startup, parts)
+        if parts is not None:
+            self._start_sampler()
+        _live_observers.add(self)
+        _watch_multiprocessing_child()
+
+    # Set by _startup (on the worker): reading one waits until start-up is done.
+    settings: Settings
+    plugins: PluginSet
+    dispatcher: GuardedDispatcher
+    registered: Registered
+    pipeline_options: PipelineOptions
+    writer: StoreWriter
+    storage_url: str
+    strict: bool
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _STARTED and "pipeline" in self.__dict__:
+            self.pipeline.wait_ready(STARTUP_WAIT_S)
+            if name in self.__dict__:
+                return self.__dict__[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def _startup(self) -> PipelineParts:
+        """Configuration, plugins and the store (the worker, or the caller in strict mode)."""
+        from framework.config import (
+            ConfigError,
+            Settings,
+            read_settings,
+            resolve_plugin_configs_leniently,
+        )
+        from storage.writer import StoreWriter
+
+        given = self._given
+        problems: list[ConfigProblem] = []
+        if given.settings is not None:
+            settings = given.settings
+        else:
+            try:
+                settings, problems = read_settings(given.config_path)
+            except ConfigError as exc:  # a named file that does not exist
+                settings, problems = Settings(), exc.problems
+        strict = bool(settings.pipeline.get("strict", False)) if given.strict is None else given.strict
+        if problems and strict:
+            raise ConfigError(problems)
+        options: dict[str, Any] = dict(settings.pipeline)
+        options.update(given.pipeline)
+        self.settings = settings
+        self.strict = strict
+        self.storage_url = given.storage_url or settings.storage_url
+        self._shutdown_timeout = float(options.get("shutdown_timeout_s", 5.0))
+        max_content = int(settings.storage.get("max_content_bytes") or options.get("max_content_bytes", 32_768))
+        self.plugins = load_plugins(settings, strict=strict, builtins=given.builtins,
+                                    entry_points=given.entry_points, extra=given.plugins)
+        self.dispatcher = GuardedDispatcher(self.plugins.pm, strict=strict,
+                                            degrade_after=int(options.get("degrade_after", 5)))
+        self.registered = Registered()
+        self.pipeline_options = PipelineOptions.from_settings(options)
+        failed = [i.name for i in self.plugins.infos if i.status == "failed"]
+        self._configs, plugin_problems = resolve_plugin_configs_leniently(
+            settings, self.plugins.schemas, ignore=failed)
+        if plugin_problems and strict:
+            raise ConfigError(plugin_problems)
+        if problems or plugin_problems:
+            _say_config_problems(settings, [*problems, *plugin_problems])
+        self._configure_all()
+        self._collect_registrations()
+        self.writer = StoreWriter(self.storage_url, max_content_bytes=max_content)
+        path = Path(given.spill_path) if given.spill_path is not None else settings.spill_path
+        if "pipeline" in self.__dict__:  # else __init__ starts it, once the pipeline exists
+            self._start_sampler()
+        return PipelineParts(self.writer, self.dispatcher, self.registered, self.pipeline_options,
+                             path, withhold_all=self._redaction_missing())
+
+    def _start_sampler(self) -> None:
+        if self.registered.samplers and self._sampler is None:
             self._sampler = _SamplerThread(self)
             self._sampler.start()
-        _live_observers.add(self)
+
+    def _redaction_missing(self) -> str | None:
+        """Why content must be withheld: a fail-closed built-in that is not
+        disabled could not be loaded or configured."""
+        for name in FAIL_CLOSED_BUILTINS:
+            info = self.plugins.info(name)
+            if info is not None and info.status == "failed":
+                log.error("chainsight: the %s plugin is not working (%s); span content is withheld "
+                          "until it is fixed", name, info.error)
+                return f"{name}: {info.error}"
+        return None
 
     # ---- startup ---------------------------------------------------------
     def _configure_all(self) -> None:
@@ -118,9 +215,23 @@ class Observer:
         except Exception as exc:
             if self.strict:
                 raise
+            if name in FAIL_CLOSED_BUILTINS and self._configure_with_defaults(name, function, argnames):
+                log.error("plugin %r failed to configure (%s); it runs with its defaults", name, exc)
+                return
             log.error("plugin %r failed to configure and is disabled: %s", name, exc)
             self.plugins.mark_failed(name, f"configure: {type(exc).__name__}: {exc}")
             self.dispatcher.refresh()
+
+    def _configure_with_defaults(self, name: str, function: Callable[..., Any],
+                                 argnames: Sequence[str]) -> bool:
+        from framework.config import apply_defaults
+
+        args = {"observer": self, "config": apply_defaults(self.plugins.schemas.get(name), {})}
+        try:
+            function(*[args[a] for a in argnames])
+            return True
+        except Exception:
+            return False
 
     def _collect_registrations(self) -> None:
         from framework.extension import Exporter, Notifier, Sampler, SpanCheck, TraceCheck
@@ -378,21 +489,32 @@ class Observer:
         return self.pipeline.flush(timeout)
 
     def shutdown(self, timeout: float | None = None) -> bool:
-        """Drain the queue, stop the worker, call shutdown hooks; one deadline."""
+        """Store what was recorded, stop the threads, call the shutdown hooks:
+        all within one deadline (``[pipeline] shutdown_timeout_s``)."""
         if self._closed:
             return True
         self._closed = True
         if timeout is None:
-            timeout = float(self.settings.pipeline.get("shutdown_timeout_s", 5.0))
+            timeout = self._shutdown_timeout
+        deadline = time.monotonic() + timeout
         if self._sampler is not None:
-            self._sampler.stop()
-        ok = self.pipeline.stop(timeout)
-        if not self.pipeline.alive:
-            # Closing under a worker still inside a write would pull the
+            self._sampler.stop(min(1.0, timeout / 4))
+        ok = self.pipeline.stop(max(0.0, deadline - time.monotonic()))
+        parts = self.pipeline.parts
+        if parts is not None and not self.pipeline.alive:
+            # Closing under a thread still inside a write would pull the
             # connection from under it; past the deadline it is left to exit.
-            self.writer.close()
+            parts.store.close()
         _live_observers.discard(self)
         return ok
+
+    def _after_fork_in_child(self) -> None:
+        if self._closed:
+            return
+        self._sampler = None  # its thread is gone; the pipeline restarts its own
+        self.pipeline.after_fork_in_child()
+        if self.pipeline.parts is not None:
+            self._start_sampler()
 
     def __enter__(self) -> Observer:
         return self
@@ -409,9 +531,9 @@ class _SamplerThread(threading.Thread):
         self.observer = observer
         self._stop_event = threading.Event()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float) -> None:
         self._stop_event.set()
-        self.join(2.0)
+        self.join(timeout)
 
     def run(self) -> None:
         samplers = self.observer.registered.samplers
@@ -460,14 +582,86 @@ def set_observer(observer: Observer | None) -> Observer | None:
 
 
 def _shutdown_all() -> None:
-    for observer in list(_live_observers):
+    """Every live observer, within one deadline (the longest configured)."""
+    observers = list(_live_observers)
+    if not observers:
+        return
+    deadline = time.monotonic() + max(o._shutdown_timeout for o in observers)
+    for observer in observers:
         try:
-            observer.shutdown()
+            observer.shutdown(max(0.0, deadline - time.monotonic()))
         except Exception:
             log.exception("shutdown failed")
 
 
 atexit.register(_shutdown_all)
+
+
+# ---- fork and multiprocessing ------------------------------------------------
+#
+# A forked child has none of its parent's threads: each live observer starts a
+# fresh queue and threads there. Children of ``multiprocessing`` leave through
+# ``os._exit`` (atexit does not run), but run ``multiprocessing.util``'s
+# finalizers first; its registry is cleared after the fork hooks run, so the
+# finalizer is registered from ``register_after_fork``, armed before the fork.
+
+
+def _after_fork_in_child() -> None:
+    global _mp_finalizer_pid
+    _mp_finalizer_pid = None
+    for observer in list(_live_observers):
+        try:
+            observer._after_fork_in_child()
+        except Exception:
+            log.exception("could not restart an observer in a forked child")
+
+
+def _before_fork() -> None:
+    if _live_observers and "multiprocessing.util" in sys.modules:
+        _arm_multiprocessing()
+
+
+_mp_armed = False
+_mp_finalizer_pid: int | None = None
+
+
+def _arm_multiprocessing() -> None:
+    global _mp_armed
+    if _mp_armed:
+        return
+    import multiprocessing.util
+
+    multiprocessing.util.register_after_fork(_MP_TOKEN, lambda _token: _register_mp_finalizer())
+    _mp_armed = True
+
+
+def _register_mp_finalizer() -> None:
+    """Shut every observer down when a ``multiprocessing`` child ends."""
+    global _mp_finalizer_pid
+    if _mp_finalizer_pid == os.getpid():
+        return
+    import multiprocessing.util
+
+    multiprocessing.util.Finalize(None, _shutdown_all, exitpriority=0)
+    _mp_finalizer_pid = os.getpid()
+
+
+def _watch_multiprocessing_child() -> None:
+    """An observer built inside a ``multiprocessing`` child (fork or spawn)."""
+    if "multiprocessing" not in sys.modules:
+        return
+    import multiprocessing
+
+    if multiprocessing.parent_process() is not None:
+        _register_mp_finalizer()
+
+
+class _Token:
+    """A weak-referenceable key for ``register_after_fork``."""
+
+
+_MP_TOKEN = _Token()
+os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
 
 
 def _install_sigterm() -> None:

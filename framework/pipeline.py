@@ -1,15 +1,25 @@
 """The recorder pipeline: a bounded queue, one worker thread, one writer thread.
 
-The caller's thread only appends to a ``collections.deque`` (atomic, O(1), no
-lock). The worker drains batches (by size or every ``flush_interval_s``),
-processes, prices and checks them and encodes their rows; the writer thread
-writes them. While batch N is written, the worker processes batch N+1: the
-database driver gives up the GIL for the SQL it runs, so on a second core the
-writes cost the worker (and the user's threads) little. Still, every plugin
-hook runs on the worker alone, batches are written one at a time in order,
-and the sinks of a batch run after it was stored. When the queue is full the
-oldest item is dropped and counted. When the store is unreachable, prepared
-batches go to a spill file and are replayed in order once it answers.
+The caller's thread only appends to a ``collections.deque`` (atomic, O(1)).
+The worker first builds what the pipeline needs (configuration, plugins, the
+store: :class:`PipelineParts`, made by the observer), so no caller ever waits
+for Chainsight's start-up; spans recorded meanwhile wait in the queue. Then it
+drains batches (by size or every ``flush_interval_s``), processes, prices and
+checks them and encodes their rows; the writer thread writes them. While
+batch N is written, the worker processes batch N+1. Every plugin hook runs on
+the worker alone, batches are written one at a time in order, and the sinks
+of a batch run after it was stored.
+
+Nothing is lost silently:
+
+* a full queue drops its oldest item, counted exactly and logged (at most
+  once every ``LOG_EVERY_S``);
+* a batch the store rejects is split until the rows it rejects are found; the
+  rest is stored, the rejected rows go to the dead-letter file;
+* while the store is unreachable or misconfigured, batches go to the spill
+  file (said once, in one line) and are replayed in order once it answers;
+* ``flush()`` returns False when anything recorded before it was not stored;
+* at exit everything is bounded by one deadline (see :meth:`Pipeline.stop`).
 """
 
 from __future__ import annotations
@@ -22,25 +32,26 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Final
 
 from framework.dispatch import GuardedDispatcher
 from framework.model import Alert, PipelineStats, Sample, Score, Span
-from framework.spill import SpillFile
-
-if TYPE_CHECKING:
-    from storage.writer import StoreWriter
+from framework.spill import Damaged, RecordFile, SpillFile
+from framework.store_api import Rows, Store, StoreMisconfigured, StoreUnavailable, WriteBatch
 
 log = logging.getLogger("chainsight.pipeline")
+
+LOG_EVERY_S: Final = 10.0
+MISCONFIGURED_RETRY_S: Final = 30.0
 
 
 class _Batch:
     """One drained batch on its way from the worker to the store and sinks."""
 
-    __slots__ = ("alerts", "done", "error", "feedback", "items", "rows", "samples", "spans")
+    __slots__ = ("alerts", "done", "error", "feedback", "items", "rejected", "rows", "samples", "spans")
 
     def __init__(self, items: int, spans: list[Span], samples: list[Sample], alerts: list[Alert],
                  feedback: list[Score]) -> None:
@@ -49,9 +60,17 @@ class _Batch:
         self.samples = samples
         self.alerts = alerts
         self.feedback = feedback
-        self.rows: dict[str, list[dict[str, Any]]] | None = None
+        self.rows: Rows | None = None
         self.done = threading.Event()
         self.error: BaseException | None = None
+        self.rejected: Sequence[Any] = ()
+
+
+@dataclass(frozen=True)
+class _Refused:
+    table: str
+    row: Any
+    error: str
 
 
 class Feedback:
@@ -98,49 +117,97 @@ class Registered:
     samplers: list[Any] = field(default_factory=list)
 
 
-CONTENT_FIELDS = ("inputs", "outputs")
+@dataclass
+class PipelineParts:
+    """What the worker needs, built by the observer's start-up."""
+
+    store: Store
+    dispatcher: GuardedDispatcher
+    registered: Registered
+    options: PipelineOptions
+    spill_path: Path
+    # Why every span's content must be withheld (redaction could not be
+    # loaded), or None.
+    withhold_all: str | None = None
+
+
 STATS_SAMPLES = (
     ("spans_queued_total", "queued"),
     ("spans_dropped_total", "dropped"),
     ("spans_written_total", "written"),
     ("spans_failed_total", "failed"),
     ("spans_spilled_total", "spilled"),
+    ("spans_dead_lettered_total", "dead_lettered"),
     ("queue_depth", "queue_depth"),
     ("plugin_errors_total", "plugin_errors"),
 )
+
+WITHHELD: Final = "[withheld: redaction failed]"
+
+
+def withhold_content(span: Span) -> None:
+    """Replace everything redaction would have read, when it could not run."""
+    for name in ("inputs", "outputs", "metadata"):
+        if getattr(span, name) is not None:
+            setattr(span, name, WITHHELD)
+    if span.error:
+        span.error = WITHHELD
+    if span.attributes:
+        span.attributes = {k: v for k, v in span.attributes.items()
+                           if isinstance(v, int | float | bool)}
+
+
+def dead_letter_path(spill_path: Path) -> Path:
+    """The dead-letter file lives beside the spill file."""
+    return spill_path.with_name(spill_path.name.replace("spill", "deadletter")
+                                if "spill" in spill_path.name else spill_path.name + ".deadletter")
 
 
 class Pipeline:
     def __init__(
         self,
-        writer: StoreWriter,
-        dispatcher: GuardedDispatcher,
-        registered: Registered,
         options: PipelineOptions,
-        spill_path: Path,
+        setup: Callable[[], PipelineParts],
+        parts: PipelineParts | None = None,
     ) -> None:
-        self.writer = writer
-        self.dispatcher = dispatcher
-        self.registered = registered
         self.options = options
-        self.spill = SpillFile(spill_path)
-        self._queue: deque[Any] = deque(maxlen=options.queue_size)
+        self._setup = setup
+        self.parts = parts
+        self._closed = False
+        self._start_threads()
+
+    def _start_threads(self) -> None:
+        """Fresh runtime state and threads (at construction and in a forked child)."""
+        self._queue: deque[Any] = deque()
+        self._ready = threading.Event()
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._drop_lock = threading.Lock()
-        # Held by the worker while it moves items from the queue into a batch,
-        # so flush() sees every item either queued or taken, never in between.
+        # Held while items move out of the queue (the worker taking a batch, a
+        # caller evicting the oldest), so taken + queued + dropped is exact.
         self._take_lock = threading.Lock()
         self._progress = threading.Condition()
         self._traces: dict[str, tuple[float, list[Span]]] = {}
         self._last_evict = time.monotonic()
         self._store_down_since: float | None = None
+        self._store_problem: str | None = None
+        self._misconfigured = False
+        self._spill: SpillFile | None = None
+        self._dead_letters: RecordFile | None = None
         self._last_retry = 0.0
         self._health_version = 0
         self._last_stats = 0.0
         self._stats_labels = {"process": f"{socket.gethostname()}:{os.getpid()}"}
-        # Counters. ``dropped`` is written by callers under _drop_lock (full
-        # queue only); everything else is written by the worker alone.
+        self._last_overflow_log = 0.0
+        self._overflow_logged = 0
+        self._loss_seen = 0
+        self._stop_target: int | None = None
+        self._fast_after: float | None = None  # at exit: skip checks after this time
+        self._rescued = False
+        self._rescued_count = 0
+        self._stage = "starting"
+        self._current: list[Span] | None = None  # the batch the worker holds, once redacted
+        self._holding = 0  # spans in the batch the worker holds
+        # Counters. ``dropped`` changes under _take_lock; the rest on the worker.
         self.dropped = 0
         self.taken = 0
         self.processed = 0
@@ -148,25 +215,82 @@ class Pipeline:
         self.failed = 0
         self.spilled = 0
         self.replayed = 0
+        self.dead_lettered = 0
+        self.lost = 0
+        self.skipped_checks = 0
         self._writing: _Batch | None = None  # handed to the writer, not yet completed
         self._writes: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
         self._writer_thread = threading.Thread(target=self._write_loop, name="chainsight-writer", daemon=True)
-        self._writer_thread.start()
         self._thread = threading.Thread(target=self._run, name="chainsight-pipeline", daemon=True)
+        self._writer_thread.start()
         self._thread.start()
+
+    def after_fork_in_child(self) -> None:
+        """The parent's threads do not exist in a forked child: start over with
+        an empty queue (the parent stores what it had queued)."""
+        if self._closed:
+            return
+        if self.parts is not None:
+            self.parts.store.after_fork()
+            self.spill.after_fork()
+            self.dead_letters.after_fork()
+        self._start_threads()
+
+    # ---- parts, available once start-up finished ---------------------------
+    def wait_ready(self, timeout: float | None = None) -> PipelineParts:
+        """The pipeline's parts, waiting for start-up if it is still running."""
+        if not self._ready.wait(timeout):
+            raise TimeoutError("Chainsight is still starting up")
+        assert self.parts is not None
+        return self.parts
+
+    @property
+    def store(self) -> Store:
+        return self.wait_ready().store
+
+    @property
+    def dispatcher(self) -> GuardedDispatcher:
+        return self.wait_ready().dispatcher
+
+    @property
+    def registered(self) -> Registered:
+        return self.wait_ready().registered
 
     # ---- caller side (any thread): O(1), never raises, never blocks -------
     def put(self, item: Any) -> None:
-        queue = self._queue
-        if len(queue) >= self.options.queue_size:
-            with self._drop_lock:
-                self.dropped += 1
-        queue.append(item)
-        if len(queue) >= self.options.batch_size and not self._wake.is_set():
+        if self._closed:
+            with self._take_lock:
+                self.lost += 1  # recorded after shutdown: said by stop()'s line
+            return
+        items = self._queue
+        items.append(item)
+        if len(items) > self.options.queue_size:
+            self._overflow()
+        if len(items) >= self.options.batch_size and not self._wake.is_set():
             self._wake.set()
+
+    def _overflow(self) -> None:
+        """Drop the oldest queued item, counted; said at most every LOG_EVERY_S."""
+        with self._take_lock:
+            if len(self._queue) <= self.options.queue_size:
+                return
+            self._queue.popleft()
+            self.dropped += 1
+            now = time.monotonic()
+            if now - self._last_overflow_log < LOG_EVERY_S:
+                return
+            self._last_overflow_log = now
+            new, self._overflow_logged = self.dropped - self._overflow_logged, self.dropped
+        log.warning(
+            "chainsight: the span queue is full (%d items); dropped %d of the oldest so far "
+            "(%d in all). Storage or plugins are slower than the spans arrive: raise "
+            "[pipeline] queue_size or look at `chainsight plugins` for a slow plugin.",
+            self.options.queue_size, new, self.dropped,
+        )
 
     def stats(self) -> PipelineStats:
         depth = len(self._queue)
+        parts = self.parts
         return PipelineStats(
             queued=self.taken + depth + self.dropped,
             dropped=self.dropped,
@@ -175,47 +299,169 @@ class Pipeline:
             spilled=self.spilled,
             replayed=self.replayed,
             queue_depth=depth,
-            plugin_errors=self.dispatcher.errors_total,
+            plugin_errors=parts.dispatcher.errors_total if parts is not None else 0,
+            dead_lettered=self.dead_lettered,
+            lost=self.lost,
         )
 
-    def flush(self, timeout: float) -> bool:
-        """Wait until everything queued before this call is processed (stored,
-        spilled or counted as dropped). A flush never enqueues anything, so it
-        cannot push a span out of a full queue."""
-        with self._take_lock:
-            target = self.taken + len(self._queue) + self.dropped
+    def _reached(self, target: int) -> bool:
+        return self.processed + self.dropped >= target
+
+    def _wait_for(self, target: int, timeout: float) -> bool:
         if not self._thread.is_alive():
-            return self.processed + self.dropped >= target
+            return self._reached(target)
         self._wake.set()
         with self._progress:
-            return self._progress.wait_for(
-                lambda: self.processed + self.dropped >= target or not self._thread.is_alive(),
-                max(0.0, timeout),
-            ) and self.processed + self.dropped >= target
+            self._progress.wait_for(
+                lambda: self._reached(target) or not self._thread.is_alive(), max(0.0, timeout))
+        return self._reached(target)
+
+    def _target(self) -> int:
+        with self._take_lock:
+            return self.taken + len(self._queue) + self.dropped
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until everything queued before this call is processed; True
+        only if all of it is in the store: False on timeout, while anything
+        waits in the spill file, and when a span was dropped, failed or
+        dead-lettered since the previous flush. A flush never enqueues
+        anything, so it cannot push a span out of a full queue."""
+        reached = self._wait_for(self._target(), timeout)
+        loss = self.stats().not_stored
+        new_loss, self._loss_seen = loss > self._loss_seen, loss
+        return reached and not new_loss and not self._behind_spill
 
     def stop(self, timeout: float) -> bool:
-        """Drain, stop the worker and call shutdown hooks within ``timeout``."""
-        deadline = time.monotonic() + max(0.0, timeout)
-        drained = self.flush(timeout)
+        """Store what was recorded before this call, stop the threads and call
+        the shutdown hooks, all within ``timeout`` seconds.
+
+        The last part of the deadline is kept in reserve: if the worker is
+        still inside a plugin call then (a hung check or exporter) or the
+        writer inside a write (a store that does not answer), this thread
+        takes what is left, redacts it and puts it in the spill file, to be
+        stored at the next start. Checks are skipped for spans still waiting
+        past half the deadline. What was not stored is said in one line.
+        """
+        start = time.monotonic()
+        deadline = start + max(0.0, timeout)
+        reserve = min(1.0, 0.25 * timeout)
+        target = self._target()
+        self._stop_target = target
+        self._fast_after = start + timeout / 2
+        self._wait_for(target, deadline - reserve - time.monotonic())
         self._stop.set()
         self._wake.set()
-        self._thread.join(max(0.0, deadline - time.monotonic()))
+        self._thread.join(max(0.0, deadline - reserve - time.monotonic()))
         if not self._thread.is_alive():
             self._writes.put(None)
-            self._writer_thread.join(max(0.0, deadline - time.monotonic()))
-        remaining = max(0.0, deadline - time.monotonic())
-        for exporter in self.registered.exporters:
-            self.dispatcher.guard(exporter.name, exporter.shutdown, remaining, what="shutdown")
-        self.dispatcher.call("shutdown")
-        return drained and not self._thread.is_alive()
+            self._writer_thread.join(max(0.0, deadline - reserve - time.monotonic()))
+        cause = None
+        if self._thread.is_alive() or self._writer_thread.is_alive():
+            cause = self._busy_with()
+            self._rescue(deadline)
+        self._closed = True
+        late = len(self._queue)  # recorded after shutdown began
+        if late:
+            self.lost += late
+            self._queue.clear()
+        self._shutdown_plugins(deadline)
+        self._say_unstored(timeout, cause, late)
+        return self._reached(target) and not self._rescued and self.lost == 0
+
+    def _busy_with(self) -> str:
+        if self._writer_thread.is_alive() and self._writing is not None:
+            return "the store did not answer a write"
+        return f"the pipeline was still busy in {self._stage}"
+
+    def _shutdown_plugins(self, deadline: float) -> None:
+        """Exporters' ``shutdown`` and the ``shutdown`` hooks, within the deadline."""
+        from framework.deadline import run_within
+
+        parts = self.parts
+        if parts is None:
+            return
+        current = ["the exporters' shutdown"]
+
+        def shut() -> None:
+            for exporter in parts.registered.exporters:
+                current[0] = f"the shutdown of exporter {exporter.name!r}"
+                parts.dispatcher.guard(exporter.name, exporter.shutdown,
+                                       max(0.0, deadline - time.monotonic()), what="shutdown")
+            current[0] = "the plugins' shutdown hooks"
+            parts.dispatcher.call("shutdown")
+
+        if not run_within(shut, deadline - time.monotonic(), "chainsight-shutdown"):
+            log.warning("chainsight: %s did not finish by the exit deadline; not waiting for it",
+                        current[0])
+
+    def _say_unstored(self, timeout: float, cause: str | None, late: int) -> None:
+        stats = self.stats()
+        if not (cause or stats.not_stored or late):
+            return
+        parts = [f"{stats.written} spans stored"]
+        if self._rescued:
+            parts.append(f"{self._rescued_count} put in {self.spill.path} at exit "
+                         "(stored at the next start, or by `chainsight db replay`)")
+        if stats.dropped:
+            parts.append(f"{stats.dropped} dropped when the queue was full")
+        if stats.dead_lettered:
+            parts.append(f"{stats.dead_lettered} rejected by the store (kept in {self.dead_letters.path})")
+        if stats.failed:
+            parts.append(f"{stats.failed} failed")
+        if stats.lost:
+            parts.append(f"{stats.lost} not stored" + (f" ({late} recorded after shutdown began)" if late else ""))
+        why = f"; the exit deadline of {timeout:g} s passed while {cause}" if cause else ""
+        log.warning("chainsight: %s%s", ", ".join(parts), why)
 
     @property
     def alive(self) -> bool:
         return self._thread.is_alive() and self._writer_thread.is_alive()
 
+    # ---- parts used by the worker ---------------------------------------------
+    @property
+    def spill(self) -> SpillFile:
+        if self._spill is None:
+            self._spill = SpillFile(self.wait_ready().spill_path)
+        return self._spill
+
+    @property
+    def dead_letters(self) -> RecordFile:
+        if self._dead_letters is None:
+            self._dead_letters = RecordFile(dead_letter_path(self.wait_ready().spill_path))
+        return self._dead_letters
+
+    def _start(self) -> None:
+        if self.parts is None:
+            try:
+                self.parts = self._setup()
+            except Exception:  # a bug in start-up: record nothing rather than leak
+                log.exception("chainsight could not start; spans will not be stored")
+                raise
+        parts = self.parts
+        self.options = parts.options
+        self._spill = SpillFile(parts.spill_path)
+        self._dead_letters = RecordFile(dead_letter_path(parts.spill_path))
+        self._stage = "opening the store"
+        try:
+            parts.store.open()
+        except StoreUnavailable as exc:
+            self._store_is_down(exc)
+        except Exception as exc:
+            self._store_is_down(StoreMisconfigured(f"{type(exc).__name__}: {exc}"))
+
     # ---- worker ----------------------------------------------------------
     def _run(self) -> None:
-        if self.spill.exists():
+        try:
+            self._start()
+        except Exception:
+            self._closed = True
+            with self._take_lock:
+                self.failed += len(self._queue)
+                self._queue.clear()
+            return
+        finally:
+            self._ready.set()
+        if self.spill.exists() and self._store_down_since is None:
             self._try_replay(force=True)
         while True:
             self._wake.wait(self.options.flush_interval_s)
@@ -224,21 +470,31 @@ class Pipeline:
                 self._drain()
             except Exception:  # a bug here must not kill the worker
                 log.exception("pipeline worker error")
-            if self._stop.is_set() and not self._queue:
+            if self._rescued:
+                return
+            if self._stop.is_set() and (not self._queue or self._past_stop_target):
                 self._store_stats()
                 with self._progress:
                     self._progress.notify_all()
                 return
 
+    @property
+    def _past_stop_target(self) -> bool:
+        return self._stop_target is not None and self.taken + self.dropped >= self._stop_target
+
     def _drain(self) -> None:
-        queue = self._queue
+        items_queue = self._queue
         size = self.options.batch_size
         try:
-            while queue:
+            while items_queue and not self._rescued:
+                if self._stop.is_set() and self._past_stop_target:
+                    break
                 with self._take_lock:
-                    items = [queue.popleft() for _ in range(min(size, len(queue)))]
+                    items = [items_queue.popleft() for _ in range(min(size, len(items_queue)))]
                     self.taken += len(items)
                 batch = self._process(items)
+                if self._rescued:
+                    return
                 try:
                     # Only now wait for the previous batch: its rows were
                     # being written while this one was processed.
@@ -255,7 +511,7 @@ class Pipeline:
     @property
     def _behind_spill(self) -> bool:
         """The store is down, or spilled batches wait: new ones queue behind them."""
-        return self._store_down_since is not None or self.spill.exists()
+        return self._store_down_since is not None or (self._spill is not None and self._spill.exists())
 
     def _store_stats(self) -> None:
         """The pipeline's own counters, stored as samples so every reader (TUI,
@@ -291,15 +547,20 @@ class Pipeline:
             elif isinstance(item, Feedback):
                 feedback.append(item.score)
         batch = _Batch(len(items), spans, samples, alerts, feedback)
+        self._holding = len(spans)
         try:
             if spans:
                 scores.extend(self._process_spans(spans))
             if self.options.metrics_only and scores:
                 scores = [strip_comment(score) for score in scores]
+            self._stage = "encoding"
             batch.rows = self._prepare(spans, scores + feedback, samples, alerts)
         except Exception:  # a bug here must not lose the batch's accounting
             log.exception("pipeline worker error on a batch of %d items", len(items))
             self.failed += len(spans)
+        finally:
+            self._current = None
+            self._holding = 0
         return batch
 
     def _start_write(self, batch: _Batch) -> None:
@@ -308,7 +569,7 @@ class Pipeline:
         rows = batch.rows
         if rows and self._behind_spill:
             # Keep order: while anything is spilled, new batches queue behind it.
-            self._spill(rows, len(batch.spans))
+            self._spill_rows(rows, len(batch.spans))
             batch.rows = None
         if batch.rows:
             self._writing = batch
@@ -324,7 +585,7 @@ class Pipeline:
                 return
             try:
                 if batch.rows:
-                    self.writer.write_prepared(batch.rows)
+                    batch.rejected = self.store.write_isolating(batch.rows)
             except BaseException as exc:  # reported by the worker
                 batch.error = exc
             finally:
@@ -333,16 +594,20 @@ class Pipeline:
     def _complete_write(self) -> None:
         """Wait for the batch being written, count it, spill it if the store
         was unreachable, and run its sinks (worker)."""
-        batch, self._writing = self._writing, None
+        batch = self._writing
         if batch is None:
             return
+        self._stage = "waiting for the store"
         while not batch.done.wait(1.0):
+            if self._rescued:
+                return
             if not self._writer_thread.is_alive():  # pragma: no cover - the loop never raises
                 batch.error = RuntimeError("the writer thread died")
                 break
+        self._writing = None
         try:
             if batch.rows is not None:
-                self._account(batch.rows, len(batch.spans), batch.error)
+                self._account(batch.rows, len(batch.spans), batch.error, batch.rejected)
         finally:
             self._finish(batch)  # counted for flush() whatever happened
 
@@ -357,29 +622,33 @@ class Pipeline:
 
     def _run_sinks(self, batch: _Batch) -> None:
         dispatcher = self.dispatcher
+        self._stage = "sinks"
         if batch.spans:
             spans = tuple(batch.spans)
             dispatcher.call("spans_finished", spans=spans)
             for exporter in self.registered.exporters:
+                self._stage = f"export of exporter {exporter.name!r}"
                 dispatcher.guard(exporter.name, exporter.export, spans, what="export")
         if batch.samples:
             dispatcher.call("samples_collected", samples=tuple(batch.samples))
         for alert in batch.alerts:
             dispatcher.call("alert_changed", alert=alert)
             for notifier in self.registered.notifiers:
+                self._stage = f"notify of notifier {notifier.name!r}"
                 dispatcher.guard(notifier.name, notifier.notify, alert, what="notify")
         for score in batch.feedback:
             dispatcher.call("feedback_recorded", score=score)
         if dispatcher.version != self._health_version:
             self._store_health()
+        self._stage = "idle"
 
     def _store_health(self) -> None:
         """Persist plugin health so ``chainsight plugins`` in another process sees it."""
-        from storage.engine import StoreUnavailable
-
         version = self.dispatcher.version
+        if self._store_down_since is not None:
+            return  # retried after the next batch
         try:
-            self.writer.write_plugin_health(self.dispatcher.snapshot())
+            self.store.write_plugin_health(self.dispatcher.snapshot())
             self._health_version = version
         except StoreUnavailable:
             pass  # retried after the next batch
@@ -391,26 +660,55 @@ class Pipeline:
         """process_span, price_span, span checks and trace checks, each hook
         or check over the whole batch in turn: every span still goes through
         them in that order, and the guard's bookkeeping is paid per batch."""
-        dispatcher = self.dispatcher
+        parts = self.parts
+        assert parts is not None
+        dispatcher = parts.dispatcher
         budget = self.options.check_budget_s
         scores: list[Score] = []
+        if parts.withhold_all is not None:
+            for span in spans:
+                withhold_content(span)
         # Enrichment first: a token estimate made here is what gets priced.
         for name, function in dispatcher.implementations("process_span"):
-            for _ in dispatcher.map(name, function, spans, what="process_span"):
-                pass
+            self._stage = f"process_span of plugin {name!r}"
+            if self._fail_closed(name):
+                for span, ok, _ in dispatcher.map(name, function, spans, what="process_span"):
+                    if not ok:
+                        withhold_content(span)
+            else:
+                for _ in dispatcher.map(name, function, spans, what="process_span"):
+                    pass
+        self._current = spans  # redacted from here on: the exit rescue may store them
         unpriced = [s for s in spans
                     if s.cost_usd is None and s.model and (s.input_tokens or s.output_tokens)]
         for name, function in dispatcher.implementations("price_span"):  # first answer wins
             if not unpriced:
                 break
+            self._stage = f"price_span of plugin {name!r}"
             left: list[Span] = []
             for span, ok, cost in dispatcher.map(name, function, unpriced, what="price_span"):
                 if ok and cost is not None:
-                    span.cost_usd = float(cost)
+                    span.cost_usd = cost
                 else:
                     left.append(span)
             unpriced = left
+        if self._fast_after is not None and time.monotonic() > self._fast_after:
+            self.skipped_checks += len(spans)  # exit is near: store, don't check
+        else:
+            scores.extend(self._check_spans(spans, budget))
+        if self.options.metrics_only:
+            for span in spans:
+                strip_content(span)
+        return scores
+
+    def _fail_closed(self, name: str) -> bool:
+        return bool(getattr(self.dispatcher.pm.get_plugin(name), "FAIL_CLOSED", False))
+
+    def _check_spans(self, spans: list[Span], budget: float) -> list[Score]:
+        dispatcher = self.dispatcher
+        scores: list[Score] = []
         for check in self.registered.span_checks:
+            self._stage = f"check_span of check {check.name!r}"
             for _, ok, result in dispatcher.map(check.name, check.check_span, spans, what="check_span",
                                                 budget_s=budget):
                 if ok and result:
@@ -428,20 +726,19 @@ class Pipeline:
                     scores.extend(self._finish_trace(span, entry[1], trace_checks, budget))
             if now - self._last_evict > 1.0:
                 self._evict(now)
-        if self.options.metrics_only:
-            for span in spans:
-                strip_content(span)
         return scores
 
     def _finish_trace(self, root: Span, spans: Sequence[Span], checks: list[Any], budget: float) -> list[Score]:
         scores: list[Score] = []
         frozen = tuple(spans)
         for check in checks:
+            self._stage = f"check_trace of check {check.name!r}"
             ok, result = self.dispatcher.guard(
                 check.name, check.check_trace, root, frozen, what="check_trace", budget_s=budget
             )
             if ok and result:
                 scores.extend(result)
+        self._stage = "trace_finished hooks"
         for result in self.dispatcher.call("trace_finished", root=root, spans=frozen):
             scores.extend(result)
         return scores
@@ -452,35 +749,68 @@ class Pipeline:
         for trace_id in [t for t, (seen, _) in self._traces.items() if seen < horizon]:
             del self._traces[trace_id]
 
-    # ---- storage, spill and replay ---------------------------------------
+    # ---- storage, spill, dead letters and replay ---------------------------
     def _prepare(
         self, spans: list[Span], scores: list[Score], samples: list[Sample], alerts: list[Alert]
-    ) -> dict[str, list[dict[str, Any]]] | None:
-        from storage.writer import WriteBatch
-
+    ) -> Rows | None:
         if not (spans or scores or samples or alerts):
             return None
         try:
-            return self.writer.prepare(WriteBatch(spans=spans, scores=scores, samples=samples, alerts=alerts))
+            return self.store.prepare(WriteBatch(spans=spans, scores=scores, samples=samples, alerts=alerts))
         except Exception:
             log.exception("could not serialise a batch of %d spans; dropped", len(spans))
             self.failed += len(spans)
             return None
 
-    def _account(self, rows: dict[str, list[dict[str, Any]]], count: int, exc: BaseException | None) -> None:
-        """Count a write of ``count`` spans; spill its rows if the store was unreachable."""
-        from storage.engine import StoreUnavailable
-
-        if exc is None:
-            self.written += count
-        elif isinstance(exc, StoreUnavailable):
-            log.warning("store unavailable (%s); spilling to %s", exc, self.spill.path)
-            self._store_down_since = time.monotonic()
-            self._last_retry = self._store_down_since
-            self._spill(rows, count)
+    def _store_is_down(self, exc: StoreUnavailable) -> None:
+        """Remember the store is down and say so, once per outage (worker)."""
+        first = self._store_down_since is None
+        self._store_down_since = time.monotonic()
+        self._last_retry = self._store_down_since
+        problem = str(exc)
+        self._misconfigured = isinstance(exc, StoreMisconfigured)
+        if not first and problem == self._store_problem:
+            return
+        self._store_problem = problem
+        if isinstance(exc, StoreMisconfigured):
+            log.error("chainsight: cannot store spans: %s. Spans are kept in %s; fix the store "
+                      "and start again (or run `chainsight db replay`) to store them.",
+                      problem, self.spill.path)
         else:
-            log.error("store rejected a batch of %d spans", count, exc_info=exc)
+            log.warning("chainsight: store unavailable (%s); keeping spans in %s until it answers",
+                        problem, self.spill.path)
+
+    def _account(self, rows: Rows, count: int, exc: BaseException | None, rejected: Sequence[Any]) -> None:
+        """Count a write of ``count`` spans; spill its rows if the store was
+        unreachable; dead-letter the rows it rejected."""
+        if exc is None:
+            dead = self._dead_letter(rejected)
+            self.written += count - dead
+        elif isinstance(exc, StoreUnavailable):
+            self._store_is_down(exc)
+            self._spill_rows(rows, count)
+        else:
+            log.error("chainsight: could not write a batch of %d spans: %s: %s",
+                      count, type(exc).__name__, exc)
             self.failed += count
+
+    def _dead_letter(self, rejected: Sequence[Any]) -> int:
+        """Keep rows the store refused in the dead-letter file; the number of spans among them."""
+        if not rejected:
+            return 0
+        spans = sum(1 for r in rejected if r.table == "spans")
+        records = [{"time_ns": time.time_ns(), "table": r.table, "error": r.error, "row": r.row}
+                   for r in rejected]
+        try:
+            self.dead_letters.append(records)
+            self.dead_lettered += spans
+            where = f"kept in {self.dead_letters.path} (`chainsight deadletter list`)"
+        except OSError as exc:
+            self.failed += spans
+            where = f"and could not be kept either ({exc})"
+        log.error("chainsight: the store rejected %d rows (%d spans), %s; the rest of their batch "
+                  "was stored. First reason: %s", len(rejected), spans, where, rejected[0].error)
+        return spans
 
     def _store(self, samples: list[Sample]) -> None:
         """Write records outside the batch flow (the pipeline's own stats), on
@@ -489,49 +819,144 @@ class Pipeline:
         if not rows:
             return
         if self._behind_spill:
-            self._spill(rows, 0)
+            self._spill_rows(rows, 0)
             return
         error: Exception | None = None
+        rejected: Sequence[Any] = ()
         try:
-            self.writer.write_prepared(rows)
+            rejected = self.store.write_isolating(rows)
         except Exception as exc:
             error = exc
-        self._account(rows, 0, error)
+        self._account(rows, 0, error, rejected)
 
-    def _spill(self, rows: dict[str, list[dict[str, Any]]], count: int) -> None:
+    def _spill_rows(self, rows: Rows, count: int) -> bool:
         try:
-            self.spill.append(rows)
-            self.spilled += count
-        except OSError:
-            log.exception("cannot write spill file %s; %d spans lost", self.spill.path, count)
+            self.spill.append([rows])
+        except OSError as exc:
             self.failed += count
+            log.error("chainsight: cannot write the spill file %s (%s); %d spans lost. Spilling "
+                      "resumes once it can be written.", self.spill.path, exc.strerror or exc, count)
+            return False
+        self.spilled += count
+        return True
 
     def _try_replay(self, force: bool = False) -> None:
-        from storage.engine import StoreUnavailable
-
         now = time.monotonic()
-        if not force and now - self._last_retry < self.options.retry_interval_s and not self._stop.is_set():
+        interval = MISCONFIGURED_RETRY_S if self._misconfigured else self.options.retry_interval_s
+        if not force and now - self._last_retry < interval and not self._stop.is_set():
             return
         self._last_retry = now
-        written: list[int] = []
+        store = self.store
+        written = 0
 
-        def write(rows: dict[str, list[dict[str, Any]]]) -> None:
-            self.writer.write_prepared(rows)
-            written.append(len(rows.get("spans", ())))
+        def write(rows: Rows) -> None:
+            nonlocal written
+            count = len(rows.get("spans") or ())
+            try:
+                rejected: Sequence[Any] = store.write_isolating(rows)
+            except StoreUnavailable:
+                raise
+            except Exception as exc:  # never retried forever: it would block every record after it
+                reason = f"{type(exc).__name__}: {exc}"
+                rejected = [_Refused(table, row, reason) for table, table_rows in rows.items()
+                            if isinstance(table_rows, list) for row in table_rows]
+            dead = self._dead_letter(rejected)
+            written += count - dead
+
+        def damaged(record: Damaged) -> None:
+            log.error("chainsight: skipped a damaged record in %s (line %d: %s); kept in %s",
+                      self.spill.path, record.line_number, record.reason, self.dead_letters.path)
+            try:
+                self.dead_letters.append([{"time_ns": time.time_ns(), "table": None,
+                                           "error": f"spill record: {record.reason}", "raw": record.text}])
+            except OSError:
+                pass
 
         try:
-            self.spill.replay(write)
-        except StoreUnavailable:
+            if self._store_down_since is not None:
+                store.open()
+            self.spill.replay(write, damaged)
+        except StoreUnavailable as exc:
+            self._store_is_down(exc)
             return
         except Exception:
             log.exception("replaying %s failed; will retry", self.spill.path)
             return
         finally:
-            self.replayed += sum(written)
-            self.written += sum(written)
+            self.replayed += written
+            self.written += written
         if self._store_down_since is not None:
-            log.warning("store is back after %.1f s; spill replayed", now - self._store_down_since)
+            log.warning("chainsight: the store answers again after %.1f s; spilled spans stored",
+                        now - self._store_down_since)
         self._store_down_since = None
+        self._store_problem = None
+        self._misconfigured = False
+
+    # ---- exit rescue (the thread calling stop) ------------------------------
+    def _rescue(self, deadline: float) -> None:
+        """The worker or the writer is stuck in a call that does not return:
+        put what they hold and what is still queued in the spill file,
+        redacted, as far as the deadline allows."""
+        self._rescued = True
+        parts = self.parts
+        with self._take_lock:
+            items = list(self._queue)
+            self._queue.clear()
+            self.taken += len(items)
+        spans = [i for i in items if isinstance(i, Span)]
+        if parts is None:
+            self.lost += len(spans)
+            return
+        scores = [i.score if isinstance(i, Feedback) else i for i in items if isinstance(i, Score | Feedback)]
+        held = self._current
+        if held is None:  # the worker holds spans it has not redacted yet: they cannot be saved
+            self.lost += self._holding
+        pending: list[tuple[Rows | None, int]] = []
+        writing = self._writing
+        if writing is not None and writing.rows and not writing.done.is_set():
+            pending.append((writing.rows, len(writing.spans)))  # idempotent if it lands after all
+        self._redact_here(spans, parts)
+        batch = (held or []) + spans
+        step = max(1, self.options.batch_size)
+        for i in range(0, len(batch), step):
+            chunk = batch[i:i + step]
+            rows: Rows | None = None
+            if time.monotonic() < deadline:
+                try:
+                    rows = parts.store.prepare(WriteBatch(spans=chunk, scores=scores if i == 0 else ()))
+                except Exception:
+                    log.exception("could not encode spans at exit")
+            pending.append((rows, len(chunk)))
+        saved = 0
+        for rows, count in pending:
+            if rows is not None and time.monotonic() < deadline:
+                try:
+                    self.spill.append([rows])
+                    saved += count
+                    continue
+                except OSError as exc:
+                    log.error("chainsight: cannot write the spill file %s at exit: %s", self.spill.path, exc)
+            self.lost += count
+        self._rescued_count = saved
+        self.spilled += saved
+
+    def _redact_here(self, spans: list[Span], parts: PipelineParts) -> None:
+        """Only the fail-closed hooks (redaction), for spans the worker never
+        took; if redaction itself is what hangs, their content is withheld."""
+        dispatcher = parts.dispatcher
+        for name, function in dispatcher.implementations("process_span"):
+            if not self._fail_closed(name):
+                continue
+            if parts.withhold_all is not None or self._stage == f"process_span of plugin {name!r}":
+                for span in spans:
+                    withhold_content(span)
+                continue
+            for span, ok, _ in dispatcher.map(name, function, spans, what="process_span"):
+                if not ok:
+                    withhold_content(span)
+        if parts.withhold_all is not None:
+            for span in spans:
+                withhold_content(span)
 
 
 def strip_content(span: Span) -> None:

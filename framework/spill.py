@@ -1,24 +1,89 @@
-"""A local spill file for batches the store could not take.
+"""Framed record files: the spill file and the dead-letter file.
 
-Each line is one prepared batch (the writer's row format, already JSON). Lines
-are replayed in order once the store answers again; a line is removed only
-after its transaction committed. Replaying is idempotent on the store side
-(rows are keyed), so a crash between commit and removal cannot duplicate.
+Each record is one line, ``CS1 <crc32> <json>``: a torn last line (SIGKILL,
+full disk) or a damaged one fails its checksum and is skipped, reported and
+never blocks the records after it. Files are created owner-only (0600, their
+folder 0700), whatever the umask: they hold span content (already redacted).
+
+Several processes may share one file (a forked child, two workers started
+from one configuration), so every append and every replay holds an exclusive
+``flock`` on it; a replay rewrites the file in place (never renames it), so an
+appender waiting on the lock never writes into an unlinked file.
+
+The spill file holds prepared batches (the writer's row format) the store
+could not take; they are replayed in order once it answers. A line is removed
+only after its batch was stored (or its rejected rows dead-lettered), and
+replaying is idempotent on the store side, so a crash in between cannot
+duplicate anything.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
 import os
 import threading
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Final
+
+from framework.private_files import open_private
 
 Rows = dict[str, list[dict[str, Any]]]
 
+MAGIC: Final = "CS1"
+log = logging.getLogger("chainsight.pipeline")
 
-class SpillFile:
+
+def frame(record: Any) -> bytes:
+    payload = json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+    data = payload.encode("utf-8")
+    return f"{MAGIC} {zlib.crc32(data):08x} ".encode() + data + b"\n"
+
+
+@dataclass(frozen=True)
+class Damaged:
+    """A line that is not a whole, intact record."""
+
+    line_number: int
+    reason: str
+    text: str
+
+
+def unframe(line: bytes, line_number: int) -> Any | Damaged:
+    """The record of one line (without its newline), or what is wrong with it."""
+    if line.startswith(b"{"):  # written unframed by Chainsight before 0.2
+        try:
+            return json.loads(line)
+        except ValueError as exc:
+            return Damaged(line_number, f"unreadable JSON: {exc}", _preview(line))
+    parts = line.split(b" ", 2)
+    if len(parts) != 3 or parts[0] != MAGIC.encode():
+        return Damaged(line_number, "not a Chainsight record", _preview(line))
+    try:
+        expected = int(parts[1], 16)
+    except ValueError:
+        return Damaged(line_number, "no checksum", _preview(line))
+    if zlib.crc32(parts[2]) != expected:
+        return Damaged(line_number, "checksum mismatch (a torn or damaged record)", _preview(line))
+    try:
+        return json.loads(parts[2])
+    except ValueError as exc:
+        return Damaged(line_number, f"unreadable JSON: {exc}", _preview(line))
+
+
+def _preview(line: bytes) -> str:
+    return line[:200].decode("utf-8", "replace")
+
+
+class RecordFile:
+    """An append-only file of framed JSON records, shared safely between
+    threads and processes."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
@@ -29,40 +94,93 @@ class SpillFile:
         except OSError:
             return False
 
-    def append(self, rows: Rows) -> None:
-        line = json.dumps(rows, separators=(",", ":"), default=str)
+    def after_fork(self) -> None:
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def _locked(self) -> Iterator[IO[bytes]]:
+        """The file, open for reading and appending, under an exclusive lock.
+        A replay may remove the file while we wait for the lock: then the
+        file we hold is no longer the one at the path, and we open again."""
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as fh:
-                fh.write(line + "\n")
+            while True:
+                fh = os.fdopen(open_private(self.path, os.O_RDWR), "r+b")
+                try:
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+                    try:
+                        same = os.stat(self.path).st_ino == os.fstat(fh.fileno()).st_ino
+                    except FileNotFoundError:
+                        same = False
+                    if same:
+                        yield fh
+                        return
+                finally:
+                    fh.close()
+
+    def append(self, records: list[Any]) -> None:
+        """Append records durably. On an error (disk full) the file is cut back
+        to where it was, so no torn record is left, and the error propagates."""
+        data = b"".join(frame(r) for r in records)
+        with self._locked() as fh:
+            end = fh.seek(0, os.SEEK_END)
+            if end > 0:
+                fh.seek(end - 1)
+                if fh.read(1) != b"\n":  # a torn record: start on a line of our own
+                    data = b"\n" + data
+            try:
+                fh.seek(end)
+                fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
+            except OSError:
+                try:
+                    fh.truncate(end)
+                except OSError:
+                    pass
+                raise
 
-    def replay(self, write: Callable[[Rows], None]) -> int:
+    def read(self) -> list[Any | Damaged]:
+        """Every record in order (damaged lines as :class:`Damaged`)."""
+        try:
+            with self.path.open("rb") as fh:
+                return [unframe(line.rstrip(b"\n"), n)
+                        for n, line in enumerate(fh, start=1) if line.strip()]
+        except FileNotFoundError:
+            return []
+
+
+class SpillFile(RecordFile):
+    """Prepared batches waiting for the store, replayed in order."""
+
+    def replay(self, write: Callable[[Rows], None], damaged: Callable[[Damaged], None]) -> int:
         """Write every spilled batch in order; return how many were replayed.
 
-        Stops at the first batch that raises and keeps it and the rest; the
-        exception propagates so the caller can tell the store is still down.
+        ``damaged`` gets each torn or unreadable record (they are removed).
+        Stops at the first batch whose ``write`` raises and keeps it and the
+        rest; the exception propagates so the caller can tell the store is
+        still down.
         """
-        with self._lock:
-            try:
-                lines = self.path.read_text(encoding="utf-8").splitlines()
-            except FileNotFoundError:
-                return 0
+        with self._locked() as fh:
+            lines = [line for line in fh.read().split(b"\n") if line.strip()]
             done = 0
             try:
-                for line in lines:
-                    if line.strip():
-                        write(json.loads(line))
+                for number, line in enumerate(lines, start=1):
+                    record = unframe(line, number)
+                    if not isinstance(record, Damaged | dict):
+                        record = Damaged(number, "not a batch of rows", _preview(line))
+                    if isinstance(record, Damaged):
+                        damaged(record)
+                    else:
+                        write(record)
                     done += 1
             finally:
-                self._keep(lines[done:])
+                rest = b"".join(line + b"\n" for line in lines[done:])
+                if rest:
+                    fh.seek(0)
+                    fh.truncate(0)
+                    fh.write(rest)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                else:  # appenders waiting on our lock notice and open a new file
+                    self.path.unlink(missing_ok=True)
             return done
-
-    def _keep(self, lines: list[str]) -> None:
-        if not lines:
-            self.path.unlink(missing_ok=True)
-            return
-        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
-        tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-        os.replace(tmp, self.path)

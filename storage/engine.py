@@ -8,6 +8,7 @@ pipeline can spill instead of stalling.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,10 @@ from sqlalchemy import event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 
+from framework.private_files import make_private_dirs
+from framework.store_api import StoreMisconfigured, StoreUnavailable
+
+__all__ = ["StoreMisconfigured", "StoreUnavailable", "open_engine", "upgrade"]
 from storage.serialize import dumps
 
 if TYPE_CHECKING:
@@ -32,10 +37,6 @@ _lock = threading.Lock()
 _migrate_lock = threading.Lock()
 _at_head: set[str] = set()
 _head_revision: str | None = None
-
-
-class StoreUnavailable(Exception):
-    """The store cannot be reached or is locked right now; retry later."""
 
 
 def normalize_url(url: str) -> str:
@@ -80,6 +81,19 @@ def _safe_url(url: str) -> str:
         return "<store>"
 
 
+def _create_private(path: Path) -> None:
+    """Create a new SQLite file (and its folders) owner-only before SQLite
+    does: SQLite honours the umask, and gives its -wal and -shm files the
+    database file's mode."""
+    if path.exists():
+        return
+    make_private_dirs(path.parent)
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        pass
+
+
 def _sqlite_pragmas(busy_timeout_ms: int) -> Any:
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
@@ -103,7 +117,8 @@ def create(url: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> sa.En
     """An engine with Chainsight's settings, not migrated (see :func:`open_engine`)."""
     url = normalize_url(url)
     parsed = make_url(url)
-    kwargs: dict[str, Any] = {"json_serializer": dumps}
+    # Errors must not echo row values (span content) into logs or dead letters.
+    kwargs: dict[str, Any] = {"json_serializer": dumps, "hide_parameters": True}
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
         in_memory = not database or database == ":memory:" or database.startswith("file::memory")
@@ -113,7 +128,7 @@ def create(url: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> sa.En
             connect_args["check_same_thread"] = False
         else:
             assert database is not None
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            _create_private(Path(database).expanduser())
         kwargs["connect_args"] = connect_args
         engine = sa.create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_ms))

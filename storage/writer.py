@@ -15,6 +15,8 @@ statements on SQLite).
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -23,24 +25,48 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from framework.model import Alert, Sample, Score, Span
+from framework.model import Alert, Sample, Score, Span, new_ordered_id
+from framework.store_api import WriteBatch
 from storage import schema
 from storage.bulk import BulkInsert
-from storage.engine import DEFAULT_BUSY_TIMEOUT_MS, open_engine, translate_errors
-from storage.serialize import BatchEncoder, encode_capped, key_text
+from storage.engine import DEFAULT_BUSY_TIMEOUT_MS, StoreUnavailable, open_engine, translate_errors
+from storage.row_checks import RowChecker
+from storage.serialize import BatchEncoder, dumps, encode_capped, key_text
 from storage.trace_summary import write_trace_totals
 
-SQLITE_MAX_VARIABLES: Final = 32_766  # SQLite's default limit since 3.32
+log = logging.getLogger("chainsight.storage")
 SEARCH_PREVIEW: Final = 2000
 _RESOLVED: sa.ColumnElement[str] = sa.literal_column("'resolved'")
 
 
-@dataclass
-class WriteBatch:
-    spans: Sequence[Span] = ()
-    scores: Sequence[Score] = ()
-    samples: Sequence[Sample] = ()
-    alerts: Sequence[Alert] = ()
+INVALID_ATTRIBUTE: Final = "chainsight.invalid"
+TABLES: Final = ("spans", "scores", "samples", "alerts")
+
+_CHECKERS: Final = {
+    "spans": RowChecker(schema.spans, {
+        "span_id": lambda: new_ordered_id(), "trace_id": lambda: new_ordered_id(),
+        "kind": "other", "name": "(unnamed)", "status": "unset", "start_ns": time.time_ns,
+        "tokens_estimated": False, "chunk_count": 0,
+    }),
+    "scores": RowChecker(schema.scores, {
+        "score_id": lambda: new_ordered_id(), "name": "(unnamed)", "source": "check",
+        "trace_id": "(none)", "created_ns": time.time_ns,
+    }),
+    "samples": RowChecker(schema.samples, {
+        "time_ns": time.time_ns, "source": "(unknown)", "name": "(unnamed)", "value": 0.0,
+        "labels": "{}", "labels_key": "{}",
+    }),
+    "alerts": RowChecker(schema.alerts, {}),
+}
+
+
+@dataclass(frozen=True)
+class RejectedRow:
+    """A row the store refused even alone, with the store's reason."""
+
+    table: str
+    row: dict[str, Any]
+    error: str
 
 
 def _tags_text(tags: Iterable[str] | None) -> str | None:
@@ -53,14 +79,20 @@ def _tags_text(tags: Iterable[str] | None) -> str | None:
 def _span_row(
     span: Span, cap: int, encode: Callable[[Any, int], str | None] = encode_capped
 ) -> dict[str, Any]:
-    """``encode``: :func:`encode_capped` or a :class:`BatchEncoder`'s."""
+    """``encode``: :func:`encode_capped` or a :class:`BatchEncoder`'s. Values
+    of the wrong type are left for :class:`RowChecker` to report; only what
+    is computed here from them is guarded."""
     start, end = span.start_ns, span.end_ns
     inputs = encode(span.inputs, cap) if span.inputs is not None else None
     outputs = encode(span.outputs, cap) if span.outputs is not None else None
     error = span.error
-    if error is not None and len(error) > cap:
-        error = error[:cap] + "…"
+    if type(error) is str:
+        if len(error) > cap:
+            error = error[:cap] + "…"
+    elif error is not None:
+        error = encode(error, cap)
     root = span.parent_id is None
+    tags = span.tags
     return {
         "span_id": span.span_id,
         "trace_id": span.trace_id,
@@ -73,7 +105,7 @@ def _span_row(
         "start_ns": start,
         "end_ns": end,
         "first_token_ns": span.first_token_ns,
-        "latency_ms": (end - start) / 1e6 if end is not None else None,
+        "latency_ms": (end - start) / 1e6 if type(end) is int and type(start) is int else None,
         "model": span.model,
         "provider": span.provider,
         "input_tokens": span.input_tokens,
@@ -85,18 +117,53 @@ def _span_row(
         "chunk_count": span.chunk_count or 0,
         "inputs": inputs,
         "outputs": outputs,
-        "tags": encode(span.tags, cap) if span.tags else None,
-        "tags_text": _tags_text(span.tags) if root else None,
-        "metadata": encode(span.metadata, cap) if span.metadata else None,
+        "tags": encode(tags, cap) if tags is not None else None,
+        "tags_text": _tags_text(tags) if root and isinstance(tags, list | tuple) else None,
+        "metadata": encode(span.metadata, cap) if span.metadata is not None else None,
         "user_id": span.user_id,
         "session_id": span.session_id,
-        "attributes": encode(span.attributes, cap) if span.attributes else None,
+        "attributes": encode(span.attributes, cap) if span.attributes is not None else None,
         "search_text": _search_text(span.name, error, inputs, outputs) if root else None,
     }
 
 
-def _search_text(name: str, error: str | None, inputs: str | None, outputs: str | None) -> str:
-    parts = [name, error or "", (inputs or "")[:SEARCH_PREVIEW], (outputs or "")[:SEARCH_PREVIEW]]
+def _unencodable_span_row(span: Span, exc: BaseException) -> dict[str, Any]:
+    """The identity and timings of a span whose values could not be encoded
+    at all, with the reason; never its content."""
+    row: dict[str, Any] = {c.name: None for c in schema.spans.columns}
+    for name in ("span_id", "trace_id", "parent_id", "kind", "name", "status", "error_type",
+                 "start_ns", "end_ns", "model", "provider", "user_id", "session_id"):
+        row[name] = getattr(span, name, None)
+    row["attributes"] = dumps({INVALID_ATTRIBUTE: {
+        "span": f"could not be encoded ({type(exc).__name__}); content not stored"}})
+    return row
+
+
+def _note_problems(table: str, row: dict[str, Any], problems: dict[str, str]) -> None:
+    """Record what was wrong with a span's values on the span itself."""
+    if table != "spans":
+        log.warning("a %s row had invalid values (%s); stored with them replaced",
+                    table, "; ".join(f"{k}: {v}" for k, v in problems.items()))
+        return
+    try:
+        attributes = json.loads(row["attributes"]) if row.get("attributes") else {}
+    except ValueError:
+        attributes = {}
+    if not isinstance(attributes, dict):
+        attributes = {"value": attributes}
+    attributes[INVALID_ATTRIBUTE] = problems
+    row["attributes"] = dumps(attributes)
+
+
+def _reason(exc: BaseException) -> str:
+    """The store's reason in one line, without SQLAlchemy's echo of the parameters."""
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip().splitlines()
+    return f"{type(orig).__name__}: {text[0]}" if text else type(orig).__name__
+
+
+def _search_text(name: Any, error: str | None, inputs: str | None, outputs: str | None) -> str:
+    parts = [str(name), error or "", (inputs or "")[:SEARCH_PREVIEW], (outputs or "")[:SEARCH_PREVIEW]]
     return "\n".join(parts).lower()
 
 
@@ -195,7 +262,7 @@ class StoreWriter:
         rows: dict[str, list[dict[str, Any]]] = {}
         if batch.spans:
             encode = BatchEncoder().encode_capped  # spans of a trace share messages
-            rows["spans"] = [_span_row(span, cap, encode) for span in batch.spans]
+            rows["spans"] = [self._span_row(span, cap, encode) for span in batch.spans]
         if batch.scores:
             rows["scores"] = [_score_row(score) for score in batch.scores]
         if batch.samples:
@@ -203,6 +270,12 @@ class StoreWriter:
         if batch.alerts:
             now = time.time_ns()
             rows["alerts"] = [_alert_row(alert, now) for alert in batch.alerts]
+        for table, table_rows in rows.items():
+            check = _CHECKERS[table].clean
+            for row in table_rows:
+                problems = check(row)
+                if problems:
+                    _note_problems(table, row, problems)
         return rows
 
     # ---- writing ----------------------------------------------------------
@@ -217,6 +290,18 @@ class StoreWriter:
                 self._inserts[name] = _insert(dialect, table, columns)
         return self._engine
 
+    def open(self) -> None:
+        """Connect and migrate now: a bad URL, file, schema or driver is
+        reported at start-up rather than at the first write."""
+        with translate_errors(self.url):
+            self._connect()
+
+    def after_fork(self) -> None:
+        """In a forked child: drop the parent's pooled connections without
+        closing them (they belong to the parent)."""
+        if self._engine is not None:
+            self._engine.dispose(close=False)
+
     def write_prepared(self, rows: dict[str, list[dict[str, Any]]]) -> None:
         """Write prepared rows in one transaction; raises StoreUnavailable to retry."""
         if not any(rows.values()):
@@ -229,6 +314,39 @@ class StoreWriter:
                 span_rows = rows.get("spans")
                 if span_rows:
                     write_trace_totals(conn, span_rows, all_new=inserted["spans"] == len(span_rows))
+
+    @staticmethod
+    def _span_row(span: Span, cap: int, encode: Callable[[Any, int], str | None]) -> dict[str, Any]:
+        try:
+            return _span_row(span, cap, encode)
+        except Exception as exc:  # one span's odd values never cost its batch
+            return _unencodable_span_row(span, exc)
+
+    def write_isolating(self, rows: dict[str, list[dict[str, Any]]]) -> list[RejectedRow]:
+        """Write prepared rows; if the store rejects the batch, split it until
+        the rows it rejects are found, store the rest, and return those.
+
+        Raises :class:`StoreUnavailable` (nothing rejected, retry later) as
+        :meth:`write_prepared` does. One bad row costs about log2(batch)
+        extra transactions, and no other row.
+        """
+        try:
+            self.write_prepared(rows)
+            return []
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            items = [(table, row) for table in TABLES for row in rows.get(table) or ()]
+            if len(items) <= 1:
+                return [RejectedRow(table, row, _reason(exc)) for table, row in items]
+        half = len(items) // 2
+        rejected: list[RejectedRow] = []
+        for part in (items[:half], items[half:]):
+            sub: dict[str, list[dict[str, Any]]] = {}
+            for table, row in part:
+                sub.setdefault(table, []).append(row)
+            rejected.extend(self.write_isolating(sub))
+        return rejected
 
     def write_plugin_health(self, health: Sequence[Any]) -> None:
         """Upsert plugin health rows (objects with name, calls, failures,

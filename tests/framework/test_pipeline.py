@@ -59,7 +59,7 @@ def test_full_queue_drops_oldest_and_counts(sqlite_url: str, tmp_path: Path) -> 
     obs = Observer(sqlite_url, builtins=(), entry_points=False, spill_path=tmp_path / "s.jsonl",
                    pipeline={"queue_size": 10, "batch_size": 1})
     writer = GatedWriter(sqlite_url)
-    obs.pipeline.writer = writer
+    obs.pipeline.wait_ready().store = writer
     first = obs.start_span("first")
     obs.end_span(first)
     assert writer.entered.wait(5)  # the worker holds "first" and waits at the gate
@@ -67,7 +67,8 @@ def test_full_queue_drops_oldest_and_counts(sqlite_url: str, tmp_path: Path) -> 
         obs.end_span(obs.start_span(f"s{i:02d}"))
     assert obs.stats().dropped == 5
     writer.gate.set()
-    assert obs.flush(timeout=10)
+    assert not obs.flush(timeout=10)  # 5 spans recorded before it were dropped
+    assert obs.flush(timeout=10)  # and nothing since
     stats = obs.stats()
     assert (stats.written, stats.dropped, stats.queued) == (11, 5, 16)
     assert _span_names(sqlite_url) == ["first"] + [f"s{i:02d}" for i in range(5, 15)]
@@ -93,15 +94,16 @@ def test_sqlite_locked_spills_and_replays_without_duplicates(sqlite_url: str, tm
     locker.execute("BEGIN EXCLUSIVE")
     try:
         _record(obs, "during", 5)
-        assert obs.flush(timeout=30)
+        assert not obs.flush(timeout=30)  # processed, but spilled: not stored yet
         assert _wait(lambda: obs.stats().spilled >= 10)
         assert spill.exists()
         _record(obs, "more", 2)  # keeps order behind the spilled batches
-        assert obs.flush(timeout=30)
+        assert not obs.flush(timeout=30)
     finally:
         locker.execute("ROLLBACK")
         locker.close()
     assert _wait(lambda: not spill.exists() and obs.stats().replayed >= 14)
+    assert obs.flush(timeout=10)  # everything is in the store now
     names = _span_names(sqlite_url)
     assert len(names) == len(set(names)) == 6 + 10 + 4
     stats = obs.stats()
@@ -126,12 +128,13 @@ def test_postgres_outage_spills_and_replays(postgres_url: str, tmp_path: Path) -
         assert obs.flush(timeout=10)
         proxy.cut()
         _record(obs, "during", 5)
-        assert obs.flush(timeout=60)
+        assert not obs.flush(timeout=60)  # spilled, not stored
         assert _wait(lambda: obs.stats().spilled >= 10, timeout=60)
         proxy.restore()
         _record(obs, "after", 2)
-        assert obs.flush(timeout=30)
+        obs.flush(timeout=30)
         assert _wait(lambda: not spill.exists(), timeout=60)
+        assert obs.flush(timeout=30)
         names = _span_names(postgres_url)
         expected = [f"{p}-{k}-{i}" for p, n in (("before", 3), ("during", 5), ("after", 2))
                     for i in range(n) for k in ("root", "child")]
@@ -150,7 +153,7 @@ def test_spill_left_by_a_dead_process_is_replayed_on_start(sqlite_url: str, tmp_
     spill = SpillFile(tmp_path / "spill.jsonl")
     orphan = Span("orphan")
     orphan.end_ns = orphan.start_ns + 1000
-    spill.append(StoreWriter(sqlite_url).prepare(WriteBatch(spans=[orphan])))
+    spill.append([StoreWriter(sqlite_url).prepare(WriteBatch(spans=[orphan]))])
     obs = Observer(sqlite_url, builtins=(), entry_points=False, spill_path=spill.path)
     assert _wait(lambda: "orphan" in _span_names(sqlite_url))
     assert not spill.path.exists()
@@ -189,7 +192,7 @@ def test_sigterm_drains_the_queue(tmp_path: Path) -> None:
 def test_shutdown_respects_one_deadline(sqlite_url: str, tmp_path: Path) -> None:
     obs = Observer(sqlite_url, builtins=(), entry_points=False, spill_path=tmp_path / "s.jsonl")
     writer = GatedWriter(sqlite_url)
-    obs.pipeline.writer = writer
+    obs.pipeline.wait_ready().store = writer
     obs.end_span(obs.start_span("stuck"))
     assert writer.entered.wait(5)
     t0 = time.monotonic()

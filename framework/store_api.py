@@ -1,0 +1,74 @@
+"""What the pipeline needs from a store, and how a store says it cannot write.
+
+The core does not import ``storage``: the observer hands the pipeline an
+object with these methods (``storage.writer.StoreWriter``), and storage
+raises these exceptions, so the pipeline can tell "retry later" from "the
+configuration is wrong" without knowing which database is behind it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from framework.model import Alert, Sample, Score, Span
+
+Rows = dict[str, list[dict[str, Any]]]
+
+
+class StoreUnavailable(Exception):
+    """The store cannot be reached or is locked right now; retry later."""
+
+
+class StoreMisconfigured(StoreUnavailable):
+    """The URL, file, schema or driver is wrong: retrying will not help until
+    the user fixes it. ``str()`` is one line a user understands (URL masked).
+    A subclass of :class:`StoreUnavailable` because what the pipeline does is
+    the same (keep the spans in the spill file); only what it says differs."""
+
+
+@dataclass
+class WriteBatch:
+    """What one write stores: the records of one drained batch."""
+
+    spans: Sequence[Span] = ()
+    scores: Sequence[Score] = ()
+    samples: Sequence[Sample] = ()
+    alerts: Sequence[Alert] = ()
+
+
+class Rejected(Protocol):
+    """A row the store refused even alone, with the store's reason."""
+
+    @property
+    def table(self) -> str: ...
+    @property
+    def row(self) -> dict[str, Any]: ...
+    @property
+    def error(self) -> str: ...
+
+
+class Store(Protocol):
+    """The store as the pipeline sees it (``storage.writer.StoreWriter``)."""
+
+    url: str
+
+    def open(self) -> None:
+        """Connect and check the schema; raises StoreUnavailable / StoreMisconfigured."""
+
+    def prepare(self, batch: WriteBatch) -> Rows:
+        """Rows per table for a batch (pure, no I/O); JSON-serialisable."""
+
+    def write_prepared(self, rows: Rows) -> None:
+        """Write rows in one transaction."""
+
+    def write_isolating(self, rows: Rows) -> Sequence[Rejected]:
+        """Write rows, splitting a rejected batch; return the rows refused alone."""
+
+    def write_plugin_health(self, health: Sequence[Any]) -> None: ...
+
+    def after_fork(self) -> None:
+        """In a forked child: forget the parent's connections without closing them."""
+
+    def close(self) -> None: ...
