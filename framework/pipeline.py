@@ -443,11 +443,20 @@ class Pipeline:
         self._dead_letters = RecordFile(dead_letter_path(parts.spill_path))
         self._stage = "opening the store"
         try:
-            parts.store.open()
+            self._open_store()
         except StoreUnavailable as exc:
             self._store_is_down(exc)
+
+    def _open_store(self) -> None:
+        """Open the store; anything but "unavailable" means it is misconfigured."""
+        assert self.parts is not None
+        try:
+            self.parts.store.open()  # not self.store: start-up is not over yet
+        except StoreUnavailable:
+            raise
         except Exception as exc:
-            self._store_is_down(StoreMisconfigured(f"{type(exc).__name__}: {exc}"))
+            lines = str(exc).strip().splitlines()
+            raise StoreMisconfigured(f"{type(exc).__name__}: {lines[0] if lines else ''}") from exc
 
     # ---- worker ----------------------------------------------------------
     def _run(self) -> None:
@@ -874,7 +883,7 @@ class Pipeline:
 
         try:
             if self._store_down_since is not None:
-                store.open()
+                self._open_store()
             self.spill.replay(write, damaged)
         except StoreUnavailable as exc:
             self._store_is_down(exc)
