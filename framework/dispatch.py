@@ -6,6 +6,12 @@ its name and the hook), counted, and after ``degrade_after`` consecutive
 failures marked *degraded*: its pipeline hooks are skipped from then on. In
 strict mode the exception propagates instead (tests use it).
 
+A plugin that declares ``FAIL_CLOSED = True`` (on its class or module; the
+redaction plugin does) is never degraded: skipping it would let through what
+it exists to clean. Its failures are counted like any other, and reported at
+the 1st, 10th, 100th, 1000th... one; the pipeline asks :meth:`GuardedDispatcher.fail_closed`
+and withholds the content such a plugin failed on.
+
 The same guard wraps registered objects (checks, exporters, notifiers,
 samplers) under their own names, with a time budget: a call that uses more CPU
 than ``budget_s``, or blocks for more than four budgets of wall time, counts as
@@ -105,12 +111,26 @@ class GuardedDispatcher:
         self.errors_total = 0
         self.version = 0  # bumped on every failure, so readers can tell health changed
         self._impls: dict[str, list[tuple[str, Callable[..., Any], tuple[str, ...]]]] = {}
+        self._fail_closed: dict[str, bool] = {}
         self._lock = threading.Lock()
         _install_gc_clock()
 
     def refresh(self) -> None:
         """Forget cached implementation lists (call after registering a plugin)."""
         self._impls.clear()
+        self._fail_closed.clear()
+
+    def fail_closed(self, name: str) -> bool:
+        """Whether plugin ``name`` declares ``FAIL_CLOSED = True`` on its class
+        or module: it is never degraded, and what it failed on must be
+        withheld, never passed on unprocessed. False for names that are not
+        registered plugins (checks, exporters...)."""
+        known = self._fail_closed.get(name)
+        if known is None:
+            plugin = self.pm.get_plugin(name)
+            known = plugin is not None and getattr(plugin, "FAIL_CLOSED", False) is True
+            self._fail_closed[name] = known
+        return known
 
     def _implementations(self, hook: str) -> list[tuple[str, Callable[..., Any], tuple[str, ...]]]:
         impls = self._impls.get(hook)
@@ -278,6 +298,15 @@ class GuardedDispatcher:
         health.failures += 1
         health.consecutive += 1
         health.last_error = f"{what}: {message}"
+        if self.fail_closed(health.name):
+            if _power_of_ten(health.failures):  # rate-limited, never silent
+                log.error(
+                    "fail-closed plugin %r failed in %s (%d failure%s so far; last: %s); it is never "
+                    "skipped, and the content of what it failed on is withheld, not stored",
+                    health.name, what, health.failures, "" if health.failures == 1 else "s", message,
+                    exc_info=exc if health.failures == 1 else None,
+                )
+            return
         if health.failures == 1:
             log.warning("plugin %r failed in %s: %s", health.name, what, message, exc_info=exc)
         if health.consecutive >= self.degrade_after and not health.degraded:
@@ -288,3 +317,10 @@ class GuardedDispatcher:
                 health.consecutive,
                 message,
             )
+
+
+def _power_of_ten(n: int) -> bool:
+    """1, 10, 100, 1000...: when a failure that keeps recurring is reported again."""
+    while n >= 10 and n % 10 == 0:
+        n //= 10
+    return n == 1

@@ -14,15 +14,19 @@ registration) run on the thread that builds the observer, before any span is
 recorded. They may block briefly (read a file, open a client) but must not do
 network I/O that can hang.
 
-**Pipeline hooks** (``process_span``, ``spans_finished``, ``trace_finished``,
-``alert_changed``, ``feedback_recorded``, ``samples_collected``) run on the
+**Pipeline hooks** (``process_span``, ``process_score``, ``spans_finished``,
+``trace_finished``, ``alert_changed``, ``feedback_recorded``,
+``samples_collected``) run on the
 single pipeline worker thread, never on the thread of the user's chain. The
 host calls them implementation by implementation through a guarded
 dispatcher: an exception in one plugin is logged once (with the plugin's name),
 counted, and the other plugins still run; after
 ``[pipeline] degrade_after`` consecutive failures the plugin's pipeline hooks
-are skipped and it is shown as *degraded* by ``chainsight plugins``. In strict
-mode (``[pipeline] strict = true``, used by the tests) the exception is
+are skipped and it is shown as *degraded* by ``chainsight plugins``. A plugin
+that sets ``FAIL_CLOSED = True`` on its class or module (redaction does) is
+never degraded: its failures are counted and reported, and the content of a
+span or score it failed on is withheld instead of stored unprocessed. In
+strict mode (``[pipeline] strict = true``, used by the tests) the exception is
 re-raised instead.
 
 Nothing here is ever called on the caller's thread: the recorder only builds
@@ -158,6 +162,23 @@ def process_span(span: Span) -> None:
 
 
 @hookspec
+def process_score(score: Score) -> Score | None:
+    """Mutable phase for scores before they are stored (worker thread):
+    feedback comments, check and judge explanations, scores recorded by hand.
+
+    When: on the pipeline worker, once per score and feedback item, before
+    it is stored and before :func:`feedback_recorded`. Scores are frozen:
+    return a replacement :class:`~framework.model.Score` (e.g.
+    ``dataclasses.replace(score, comment=masked)``), or None to keep it. The
+    implementations are called in pluggy's order, each with the score the
+    previous ones left. Redaction implements it (``tryfirst``) and masks
+    ``comment`` and ``label`` with the same detectors as span content; when
+    it raises, the score is stored with both withheld
+    (:func:`framework.model.withhold_score`). Must not block.
+    """
+
+
+@hookspec
 def spans_finished(spans: Sequence[Span]) -> None:
     """Observe a batch of finished, processed and stored spans (sinks).
 
@@ -219,6 +240,7 @@ def shutdown() -> None:
 PIPELINE_HOOKS: tuple[str, ...] = (
     "price_span",
     "process_span",
+    "process_score",
     "spans_finished",
     "trace_finished",
     "samples_collected",

@@ -10,8 +10,10 @@ Times are integer nanoseconds since the Unix epoch (``time.time_ns()``).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -264,6 +266,39 @@ class Score:
     experiment_id: str | None = None
     score_id: str = field(default_factory=new_ordered_id)
     created_ns: int = field(default_factory=time.time_ns)
+
+
+WITHHELD: Final = "[withheld: redaction failed]"
+"""What stands in for content that a fail-closed plugin (redaction) could not process."""
+
+
+def withhold_content(span: Span) -> None:
+    """Replace everything redaction would have read after it failed on
+    ``span``: inputs, outputs, metadata and error become :data:`WITHHELD`;
+    of the attributes only numbers under plain lowercase dotted names
+    (``retries``, ``gen_ai.usage.input_tokens``) are kept, since a key may
+    hold a secret too."""
+    for name in ("inputs", "outputs", "metadata"):
+        if getattr(span, name) is not None:
+            setattr(span, name, WITHHELD)
+    if span.error:
+        span.error = WITHHELD
+    if span.attributes:
+        span.attributes = {k: v for k, v in span.attributes.items()
+                           if isinstance(v, int | float | bool) and isinstance(k, str)
+                           and _PLAIN_NAME.fullmatch(k) is not None}
+
+
+_PLAIN_NAME: Final = re.compile(r"[a-z][a-z0-9_.]{0,63}")
+
+
+def withhold_score(score: Score) -> Score:
+    """``score`` without its free text (comment and label), after redaction failed on it."""
+    return dataclasses.replace(
+        score,
+        comment=WITHHELD if score.comment else score.comment,
+        label=WITHHELD if score.label else score.label,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,8 @@ Kinds (what scores and ``chainsight.redacted`` report):
   (US SSN, UK NINO, Spanish DNI), ``ip_address`` (IPv4, IPv6).
 * Secrets (one switch, ``secrets``): ``private_key``, ``api_key`` (``sk-...``,
   Stripe, Google ``AIza...``), ``aws_key``, ``github_token``, ``slack_token``,
-  ``jwt``, ``bearer_token``, ``credential`` (``password=...``, ``api_key: ...``).
+  ``jwt``, ``bearer_token``, ``credential`` (``password=...``, ``api_key: ...``,
+  a URL's password and secret-named query parameters: ``?api_key=...``).
 
 Every pattern is linear: quantifiers are bounded or run over classes that
 cannot overlap the next token, so no input backtracks catastrophically
@@ -196,6 +197,20 @@ DETECTORS: Final[tuple[Detector, ...]] = (
     Detector("api_key", re.compile(r"(?<![\w-])(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{16,250}"), hints=("_live_", "_test_")),
     Detector("api_key", re.compile(r"(?<![\w-])AIza[0-9A-Za-z_-]{35}(?![\w-])"), hints=("AIza",)),
     Detector("bearer_token", re.compile(r"(?i)\bbearer\s{1,5}([A-Za-z0-9._~+/-]{16,2000}=*)"), hints=("bearer",), lower=True),
+    # Credentials in URLs (a litellm ``api_base``, a connection string): the
+    # password of ``scheme://user:PASSWORD@host`` and the value of a
+    # secret-named query or fragment parameter (``?api_key=VALUE&...``; a
+    # value that begins with "[" is left, so a mask is not found again). Before
+    # the generic ``credential`` pattern, which would take the rest of the URL.
+    Detector("credential", re.compile(
+        r"(?i)(?<![a-z0-9+.-])[a-z][a-z0-9+.-]{0,30}://[^\s/?#@:]{0,256}:([^\s/?#@\[][^\s/?#@]{0,255})@"
+    ), group=1, hints=("://",)),
+    Detector("credential", re.compile(
+        r"(?i)[?&;#](?:[\w.-]{0,40}[_.-])?"
+        r"(?:token|key|apikey|sig|signature|password|passwd|pwd|passphrase|secret|auth|authorization|"
+        r"credentials?|session)=([^\s&#\"'<>\[][^\s&#\"'<>]{0,1999})"
+    ), group=1, hints=("token", "key", "pass", "pwd", "secret", "auth", "cred", "sess", "g=", "ure="),
+        lower=True),  # no "i" in any-case hints: "İ" matches it, casefolded it does not
     Detector("credential", re.compile(
         r"(?i)\b(?:password|passwd|pwd|passphrase|api[_-]?key|secret[_-]?key|client[_-]?secret|"
         r"access[_-]?token|auth[_-]?token|refresh[_-]?token|private[_-]?key)[\"']?\s{0,3}[:=]\s{0,3}[\"']?"

@@ -3,8 +3,10 @@
 The command records user feedback the same way ``observer.feedback(...)``
 does (it calls it): Score rows with ``source = "feedback"`` (``thumbs`` +1/-1,
 ``rating`` 1..5, or a bare ``comment``), stored by the pipeline worker, which
-then fires ``feedback_recorded``. The observer it builds loads no built-in
-plugins (only entry-point plugins, which may listen to ``feedback_recorded``).
+then fires ``feedback_recorded``. The observer it builds loads one built-in
+plugin, ``redaction`` (a comment may hold PII or a secret; it is masked
+before it is stored), and the entry-point plugins, which may listen to
+``feedback_recorded``.
 
 Errors (no verdict, a rating out of range, an unknown trace, an unreachable
 store) are reported on stderr with a non-zero exit status.
@@ -75,7 +77,10 @@ def _run(ns: argparse.Namespace) -> int:
     from framework.observer import Observer
 
     settings = getattr(ns, "settings", None)
-    observer = Observer(url, settings=settings, builtins=())
+    from framework.defaults import DEFAULT_PLUGINS
+
+    redaction = tuple(p for p in DEFAULT_PLUGINS if p[0] == "redaction")
+    observer = Observer(url, settings=settings, builtins=redaction)
     try:
         scores = observer.feedback(trace_id, thumbs=thumbs, rating=ns.rating, comment=ns.comment,
                                    span_id=ns.span, user_id=ns.user)

@@ -7,12 +7,22 @@ sees the original values (patterns: :mod:`plugins.detectors`).
 
 What is masked: strings anywhere in ``inputs``, ``outputs``, ``attributes``
 and ``metadata`` (nested dicts, lists, tuples, LangChain messages and
-documents and other pydantic models, dataclasses) and ``error``. A finding
-becomes ``[redacted:KIND]`` (``replacement``). String values under keys that
-name a secret (``password``, ``api_key``, ``authorization``, ``cookie``...)
-are masked whole as ``credential`` when ``secrets`` is on. Identity fields
-(``name``, ``user_id``, ``session_id``, ``tags``) are left alone: they are
-keys the store groups by.
+documents and other pydantic models with their extra fields, dataclasses),
+mapping keys, and ``error``; and the ``comment`` and ``label`` of every score
+(``process_score``). A finding becomes ``[redacted:KIND]``
+(``replacement``). String values under keys that name a secret
+(``password``, ``api_key``, ``authorization``, ``cookie``...) are masked whole
+as ``credential`` when ``secrets`` is on. Identity fields (``name``,
+``user_id``, ``session_id``, ``tags``) are left alone: they are keys the store
+groups by.
+
+When in doubt, redact: a container deeper than ``MAX_DEPTH`` (the
+serialiser's own limit) becomes ``[redacted:too_deep]`` and one met again
+inside itself ``[redacted:cycle]``; bytes are stored as their length and
+hash only (:mod:`storage.serialize`). A span the walk fails on is stored
+without its content (:func:`framework.model.withhold_content`), and the
+plugin is ``FAIL_CLOSED``: the host counts and reports its failures but never
+degrades it into being skipped.
 
 The user's objects are never mutated: the span holds references to what the
 chain passed around (its message objects, its dicts), so the walk is
@@ -41,17 +51,23 @@ import functools
 import itertools
 import json
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from framework import hookimpl
-from framework.model import Span
+from framework.model import WITHHELD as WITHHELD  # re-exported: it used to live here
+from framework.model import Score, Span, withhold_content
 from framework.model_classes import ClassMemo, plain_pydantic_class
 from plugins import detectors
 from plugins.detectors import SECRETS, SENSITIVE_KEY, SWITCHES, Detector
+from storage.serialize import MAX_DEPTH, dumps, key_to_text
 
 ATTRIBUTE: Final = "chainsight.redacted"
-MAX_DEPTH: Final = 64
+TOO_DEEP: Final = "too_deep"
+"""The kind of what lies deeper than ``MAX_DEPTH`` (the serialiser's limit): replaced, never stored."""
+CYCLE: Final = "cycle"
+"""The kind of a container met again inside itself: replaced, so only the walked copy is stored."""
+_CLEAN_KEYS_MAX: Final = 4096
 
 CONFIG_SCHEMA: Final[dict[str, Any]] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -93,6 +109,9 @@ class Redactor:
         self.scanner = detectors.Scanner(self.detectors)
         self.replacement = replacement
         self.mask_keys = sensitive_keys and SECRETS in enabled
+        # Mapping keys with no finding: the same few recur on every span, and
+        # a set lookup costs less than a scanner call.
+        self._clean_keys: set[str] = set()
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Redactor:
@@ -140,6 +159,23 @@ class Redactor:
         """``value`` with findings masked; the same object when nothing was found."""
         return self._walk(value, counts, None, 0, set())
 
+    def redact_score(self, score: Score) -> Score | None:
+        """``score`` with its ``comment`` and ``label`` masked, or None when
+        neither holds anything to mask."""
+        counts: Counter[str] = Counter()
+        comment, label = score.comment, score.label
+        if comment:
+            comment = self._text(comment, counts, None) if type(comment) is str else self.redact(comment, counts)
+        if label:
+            label = self._text(label, counts, None) if type(label) is str else self.redact(label, counts)
+        if comment is score.comment and label is score.label:
+            return None
+        return dataclasses.replace(score, comment=comment, label=label)
+
+    def _marker(self, kind: str, counts: Counter[str]) -> str:
+        counts[kind] += 1
+        return self.replacement.replace("{kind}", kind)
+
     def _text(self, text: str, counts: Counter[str], key: str | None) -> str:
         if key is not None and self.mask_keys and text and _sensitive_key(key):
             if text == self.replacement.replace("{kind}", "credential"):
@@ -164,9 +200,14 @@ class Redactor:
                 return value
         if kind in _PLAIN and not value:  # never ask other objects (numpy arrays raise)
             return value
+        # When in doubt, redact: what lies deeper than the walk goes, and a
+        # container met again inside itself, become markers; the original
+        # would otherwise be stored as it is.
+        if depth >= MAX_DEPTH:
+            return self._marker(TOO_DEEP, counts)
         ident = id(value)
-        if depth >= MAX_DEPTH or ident in path:
-            return value
+        if ident in path:
+            return self._marker(CYCLE, counts)
         path.add(ident)
         try:
             return self._walk_container(value, counts, depth + 1, path)
@@ -193,17 +234,56 @@ class Redactor:
     # values (most of them) skip the _walk call.
 
     def _walk_mapping(self, value: Mapping[Any, Any], counts: Counter[str], depth: int, path: set[int]) -> Any:
-        walk, text = self._walk, self._text
+        """Values and keys: a key is stored too, so one holding a finding is masked."""
+        walk, text, clean = self._walk, self._text, self._clean_keys
         out: dict[Any, Any] | None = None
+        if type(value) is not dict or not value.keys() <= clean:
+            return self._walk_mapping_keys(value, counts, depth, path)
+        # The common case, in one C-level check: every key was seen before
+        # and held nothing, so only values may change.
         for i, (k, v) in enumerate(value.items()):
-            key = k if isinstance(k, str) else None
-            new = text(v, counts, key) if type(v) is str else walk(v, counts, key, depth, path)
+            new = text(v, counts, k) if type(v) is str else walk(v, counts, k, depth, path)
             if out is not None:
                 out[k] = new
             elif new is not v:
                 out = dict(itertools.islice(value.items(), i))
                 out[k] = new
         return value if out is None else out
+
+    def _walk_mapping_keys(self, value: Mapping[Any, Any], counts: Counter[str], depth: int, path: set[int]) -> Any:
+        """:meth:`_walk_mapping` where some key is new or not a string."""
+        walk, text, clean = self._walk, self._text, self._clean_keys
+        new_keys = [k if type(k) is str and k in clean else self._key(k, counts) for k in value]
+        out: dict[Any, Any] | None = None
+        for i, (k, v) in enumerate(value.items()):
+            key = k if isinstance(k, str) else None
+            new = text(v, counts, key) if type(v) is str else walk(v, counts, key, depth, path)
+            new_key = new_keys[i]
+            if out is not None:
+                _put(out, new_key, new)
+            elif new is not v or new_key is not k:
+                out = dict(itertools.islice(value.items(), i))
+                _put(out, new_key, new)
+        return value if out is None else out
+
+    def _key(self, key: Any, counts: Counter[str]) -> Any:
+        """``key`` masked (a string), or ``key`` itself when it holds nothing."""
+        if isinstance(key, str):
+            findings = self.scanner.find(key)
+            if not findings:
+                if type(key) is str:
+                    if len(self._clean_keys) >= _CLEAN_KEYS_MAX:
+                        self._clean_keys.clear()
+                    self._clean_keys.add(key)
+                return key
+            new, found = detectors.mask(key, findings, self.replacement)
+            counts.update(found)
+            return new
+        if key is None or isinstance(key, bool | int | float):
+            return key
+        text = key_to_text(key)  # what the serialiser would store (an enum's value, a tuple's str...)
+        new = self._text(text, counts, None)
+        return key if new is text else new
 
     def _walk_items(self, value: Any, counts: Counter[str], depth: int, path: set[int]) -> Any:
         """A list, tuple, set or frozenset: a changed one becomes a tuple if it was one, else a list."""
@@ -221,10 +301,10 @@ class Redactor:
         return tuple(new_items) if isinstance(value, tuple) else new_items
 
     def _walk_model(
-        self, value: Any, fields: tuple[str, ...], counts: Counter[str], depth: int, path: set[int]
+        self, value: Any, fields: Iterable[str], counts: Counter[str], depth: int, path: set[int]
     ) -> Any:
-        """What :meth:`_walk_object` does with a pydantic model, for a class
-        :func:`_model_fields` vouches for; string fields skip the _walk call."""
+        """A pydantic model: its fields and its extra fields (``model_extra``,
+        which the serialiser stores too); string fields skip the _walk call."""
         walk, text = self._walk, self._text
         updates: dict[str, Any] | None = None
         for name in fields:
@@ -241,21 +321,24 @@ class Redactor:
                 if updates is None:
                     updates = {}
                 updates[name] = new
+        extra = getattr(value, "model_extra", None)  # None unless the class allows extras
+        if extra:
+            new_extra = self._walk_mapping(extra, counts, depth, path)
+            if new_extra is not extra:
+                if new_extra.keys() != extra.keys():
+                    # An extra's name held a finding: model_copy cannot rename
+                    # one, so the model becomes its stored (JSON) form, masked.
+                    return walk(_jsonable(value), Counter(), None, depth, path)
+                if updates is None:
+                    updates = {}
+                updates.update((k, v) for k, v in new_extra.items() if v is not extra[k])
         return value.model_copy(update=updates) if updates else value
 
     def _walk_object(self, value: Any, counts: Counter[str], depth: int, path: set[int]) -> Any:
         walk = self._walk
         fields = getattr(type(value), "model_fields", None)
         if isinstance(fields, Mapping) and hasattr(value, "model_copy"):  # pydantic v2
-            updates = {}
-            for name in fields:
-                old = getattr(value, name, None)
-                if old is None or (not old and type(old) in _PLAIN):
-                    continue
-                new = walk(old, counts, name, depth, path)
-                if new is not old:
-                    updates[name] = new
-            return value.model_copy(update=updates) if updates else value
+            return self._walk_model(value, fields, counts, depth, path)
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
             dc_updates = {}
             for f in dataclasses.fields(value):
@@ -309,9 +392,19 @@ def _sensitive_key(key: str) -> bool:
     return SENSITIVE_KEY.match(key) is not None
 
 
-def _jsonable(value: Any) -> Any:
-    from storage.serialize import dumps
+def _put(out: dict[Any, Any], key: Any, value: Any) -> None:
+    """``out[key] = value``, where two keys that mask to the same text (two
+    emails) are kept apart by a suffix (``"[redacted:email] #2"``), so
+    neither value is lost."""
+    if key in out:
+        n = 2
+        while f"{key} #{n}" in out:
+            n += 1
+        key = f"{key} #{n}"
+    out[key] = value
 
+
+def _jsonable(value: Any) -> Any:
     return json.loads(dumps(value))
 
 
@@ -320,6 +413,9 @@ class RedactionPlugin:
     process can redact differently."""
 
     CONFIG_SCHEMA = CONFIG_SCHEMA
+    # Never degraded into being skipped (framework.dispatch): the span or
+    # score it fails on is stored without its content instead.
+    FAIL_CLOSED: Final = True
 
     def __init__(self) -> None:
         self.redactor = Redactor()
@@ -336,22 +432,14 @@ class RedactionPlugin:
                 redactor.redact_span(span)
             except Exception:
                 withhold_content(span)  # fail closed: nothing unredacted is stored
-                raise  # counted and logged by the host like any plugin failure
+                raise  # counted and reported by the host; never degraded (FAIL_CLOSED)
 
-
-WITHHELD: Final = "[withheld: redaction failed]"
-
-
-def withhold_content(span: Span) -> None:
-    """Replace everything redaction would have read, after it failed on ``span``."""
-    for field in ("inputs", "outputs", "metadata"):
-        if getattr(span, field) is not None:
-            setattr(span, field, WITHHELD)
-    if span.error:
-        span.error = WITHHELD
-    if span.attributes:
-        span.attributes = {k: v for k, v in span.attributes.items()
-                           if isinstance(v, int | float | bool)}
+    @hookimpl(tryfirst=True)
+    def process_score(self, score: Score) -> Score | None:
+        redactor = self.redactor
+        if not redactor.active or not (score.comment or score.label):
+            return None
+        return redactor.redact_score(score)
 
 
 def create_plugin() -> RedactionPlugin:

@@ -12,10 +12,10 @@ Pydantic models (LangChain messages) are recognised by class, once, and
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import datetime as _dt
 import enum
+import hashlib
 import json
 import math
 import re
@@ -33,8 +33,9 @@ except ImportError:  # pragma: no cover
     _orjson = None  # type: ignore[assignment]
 
 MAX_DEPTH: Final = 64
+"""How deep the careful walk below goes, and redaction too (plugins.redaction
+imports it): what redaction replaced with a marker is never written deeper."""
 REPR_LIMIT: Final = 1000
-BYTES_PREVIEW: Final = 64
 
 _encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 # PostgreSQL jsonb rejects the NUL escape; an escaped backslash before "u0000" is text.
@@ -70,8 +71,9 @@ def _dumped(dump: Any) -> tuple[bool, Any]:
 
 def _leaf_any(obj: Any) -> Any:
     if isinstance(obj, bytes | bytearray | memoryview):
+        # Never the content: bytes are opaque to redaction.
         raw = bytes(obj)
-        return {"__bytes__": len(raw), "base64": base64.b64encode(raw[:BYTES_PREVIEW]).decode()}
+        return {"__bytes__": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
     if isinstance(obj, _dt.datetime | _dt.date | _dt.time):
         return obj.isoformat()
     if isinstance(obj, _dt.timedelta):
@@ -146,7 +148,7 @@ def _walk(obj: Any, depth: int, path: set[int]) -> Any:
     try:
         if isinstance(obj, dict):
             return {
-                (k if isinstance(k, str) else _key(k)): _walk(v, depth + 1, path)
+                (k if isinstance(k, str) else key_to_text(k)): _walk(v, depth + 1, path)
                 for k, v in obj.items()
             }
         if isinstance(obj, list | tuple):
@@ -162,7 +164,8 @@ def _walk(obj: Any, depth: int, path: set[int]) -> Any:
         path.discard(oid)
 
 
-def _key(key: Any) -> str:
+def key_to_text(key: Any) -> str:
+    """The text a mapping key that is not a string is stored as."""
     if isinstance(key, bool | int | float) or key is None:
         return json.dumps(key)
     return key.value if isinstance(key, enum.Enum) and isinstance(key.value, str) else _safe_str(key)

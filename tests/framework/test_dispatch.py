@@ -72,6 +72,61 @@ def test_raising_plugin_does_not_stop_others_and_degrades(caplog: pytest.LogCapt
     assert not dispatcher.health["tagger"].degraded
 
 
+class Cleaner:
+    """A fail-closed plugin, like redaction, that fails on every span."""
+
+    name = "cleaner"
+    FAIL_CLOSED = True
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    @hookimpl(tryfirst=True)
+    def process_span(self, span: Span) -> None:
+        self.calls += 1
+        raise RuntimeError("cannot clean")
+
+
+def test_fail_closed_plugin_is_never_degraded_and_its_failures_are_reported(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    cleaner, raiser = Cleaner(), Raiser()
+    dispatcher = make(cleaner, raiser, Tagger(), degrade_after=2)
+    assert dispatcher.fail_closed("cleaner")
+    assert not dispatcher.fail_closed("raiser") and not dispatcher.fail_closed("no such plugin")
+    with caplog.at_level(logging.WARNING, logger="chainsight.plugins"):
+        for _ in range(60):
+            dispatcher.call("process_span", span=Span("s"))
+        function = dict(dispatcher.implementations("process_span"))["cleaner"]
+        results = list(dispatcher.map("cleaner", function, [Span("s") for _ in range(60)], what="process_span"))
+    assert [ok for _, ok, _ in results] == [False] * 60  # called, and failed, every time
+    health = dispatcher.health["cleaner"]
+    assert cleaner.calls == 120
+    assert (health.failures, health.degraded, health.status) == (120, False, "active")
+    assert "RuntimeError: cannot clean" in (health.last_error or "")
+    assert {h.name: h.failures for h in dispatcher.snapshot()}["cleaner"] == 120
+    assert dispatcher.health["raiser"].degraded  # the others degrade as before
+    # Reported at the 1st, 10th and 100th failure, with its name; never silent, never every time.
+    lines = [r for r in caplog.records if "'cleaner'" in r.getMessage()]
+    assert [r.levelno for r in lines] == [logging.ERROR] * 3
+    assert ["1 failure " in lines[0].getMessage(), "10 failures" in lines[1].getMessage(),
+            "100 failures" in lines[2].getMessage()] == [True] * 3
+    assert lines[0].exc_info is not None and "withheld" in lines[0].getMessage()
+    assert not any("degraded" in r.getMessage() for r in lines)
+
+
+def test_fail_closed_is_read_from_a_module_plugin_too() -> None:
+    import types
+
+    module = types.ModuleType("closed_module")
+    module.FAIL_CLOSED = True  # type: ignore[attr-defined]
+    pm = new_plugin_manager()
+    pm.register(module, name="closed_module")
+    pm.register(Tagger(), name="tagger")
+    dispatcher = GuardedDispatcher(pm)
+    assert dispatcher.fail_closed("closed_module") and not dispatcher.fail_closed("tagger")
+
+
 def test_success_resets_consecutive_failures() -> None:
     class Flaky:
         name = "flaky"

@@ -53,6 +53,12 @@ ADVERSARIAL = [
     "1." * 30_000,
     "a:" * 30_000 + "::",
     "AB 12 " * 20_000,
+    "?" + "a_" * 25_000 + "=",
+    "a://" + "b" * 50_000 + ":",
+    "http://a:" * 6_000,
+    "&token=" * 8_000,
+    "a" * 30 + "://" + ":" * 50_000 + "@",
+    "a+" * 20_000 + "://u:p@h",
 ]
 
 
@@ -88,6 +94,9 @@ def test_hint_prechecks_never_change_what_is_found() -> None:
         # the needs pre-checks at their edges
         "GB82 WEST 1234 5698 7654 32", "078-05-1120", "AB123456C", "AB 12 34 56 D", "12345678-Z",
         "192.168.0.1", "1.1.1.1", "version 1.2.3.4", "ab 12 34 56 e", "1234567z",
+        # credentials in URLs
+        "https://host/v1?api_key=abc123secret&x=1", "https://user:pass@host/", "?SIG=abc", "&Signature=x",
+        "https://h/cb#access_token=xyz&state=1", "redis://:pw@localhost:6379", "a?X-Amz-Credential=AK/2020",
     ]
     assert len(texts) > 40
     for text in texts:
@@ -119,3 +128,31 @@ def test_scanner_memo_matches_find_and_stays_bounded() -> None:
     long_text = "mail me at a.b@example.com " * 5000
     assert scanner.count(long_text)["email"] == 5000
     assert long_text not in scanner._memo  # too long to keep
+
+
+@pytest.mark.parametrize(("text", "masked"), [
+    ("https://host/v1?api_key=abc123secret&x=1", "https://host/v1?api_key=[redacted:credential]&x=1"),
+    ("https://user:pass@host/", "https://user:[redacted:credential]@host/"),
+    ("postgresql+psycopg://app:S3cr3t!@db:5432/x", "postgresql+psycopg://app:[redacted:credential]@db:5432/x"),
+    ("redis://:hunter2@localhost:6379/0", "redis://:[redacted:credential]@localhost:6379/0"),
+    ("see https://h/a?q=1&token=abc#top", "see https://h/a?q=1&token=[redacted:credential]#top"),
+    ("https://h/cb#access_token=xyz&state=1", "https://h/cb#access_token=[redacted:credential]&state=1"),
+    ("https://h/o?X-Amz-Signature=deadbeef&X-Amz-Credential=AKID%2F2020",
+     "https://h/o?X-Amz-Signature=[redacted:credential]&X-Amz-Credential=[redacted:credential]"),
+    ("wss://h/?apikey=k1&sig=s1&password=p1&secret=s2&auth=a1",
+     "wss://h/?apikey=[redacted:credential]&sig=[redacted:credential]&password=[redacted:credential]"
+     "&secret=[redacted:credential]&auth=[redacted:credential]"),
+])
+def test_credentials_in_urls_are_masked(text: str, masked: str) -> None:
+    out, counts = redact(text)
+    assert out == masked
+    assert set(counts) == {"credential"}
+    assert count(out) == {}  # a mask is not found again
+
+
+@pytest.mark.parametrize("text", [
+    "https://example.com:8080/path?q=1&page=2", "http://h/?monkey=1&turkey=2", "key=value in prose",
+    "mailto:someone", "a ratio of 3:4@home",
+])
+def test_urls_without_credentials_are_left_alone(text: str) -> None:
+    assert count(text) == {}

@@ -14,7 +14,7 @@ from langchain_core.documents import Document
 from langchain_core.messages import AIMessage, HumanMessage
 
 from framework import hookimpl
-from framework.model import Span
+from framework.model import Score, Span
 from framework.observer import Observer
 from plugins import redaction
 from plugins.detectors import SWITCHES
@@ -289,3 +289,90 @@ def test_a_span_redaction_fails_on_is_stored_without_its_content(tmp_path: Path)
     assert stored["bad"]["inputs"] == stored["bad"]["outputs"] == f'"{redaction.WITHHELD}"'
     assert '"retries":2' in stored["bad"]["attributes"]
     assert "[redacted:email]" in stored["fine"]["inputs"]
+
+
+def test_withheld_marker_and_function_live_in_the_core() -> None:
+    from framework import model
+
+    assert redaction.WITHHELD is model.WITHHELD
+    assert redaction.withhold_content is model.withhold_content
+    span = Span("s")
+    span.inputs, span.error = {"q": EMAIL}, f"failed for {EMAIL}"
+    span.attributes = {"retries": 2, "gen_ai.usage.input_tokens": 7, EMAIL: 1, "AKIAZZSEEDKEY0123456": 3,
+                       "note": EMAIL}
+    model.withhold_content(span)
+    assert (span.inputs, span.error) == (model.WITHHELD, model.WITHHELD)
+    assert span.attributes == {"retries": 2, "gen_ai.usage.input_tokens": 7}  # a key may hold a secret too
+    score = model.withhold_score(Score("thumbs", "feedback", "t", value=1.0, label="up", comment=EMAIL))
+    assert (score.comment, score.label, score.value) == (model.WITHHELD, model.WITHHELD, 1.0)
+
+
+def test_extra_fields_are_masked_on_a_copy() -> None:
+    from collections import Counter
+
+    message = AIMessage(content="fine", extra_field=f"key {API_KEY}", password="hunter2hunter2")
+    counts: Counter[str] = Counter()
+    out = Redactor().redact({"m": message}, counts)["m"]
+    assert isinstance(out, AIMessage) and out is not message
+    assert out.model_extra == {"extra_field": "key [redacted:api_key]", "password": "[redacted:credential]"}
+    assert message.model_extra == {"extra_field": f"key {API_KEY}", "password": "hunter2hunter2"}
+    assert counts == {"api_key": 1, "credential": 1}
+    clean = AIMessage(content="fine", extra_field="nothing here")
+    assert Redactor().redact(clean, Counter()) is clean
+
+
+def test_keys_are_masked_and_never_collide() -> None:
+    from collections import Counter
+    from enum import Enum
+
+    class Who(Enum):
+        ALICE = EMAIL
+
+    counts: Counter[str] = Counter()
+    value = {EMAIL: 1, "[redacted:email]": 2, "other@example.org": 3, Who.ALICE: 4, 5: "five", "plain": 6}
+    out = Redactor().redact(value, counts)
+    assert out == {"[redacted:email]": 1, "[redacted:email] #2": 2, "[redacted:email] #3": 3,
+                   "[redacted:email] #4": 4, 5: "five", "plain": 6}
+    assert counts == {"email": 3}
+    assert EMAIL in value  # the caller's dict is untouched
+
+
+class LaterScorer:
+    """A second ``process_score`` implementation, registered after redaction."""
+
+    def __init__(self) -> None:
+        self.seen: list[str | None] = []
+
+    @hookimpl
+    def process_score(self, score: Score) -> Score | None:
+        self.seen.append(score.comment)
+        return None
+
+
+def test_process_score_through_pluggy_redaction_first() -> None:
+    from framework.plugin_manager import new_plugin_manager
+
+    pm = new_plugin_manager()
+    pm.register(redaction.create_plugin(), name="redaction")
+    later = LaterScorer()
+    pm.register(later, name="later")
+    calls = [impl.plugin_name for impl in reversed(pm.hook.process_score.get_hookimpls())]
+    assert calls == ["redaction", "later"]  # tryfirst: before plugins registered after it
+    score = Score("groundedness", "check", "t1", "s1", 0.0, f"cites {EMAIL}", False,
+                  f"the answer repeats {API_KEY} and {CARD}")
+    [masked] = pm.hook.process_score(score=score)
+    assert masked.comment == "the answer repeats [redacted:api_key] and [redacted:credit_card]"
+    assert masked.label == "cites [redacted:email]"
+    assert (masked.score_id, masked.value, masked.passed) == (score.score_id, 0.0, False)
+    assert later.seen == [score.comment]  # pluggy does not chain: the host passes the result on
+
+
+def test_process_score_follows_the_switches() -> None:
+    score = Score("comment", "feedback", "t1", comment=f"mail {EMAIL} key {API_KEY}")
+    plugin = redaction.create_plugin()
+    plugin.configure({"email": False})
+    masked = plugin.process_score(score)
+    assert masked is not None and masked.comment == f"mail {EMAIL} key [redacted:api_key]"
+    plugin.configure({**{k: False for k in SWITCHES}, "sensitive_keys": False})
+    assert plugin.process_score(score) is None
+    assert redaction.RedactionPlugin.FAIL_CLOSED is True

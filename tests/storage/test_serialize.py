@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime as dt
 import enum
+import hashlib
 import json
 import uuid
 from collections.abc import Mapping
@@ -75,7 +77,8 @@ def test_awkward_objects() -> None:
         "bad_repr": BadRepr(),
         "nan": float("nan"),
     })
-    assert out["bytes"]["__bytes__"] == 8
+    # bytes: their length and hash, never their content
+    assert out["bytes"] == {"__bytes__": 8, "sha256": hashlib.sha256(b"\x00\x01binary").hexdigest()}
     assert out["dataclass"] == {"name": "x", "child": {"name": "y", "child": None}}
     assert out["model"] == {"role": "user", "content": "hi"}
     assert out["exc"] == {"type": "ValueError", "message": "bad input"}
@@ -323,3 +326,15 @@ def test_prepared_batch_rows_match_rows_of_single_spans() -> None:
     rows = writer.prepare(WriteBatch(spans=spans))["spans"]
     assert rows == [_span_row(span, 200) for span in spans]
     assert any("__truncated__" in (row["outputs"] or "") for row in rows)
+
+
+@pytest.mark.parametrize("raw", [b"password=hunter2-secret", bytearray(b"sk-0123456789abcdef0123"),
+                                 memoryview(b"\xffsecret-token-value" * 10)])
+def test_bytes_are_stored_as_length_and_hash_never_content(raw: bytes | bytearray | memoryview) -> None:
+    content = bytes(raw)
+    text = encode_capped({"payload": raw}, 10_000)
+    assert text is not None
+    for piece in (content[1:12].decode("latin-1"), base64.b64encode(content[:12]).decode()[:12]):
+        assert piece not in text
+    assert json.loads(text)["payload"] == {"__bytes__": len(content),
+                                           "sha256": hashlib.sha256(content).hexdigest()}
