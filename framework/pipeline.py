@@ -38,7 +38,15 @@ from pathlib import Path
 from typing import Any, Final
 
 from framework.dispatch import GuardedDispatcher
-from framework.model import Alert, PipelineStats, Sample, Score, Span
+from framework.model import (
+    Alert,
+    PipelineStats,
+    Sample,
+    Score,
+    Span,
+    withhold_content,
+    withhold_score,
+)
 from framework.spill import Damaged, RecordFile, SpillFile
 from framework.store_api import Rows, Store, StoreMisconfigured, StoreUnavailable, WriteBatch
 
@@ -141,21 +149,6 @@ STATS_SAMPLES = (
     ("queue_depth", "queue_depth"),
     ("plugin_errors_total", "plugin_errors"),
 )
-
-WITHHELD: Final = "[withheld: redaction failed]"
-
-
-def withhold_content(span: Span) -> None:
-    """Replace everything redaction would have read, when it could not run."""
-    for name in ("inputs", "outputs", "metadata"):
-        if getattr(span, name) is not None:
-            setattr(span, name, WITHHELD)
-    if span.error:
-        span.error = WITHHELD
-    if span.attributes:
-        span.attributes = {k: v for k, v in span.attributes.items()
-                           if isinstance(v, int | float | bool)}
-
 
 def dead_letter_path(spill_path: Path) -> Path:
     """The dead-letter file lives beside the spill file."""
@@ -560,6 +553,8 @@ class Pipeline:
         try:
             if spans:
                 scores.extend(self._process_spans(spans))
+            scores = self._process_scores(scores)
+            feedback = batch.feedback = self._process_scores(feedback)
             if self.options.metrics_only and scores:
                 scores = [strip_comment(score) for score in scores]
             self._stage = "encoding"
@@ -711,7 +706,32 @@ class Pipeline:
         return scores
 
     def _fail_closed(self, name: str) -> bool:
-        return bool(getattr(self.dispatcher.pm.get_plugin(name), "FAIL_CLOSED", False))
+        return self.dispatcher.fail_closed(name)
+
+    def _process_scores(self, scores: list[Score], *, only_fail_closed: bool = False) -> list[Score]:
+        """``process_score`` over a batch's scores, each implementation given
+        what the previous one returned; a fail-closed one that raises leaves
+        the score without its free text."""
+        parts = self.parts
+        assert parts is not None
+        if not scores:
+            return scores
+        if parts.withhold_all is not None:
+            return [withhold_score(score) for score in scores]
+        dispatcher = parts.dispatcher
+        out = list(scores)
+        for name, function in dispatcher.implementations("process_score"):
+            closed = self._fail_closed(name)
+            if only_fail_closed and not closed:
+                continue
+            self._stage = f"process_score of plugin {name!r}"
+            for i, (score, ok, result) in enumerate(dispatcher.map(name, function, out, what="process_score")):
+                if ok:
+                    if isinstance(result, Score):
+                        out[i] = result
+                elif closed:
+                    out[i] = withhold_score(score)
+        return out
 
     def _check_spans(self, spans: list[Span], budget: float) -> list[Score]:
         dispatcher = self.dispatcher
@@ -925,6 +945,7 @@ class Pipeline:
         if writing is not None and writing.rows and not writing.done.is_set():
             pending.append((writing.rows, len(writing.spans)))  # idempotent if it lands after all
         self._redact_here(spans, parts)
+        scores = self._process_scores(scores, only_fail_closed=True)
         batch = (held or []) + spans
         step = max(1, self.options.batch_size)
         for i in range(0, len(batch), step):

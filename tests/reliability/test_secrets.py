@@ -356,8 +356,6 @@ def test_litellm_api_base_credentials_are_not_stored(
 # ---- feedback comments ----------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="needs the pipeline to call process_score on every score "
-                                       "(issue 10, the lead's pipeline change); remove this mark then")
 def test_feedback_comment_is_stored_redacted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(tmp_path)

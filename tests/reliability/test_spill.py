@@ -55,7 +55,7 @@ def test_a_bad_span_spilled_while_the_store_was_locked_does_not_jam(sqlite_url: 
         _ready(obs)
         names = [f"s{i:03d}" for i in range(230)]
         with _locked(sqlite_url):
-            _record(obs, names[:100] + ["bad\udcffname"] + names[100:])
+            _record(obs, [*names[:100], "bad\udcffname", *names[100:]])
             assert not obs.flush(timeout=30)  # spilled, not stored
             assert wait_for(lambda: obs.stats().spilled == 231)
         assert wait_for(lambda: not spill.exists())
