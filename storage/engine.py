@@ -49,9 +49,10 @@ _head_revision: str | None = None
 
 SQLITE_MAGIC: Final = b"SQLite format 3\x00"
 MAKE_A_STORE: Final = (
-    "a store is made by recording into it (an observer, `chainsight demo`) "
-    "or by `chainsight db upgrade --db URL`"
+    "record into it (an observer, or `chainsight demo --db URL`), "
+    "or create an empty one with `chainsight db upgrade --db URL`"
 )
+SUPPORTED: Final = "Chainsight stores in SQLite (sqlite:///PATH) or PostgreSQL (postgresql+psycopg://USER@HOST/DATABASE)"
 
 
 class StoreUnavailable(Exception):
@@ -67,7 +68,7 @@ class StoreNotFound(StoreMisconfigured):
     """A reader (``open_engine(url, create=False)``) found no Chainsight store at the URL."""
 
     def __init__(self, url: str) -> None:
-        super().__init__(f"no Chainsight store at {display_url(url)} ({MAKE_A_STORE})")
+        super().__init__(f"no Chainsight store at {display_url(url)}: {MAKE_A_STORE}")
         self.url = display_url(url)
 
 
@@ -190,15 +191,14 @@ def create(url: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
 def _create_engine(url: str, parsed: sa.URL, kwargs: dict[str, Any]) -> sa.Engine:
     """``sa.create_engine``, with a missing driver or dialect as :class:`StoreMisconfigured`."""
     backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise StoreMisconfigured(f"unsupported store URL {display_url(url)}: {SUPPORTED}")
     try:
         return sa.create_engine(url, **kwargs)
     except exc.NoSuchModuleError:
-        raise StoreMisconfigured(
-            f"unsupported store URL {display_url(url)}: Chainsight stores in SQLite "
-            "(sqlite:///PATH) or PostgreSQL (postgresql+psycopg://USER@HOST/DATABASE)"
-        ) from None
+        raise StoreMisconfigured(f"unsupported store URL {display_url(url)}: {SUPPORTED}") from None
     except ImportError as error:
-        if backend == "postgresql":
+        if backend == "postgresql" and parsed.get_driver_name() == "psycopg":
             raise StoreMisconfigured(
                 "PostgreSQL needs the psycopg driver: pip install 'chainsight[postgres]' "
                 f"(for {display_url(url)})"
