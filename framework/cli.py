@@ -354,7 +354,7 @@ def plugin_setup_problems(plugins: PluginSet, configs: dict[str, dict[str, Any]]
     for impl in plugins.pm.hook.setup_problems.get_hookimpls():
         args = {"config": configs.get(impl.plugin_name, {})}
         try:
-            answer = impl.function(**{name: args[name] for name in impl.argnames})
+            answer: Any = impl.function(**{name: args[name] for name in impl.argnames})
         except Exception as exc:
             answer = [f"setup_problems failed: {describe_exception(exc)}"]
         if answer:
