@@ -20,7 +20,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     ]
     if skipped:
         terminalreporter.write_line(
-            f"{len(skipped)} PostgreSQL tests skipped: set {POSTGRES_ENV}="
+            f"{len(skipped)} PostgreSQL test{'s' if len(skipped) != 1 else ''} skipped: "
+            f"set {POSTGRES_ENV}="
             "postgresql+psycopg://USER:PASSWORD@HOST/DB to run them against a server, "
             "or run .ci/run (starts a private PostgreSQL and runs make test)",
             yellow=True, bold=True,
