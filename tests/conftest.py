@@ -12,6 +12,7 @@ import pytest
 POSTGRES_ENV = "CHAINSIGHT_TEST_POSTGRES_URL"
 
 
+@pytest.hookimpl(trylast=True)  # after the other plugins' summaries: the last line of the run
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Say so, at the end, when the PostgreSQL tests were skipped (no server given)."""
     skipped = [
