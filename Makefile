@@ -15,9 +15,15 @@ export LANGSMITH_TRACING := false
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The first run downloads several hundred MB of packages from PyPI (or your
+# index); later runs reuse .venv and need no network. Versions are pinned by
+# constraints.txt, so every checkout tests against the same ones.
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	    echo "Chainsight needs Python 3.11 or newer, but '$(PYTHON)' is: $$(command -v $(PYTHON) >/dev/null && $(PYTHON) --version 2>&1 || echo 'not found')." >&2; \
+	    echo "Name a newer one, e.g.: make $(MAKECMDGOALS) PYTHON=python3.11" >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
 	touch $@
 
 test: $(STAMP)
@@ -31,9 +37,16 @@ bench: $(STAMP)
 	$(BIN)/python bench/hot_path.py
 	$(BIN)/python bench/ingest.py $(if $(CHAINSIGHT_TEST_POSTGRES_URL),--postgres $(CHAINSIGHT_TEST_POSTGRES_URL))
 
+# The demo records into its own store, replaced on every run (so runs do not
+# pile up 300 traces each), never into ./chainsight.db.
+DEMO_DIR := .demo
+DEMO_DB := sqlite:///$(DEMO_DIR)/chainsight-demo.db
+
 demo: $(STAMP)
-	LITELLM_LOCAL_MODEL_COST_MAP=True LITELLM_OFFLINE_MODE=true LITELLM_MODE=PRODUCTION HF_HUB_OFFLINE=1 LANGSMITH_TRACING=false $(BIN)/chainsight demo --count 300 --concurrency 8 --seed 7
-	if $(BIN)/chainsight --help 2>/dev/null | grep -qw tui; then $(BIN)/chainsight tui; else $(BIN)/chainsight traces; fi
+	rm -rf $(DEMO_DIR)
+	@echo "make demo: recording into a fresh demo store, $(DEMO_DIR)/chainsight-demo.db (each run replaces the previous one)"
+	$(BIN)/chainsight demo --db "$(DEMO_DB)" --count 300 --concurrency 8 --seed 7
+	if $(BIN)/chainsight --help 2>/dev/null | grep -qw tui; then $(BIN)/chainsight tui --db "$(DEMO_DB)"; else $(BIN)/chainsight traces --db "$(DEMO_DB)"; fi
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_DIR) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

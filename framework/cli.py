@@ -21,7 +21,6 @@ import re
 import sys
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from framework.cli_render import (
@@ -87,8 +86,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if debug:
             raise
+        if _is_store_misconfigured(exc):  # its message is the whole story
+            _error(str(exc))
+            return EXIT_ERROR
         _error(f"{describe_exception(exc)} (run with --debug for the traceback)")
         return EXIT_ERROR
+
+
+def _is_store_misconfigured(exc: BaseException) -> bool:
+    module = sys.modules.get("storage.engine")  # never imported just to check
+    return module is not None and isinstance(exc, module.StoreMisconfigured)
 
 
 def _run(argv: list[str], config: str | None, debug: bool) -> int:
@@ -340,6 +347,33 @@ def register_plugin_commands(plugins: PluginSet, table: CommandTable) -> None:
     table.owner = "builtin"
 
 
+def plugin_setup_problems(plugins: PluginSet, configs: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
+    """Each plugin's answer to ``setup_problems`` with its own configuration,
+    called one at a time (a raising plugin is reported, the others still answer)."""
+    found: dict[str, list[str]] = {}
+    for impl in plugins.pm.hook.setup_problems.get_hookimpls():
+        args = {"config": configs.get(impl.plugin_name, {})}
+        try:
+            answer: Any = impl.function(**{name: args[name] for name in impl.argnames})
+        except Exception as exc:
+            answer = [f"setup_problems failed: {describe_exception(exc)}"]
+        if answer:
+            found.setdefault(impl.plugin_name, []).extend(str(a) for a in answer)
+    return found
+
+
+def _plugin_configs(settings: Settings, plugins: PluginSet) -> dict[str, dict[str, Any]]:
+    """Every plugin's validated configuration, or {} when the file has problems
+    (they are reported by the command's own checks)."""
+    from framework.config import resolve_plugin_configs
+
+    failed = [i.name for i in plugins.infos if i.status == "failed"]
+    try:
+        return resolve_plugin_configs(settings, plugins.schemas, ignore=failed)
+    except ConfigError:
+        return {}
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -421,10 +455,35 @@ def build_filter(ns: argparse.Namespace) -> Any:
 # --------------------------------------------------------------------------
 
 
-def _open_store(url: str) -> Any:
+def open_store(url: str) -> Any:
+    """The store at ``url`` for reading: never creates one (StoreNotFound instead)."""
     from storage.query import Store
 
-    return Store(url)
+    return Store(url, create=False)
+
+
+def resolve_trace(store: Any, text: str, url: str) -> str:
+    """The full id of the one trace whose id is ``text`` or starts or ends with
+    it (the short id ``traces`` prints); CliError when none or several match."""
+    matches = store.resolve_trace_id(text, limit=5) if text else []
+    if len(matches) == 1:
+        return str(matches[0])
+    if not matches:
+        raise CliError(f"no trace matches {text!r} in {display_url(url)}")
+    shown = ", ".join(m[:16] for m in matches[:4]) + (", ..." if len(matches) > 4 else "")
+    raise CliError(f"{text!r} matches several traces ({shown}); give more of the id")
+
+
+def resolve_span(store: Any, trace_id: str, text: str) -> str:
+    """As :func:`resolve_trace`, for a span of trace ``trace_id``."""
+    matches = store.resolve_span_id(trace_id, text, limit=5) if text else []
+    if len(matches) == 1:
+        return str(matches[0])
+    if not matches:
+        raise CliError(f"no span of trace {trace_id} matches {text!r}")
+    shown = ", ".join(m[:16] for m in matches[:4]) + (", ..." if len(matches) > 4 else "")
+    raise CliError(f"{text!r} matches several spans of trace {trace_id} ({shown}); "
+                   "give more of the id")
 
 
 TRACE_COLUMNS = (
@@ -467,7 +526,7 @@ def trace_json(t: Any) -> dict[str, Any]:
 
 def cmd_traces(ns: argparse.Namespace) -> int:
     filters = build_filter(ns)
-    store = _open_store(ns.db)
+    store = open_store(ns.db)
     try:
         page = store.list_traces(filters, limit=ns.limit, cursor=ns.cursor)
     finally:
@@ -479,7 +538,7 @@ def cmd_traces(ns: argparse.Namespace) -> int:
         flags = ("query", "status", "name", "model", "user_id", "session_id", "tag", "text",
                  "since", "until", "min_cost", "min_latency", "cursor")
         filtered = any(getattr(ns, f, None) is not None for f in flags)
-        sys.stderr.write("no traces match\n" if filtered else f"no traces in {redact_url(ns.db)}\n")
+        sys.stderr.write("no traces match\n" if filtered else f"no traces in {display_url(ns.db)}\n")
         return EXIT_OK
     print_table(TRACE_COLUMNS, [trace_row(t) for t in page.items])
     if page.next_cursor:
@@ -536,19 +595,14 @@ def score_row(sc: Any) -> list[str]:
 
 
 def cmd_show(ns: argparse.Namespace) -> int:
-    store = _open_store(ns.db)
+    store = open_store(ns.db)
     try:
-        detail = store.get_trace(ns.trace_id)
-        matches: list[str] = []
-        if detail is None and ns.trace_id:
-            matches = store.resolve_trace_id(ns.trace_id, limit=5)
+        trace_id = resolve_trace(store, ns.trace_id, ns.db)
+        detail = store.get_trace(trace_id)
     finally:
         store.close()
-    if detail is None:
-        if len(matches) > 1:
-            shown = ", ".join(m[:16] for m in matches[:4]) + (", ..." if len(matches) > 4 else "")
-            raise CliError(f"{ns.trace_id!r} matches several traces ({shown}); give more of the id")
-        raise CliError(f"no trace matches {ns.trace_id!r} in {redact_url(ns.db)}")
+    if detail is None:  # deleted between the two reads
+        raise CliError(f"no trace matches {ns.trace_id!r} in {display_url(ns.db)}")
     t = detail.trace
     if ns.json:
         print_json({
@@ -596,14 +650,16 @@ def cmd_plugins(ns: argparse.Namespace) -> int:
 
         plugins = load_plugins(ns.settings, strict=False)
     health = {str(h["name"]): h for h in read_plugin_health(ns.db)}
+    problems = plugin_setup_problems(plugins, _plugin_configs(ns.settings, plugins))
     entries: list[dict[str, Any]] = []
     for i in plugins.infos:
         entries.append({"name": i.name, "version": i.version, "source": i.source,
-                        "hooks": list(i.hooks), "status": i.status, "error": i.error})
+                        "hooks": list(i.hooks), "status": i.status, "error": i.error,
+                        "problems": problems.get(i.name, [])})
     # Plugins the observer ran that this process did not load (registered by hand).
     for name in sorted(set(health) - {e["name"] for e in entries}):
         entries.append({"name": name, "version": None, "source": "observer (from the store)",
-                        "hooks": [], "status": "active", "error": None})
+                        "hooks": [], "status": "active", "error": None, "problems": []})
     for e in entries:
         h = health.get(e["name"])
         e["runtime"] = None if h is None else {
@@ -616,7 +672,8 @@ def cmd_plugins(ns: argparse.Namespace) -> int:
         return EXIT_OK
     rows = [
         [e["name"], e["version"] or MISSING, e["source"], ", ".join(e["hooks"]) or MISSING,
-         f"{e['status']}: {e['error']}" if e["error"] else e["status"]]
+         f"{e['status']}: {'; '.join(filter(None, [e['error'], *e['problems']]))}"
+         if e["error"] or e["problems"] else e["status"]]
         for e in entries
     ]
     print_table(PLUGIN_COLUMNS, rows)
@@ -626,28 +683,22 @@ def cmd_plugins(ns: argparse.Namespace) -> int:
 def read_plugin_health(url: str) -> list[dict[str, Any]]:
     """The plugin health the observer last wrote to the store (degraded plugins...).
 
-    Never creates a store: a SQLite file that does not exist means no data.
-    A store that cannot be read is a warning, not a failure of the listing.
+    Never creates a store: no store at the URL means no data. A store that
+    cannot be read is a warning, not a failure of the listing.
     """
-    try:
-        from sqlalchemy.engine import make_url
+    from storage.engine import StoreNotFound
 
-        parsed = make_url(url)
-        if parsed.get_backend_name() == "sqlite":
-            database = parsed.database or ""
-            if database in ("", ":memory:") or not Path(database).exists():
-                return []
-    except Exception:
-        pass  # let the store report a bad URL below
     try:
-        store = _open_store(url)
+        store = open_store(url)
         try:
             reader = getattr(store, "plugin_health", None)
             return list(reader()) if reader is not None else []
         finally:
             store.close()
+    except StoreNotFound:
+        return []
     except Exception as exc:
-        _warn(f"runtime plugin health not read from {redact_url(url)}: {describe_exception(exc)}")
+        _warn(f"runtime plugin health not read from {display_url(url)}: {describe_exception(exc)}")
         return []
 
 
@@ -671,6 +722,10 @@ def cmd_config_check(ns: argparse.Namespace) -> int:
             configured = len(configs)
         except ConfigError as exc:
             problems += exc.problems
+        else:
+            warnings += [f"plugin {name!r}: {message}"
+                         for name, messages in plugin_setup_problems(plugins, configs).items()
+                         for message in messages]
     problems.sort(key=lambda p: (p.file or "", p.line or 0))
     where = settings.display_path if settings.path is not None or not problems else (
         problems[0].file or "built-in defaults")
@@ -686,7 +741,9 @@ def cmd_config_check(ns: argparse.Namespace) -> int:
         for w in warnings:
             _warn(w)
         if not problems:
-            sys.stdout.write(f"OK: {where}, {configured} plugin{'s' if configured != 1 else ''} configured\n")
+            note = f" ({len(warnings)} warning{'s' if len(warnings) != 1 else ''} above)" if warnings else ""
+            sys.stdout.write(f"OK: {where}, {configured} plugin{'s' if configured != 1 else ''} "
+                             f"configured{note}\n")
         else:
             report_problems(problems)
     return EXIT_CONFIG if problems else EXIT_OK
@@ -697,20 +754,17 @@ def cmd_db_upgrade(ns: argparse.Namespace) -> int:
 
     revision = upgrade(ns.db)
     if ns.json:
-        print_json({"url": redact_url(ns.db), "revision": revision})
+        print_json({"url": display_url(ns.db), "revision": revision})
     else:
-        sys.stdout.write(f"{redact_url(ns.db)}: at revision {revision or MISSING}\n")
+        sys.stdout.write(f"{display_url(ns.db)}: at revision {revision or MISSING}\n")
     return EXIT_OK
 
 
-def redact_url(url: str) -> str:
-    """The URL with its password hidden, for messages."""
-    try:
-        from sqlalchemy.engine import make_url
+def display_url(url: str) -> str:
+    """The URL with its password masked (``storage.engine.display_url``)."""
+    from storage.engine import display_url as mask
 
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+    return mask(url)
 
 
 if __name__ == "__main__":

@@ -58,9 +58,14 @@ def fmt_time(ns: int | None) -> str:
     return dt.datetime.fromtimestamp(ns / 1e9).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def short_id(value: str | None, n: int = 8) -> str:
+SHORT_ID_LENGTH = 10
+
+
+def short_id(value: str | None, n: int = SHORT_ID_LENGTH) -> str:
     """The last ``n`` characters: trace ids and LangChain run ids begin with
-    the clock, so their ends are what tells two of them apart."""
+    the clock, so their ends are what tells two of them apart. The CLI and the
+    TUI show the same ``SHORT_ID_LENGTH`` characters, and every command that
+    takes an id accepts them."""
     return MISSING if not value else value[-n:]
 
 

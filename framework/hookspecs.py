@@ -126,6 +126,21 @@ def register_commands(cli: CommandRegistry) -> None:
     """
 
 
+@hookspec
+def setup_problems(config: Mapping[str, Any]) -> list[str] | None:
+    """Say what keeps this plugin from doing what its configuration asks,
+    though it loaded (the price table it needs is missing, say).
+
+    When: by ``chainsight plugins`` and ``chainsight config check``, which
+    show the answer next to the plugin; implementation by implementation,
+    each with its own ``[plugins.NAME]`` table as :func:`configure` gets it
+    (validated, defaults applied). Thread: the CLI's. May read local files;
+    must not do network I/O.
+
+    Return: one-line messages, or None / an empty list when all is well.
+    """
+
+
 # --------------------------------------------------------------------------
 # Pipeline (worker thread, guarded dispatch)
 # --------------------------------------------------------------------------
@@ -255,4 +270,5 @@ STARTUP_HOOKS: tuple[str, ...] = (
     "register_samplers",
     "register_notifiers",
     "register_commands",
+    "setup_problems",
 )

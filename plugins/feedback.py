@@ -25,18 +25,17 @@ from framework.extension import CommandRegistry
 COMMAND: Final = "feedback"
 
 
-class FeedbackError(Exception):
-    """Bad input for ``chainsight feedback``."""
-
-
 def _configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("trace_id", metavar="TRACE_ID", help="the trace the feedback is about")
+    parser.add_argument("trace_id", metavar="TRACE_ID",
+                        help="the trace the feedback is about: its id, or a unique end or start "
+                        "of it (the short id `chainsight traces` shows)")
     verdict = parser.add_mutually_exclusive_group()
     verdict.add_argument("--up", action="store_true", help="thumbs up")
     verdict.add_argument("--down", action="store_true", help="thumbs down")
     parser.add_argument("--rating", type=int, metavar="N", help="a rating from 1 to 5")
     parser.add_argument("--comment", metavar="TEXT", help="free-text comment")
-    parser.add_argument("--span", metavar="SPAN_ID", help="attach to one span of the trace")
+    parser.add_argument("--span", metavar="SPAN_ID",
+                        help="attach to one span of the trace (its id, or a unique end or start of it)")
     parser.add_argument("--user", metavar="USER_ID", help="who gave the feedback")
 
 
@@ -45,19 +44,19 @@ def _error(message: str) -> int:
     return 1
 
 
-def _resolve_trace(url: str, trace_id: str) -> str:
-    """The full trace id (a unique end or start is accepted, as in ``chainsight show``)."""
-    from storage.query import Store
+def _resolve(url: str, trace_text: str, span_text: str | None) -> tuple[str, str | None]:
+    """The full trace id (and span id) for what the user typed: an id, or a
+    unique end or start of one, as ``chainsight show`` accepts. Raises
+    CliError when none or several match, StoreNotFound when there is no store."""
+    from framework.cli import open_store, resolve_span, resolve_trace
 
-    with Store(url) as store:
-        if store.get_trace(trace_id) is not None:
-            return trace_id
-        matches = store.resolve_trace_id(trace_id)
-    if not matches:
-        raise FeedbackError(f"no trace {trace_id!r} in {url}")
-    if len(matches) > 1:
-        raise FeedbackError(f"trace id prefix {trace_id!r} is ambiguous: {', '.join(matches)}")
-    return str(matches[0])
+    store = open_store(url)
+    try:
+        trace_id = resolve_trace(store, trace_text, url)
+        span_id = resolve_span(store, trace_id, span_text) if span_text else None
+    finally:
+        store.close()
+    return trace_id, span_id
 
 
 def _run(ns: argparse.Namespace) -> int:
@@ -66,13 +65,12 @@ def _run(ns: argparse.Namespace) -> int:
         return _error("give --up, --down, --rating N or --comment TEXT")
     if ns.rating is not None and not 1 <= ns.rating <= 5:
         return _error(f"--rating must be from 1 to 5, got {ns.rating}")
+    from storage.engine import display_url
+
     url = ns.db
-    try:
-        trace_id = _resolve_trace(url, ns.trace_id)
-    except FeedbackError as exc:
-        return _error(str(exc))
-    except Exception as exc:
-        return _error(f"cannot read the store {url}: {type(exc).__name__}: {exc}")
+    # Unknown or ambiguous ids and a missing store are CliError / StoreMisconfigured:
+    # the CLI prints them as one line and exits 1.
+    trace_id, span_id = _resolve(url, ns.trace_id, ns.span)
 
     from framework.observer import Observer
 
@@ -83,7 +81,7 @@ def _run(ns: argparse.Namespace) -> int:
     observer = Observer(url, settings=settings, builtins=redaction)
     try:
         scores = observer.feedback(trace_id, thumbs=thumbs, rating=ns.rating, comment=ns.comment,
-                                   span_id=ns.span, user_id=ns.user)
+                                   span_id=span_id, user_id=ns.user)
         flushed = observer.flush(10.0)
         stats = observer.stats()
     except ValueError as exc:
@@ -91,7 +89,8 @@ def _run(ns: argparse.Namespace) -> int:
     finally:
         observer.shutdown()
     if not flushed or stats.failed or stats.spilled:
-        return _error(f"feedback not stored in {url} (failed={stats.failed}, spilled={stats.spilled})")
+        return _error(f"feedback not stored in {display_url(url)} "
+                      f"(failed={stats.failed}, spilled={stats.spilled})")
     rows: list[dict[str, Any]] = [
         {"name": s.name, "value": s.value, "label": s.label, "comment": s.comment,
          "trace_id": s.trace_id, "span_id": s.span_id, "score_id": s.score_id}
@@ -102,7 +101,8 @@ def _run(ns: argparse.Namespace) -> int:
     else:
         for s in scores:
             what = {"thumbs": f"thumbs {s.label}", "rating": f"rating {s.value:g}"}.get(s.name, "comment")
-            print(f"recorded {what} on trace {s.trace_id}")
+            on = f"span {s.span_id} of trace" if s.span_id else "trace"
+            print(f"recorded {what} on {on} {s.trace_id}")
     return 0
 
 

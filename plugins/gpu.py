@@ -12,7 +12,8 @@ A trace's detail shows the samples taken during it. Where NVML is missing (no
 driver, no GPU, the package not installed) the sampler says so once, at INFO,
 and records nothing: a machine without a GPU is not an error. A metric a
 device does not support (power on some boards) is skipped for that device;
-the others are still recorded. ``chainsight gpu`` prints one reading.
+the others are still recorded. ``chainsight gpu`` prints one reading (and
+exits 1 with the reason when there is none).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
@@ -169,10 +171,10 @@ def _gpu_command(args: argparse.Namespace) -> int:
             "reason": sampler.unavailable,
             "samples": [{"name": s.name, "value": s.value, "labels": s.labels} for s in samples],
         }))
-        return 0
+        return 0 if sampler.unavailable is None else 1
     if sampler.unavailable:
-        print(sampler.unavailable)
-        return 0
+        print(f"chainsight: error: no GPU reading: {sampler.unavailable}", file=sys.stderr)
+        return 1
     by_gpu: dict[str, dict[str, float]] = {}
     names: dict[str, str] = {}
     for s in samples:

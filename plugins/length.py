@@ -2,8 +2,9 @@
 
 Judges the output text of llm spans and root spans (``span_kinds`` adds
 others); spans that ended in error or have no output at all are skipped (an
-empty string output is judged: it is the shortest answer there is). One Score
-per judged span:
+empty string output is judged: it is the shortest answer there is), and so
+is a model reply that only calls tools (no text, ``tool_calls`` present): it
+is a step towards an answer, not one. One Score per judged span:
 
 * ``name`` ``"length"``, ``source`` ``"check"``;
 * ``value`` the answer's length in characters (not 0..1: a length is a
@@ -119,6 +120,8 @@ class LengthCheck:
         if not judges_answer(span, self.span_kinds) or span.status == "error" or span.outputs is None:
             return None
         text = span_answer(span).strip()
+        if not text and calls_tools(span.outputs):
+            return None
         chars = len(text)
         estimated = span.output_tokens is None
         tokens = (chars + 3) // 4 if estimated else int(span.output_tokens or 0)
@@ -141,6 +144,21 @@ class LengthCheck:
             comment += f" ({chars} chars, {token_text})"
         return [Score(NAME, "check", span.trace_id, span.span_id, float(chars), label,
                       label == "ok", comment)]
+
+
+def calls_tools(reply: Any, _depth: int = 0) -> bool:
+    """Whether a model reply asks for tool calls: a LangChain ``AIMessage``, a
+    litellm message or their dict forms (``tool_calls``, OpenAI's older
+    ``function_call``); for a list of messages, its last one."""
+    if reply is None or isinstance(reply, str | bytes) or _depth > 3:
+        return False
+    if isinstance(reply, list | tuple):
+        return bool(reply) and calls_tools(reply[-1], _depth + 1)
+    get = reply.get if isinstance(reply, Mapping) else lambda key: getattr(reply, key, None)
+    if get("tool_calls") or get("function_call"):
+        return True
+    nested = get("kwargs") or get("additional_kwargs")  # serialised / raw OpenAI forms
+    return isinstance(nested, Mapping) and calls_tools(nested, _depth + 1)
 
 
 _check: LengthCheck | None = None

@@ -1,10 +1,21 @@
-"""Model prices: litellm's bundled price map, read offline, plus overrides.
+"""Model prices: litellm's price map, read offline, or a snapshot of it; plus overrides.
 
-The table is litellm's ``model_prices_and_context_window_backup.json``, read
-straight from the installed package *without importing litellm* (the import
-takes seconds and hundreds of MB; ``importlib.util.find_spec`` only locates
-the package). It is parsed once per process, on first use, into
-:class:`ModelPrice` entries.
+The table is, by default, whichever is newer of:
+
+* litellm's ``model_prices_and_context_window_backup.json``, read straight
+  from the installed package *without importing litellm* (the import takes
+  seconds and hundreds of MB; ``importlib.util.find_spec`` only locates the
+  package), when litellm is installed;
+* ``price_snapshot.json`` next to this module: a dated copy of the chat and
+  completion prices of that map (only the fields pricing reads), shipped with
+  Chainsight so that prices work without the ``litellm`` extra. It is made by
+  ``scripts/build_price_snapshot.py`` and says which litellm release it was
+  taken from; litellm's own map wins when the installed litellm is that
+  release or a later one.
+
+``table_path`` in ``[plugins.pricing]`` names another map in litellm's format
+instead. The map is parsed once per process, on first use, into
+:class:`ModelPrice` entries; :func:`default_source` says which one it is.
 
 Lookup (:meth:`PriceTable.lookup`) tries, in order, for the model name and
 then for each shorter name left after dropping a leading provider segment
@@ -13,7 +24,7 @@ span's provider also ``PROVIDER/MODEL`` first):
 
 1. an override from ``[plugins.pricing] overrides`` (wins over everything),
 2. an alias from ``[plugins.pricing] aliases`` (resolved again, recursively),
-3. the bundled table (exact key, then lower-cased).
+3. the table (exact key, then lower-cased).
 
 A table entry priced 0 for both input and output is treated as *missing*
 (the bundled map prices some new models at 0 before their price is known);
@@ -27,8 +38,10 @@ plain rate, never on top of it.
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import json
+import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -36,6 +49,16 @@ from pathlib import Path
 from typing import Any, Final
 
 TABLE_FILE: Final = "model_prices_and_context_window_backup.json"
+SNAPSHOT_FILE: Final = Path(__file__).resolve().with_name("price_snapshot.json")
+SNAPSHOT_KEY: Final = "chainsight_price_snapshot"
+"""The snapshot's own entry (built date, litellm release); not a model."""
+PRICE_FIELDS: Final = (
+    "input_cost_per_token",
+    "output_cost_per_token",
+    "cache_read_input_token_cost",
+    "output_cost_per_reasoning_token",
+)
+"""The fields of litellm's map that pricing reads (and the snapshot keeps)."""
 MAX_ALIAS_DEPTH: Final = 8
 PER_1K: Final = 1e-3
 PER_1M: Final = 1e-6
@@ -137,6 +160,61 @@ def bundled_table_path() -> Path | None:
     return None
 
 
+def litellm_version() -> str | None:
+    """The installed litellm's version (from its metadata: no import)."""
+    try:
+        return importlib.metadata.version("litellm")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _release(version: str | None) -> tuple[int, ...]:
+    """``"1.110.2"`` -> ``(1, 110, 2)`` for ordering releases (suffixes ignored)."""
+    match = re.match(r"\d+(?:\.\d+)*", version or "")
+    return tuple(int(part) for part in match.group(0).split(".")) if match else ()
+
+
+@dataclass(frozen=True, slots=True)
+class TableSource:
+    """Where the default price table comes from."""
+
+    path: Path
+    kind: str  # "litellm" or "snapshot"
+    version: str | None  # the litellm release of the map
+    built: str | None = None  # the snapshot's date
+
+    def describe(self) -> str:
+        if self.kind == "snapshot":
+            return (f"Chainsight's price snapshot of {self.built or 'unknown date'} "
+                    f"(litellm {self.version or '?'})")
+        return f"litellm {self.version or '?'}'s bundled price map"
+
+
+def snapshot_source(path: Path = SNAPSHOT_FILE) -> TableSource | None:
+    """The shipped snapshot, or None when it is missing or unreadable."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    meta = data.get(SNAPSHOT_KEY) if isinstance(data, dict) else None
+    if not isinstance(meta, dict):
+        return None
+    return TableSource(path, "snapshot", meta.get("litellm_version"), meta.get("built"))
+
+
+def default_source() -> TableSource | None:
+    """litellm's map when litellm is installed and is no older than the
+    snapshot's release, else the snapshot; None when there is neither."""
+    snapshot = snapshot_source(SNAPSHOT_FILE)
+    bundled = bundled_table_path()
+    if bundled is not None:
+        version = litellm_version()
+        if snapshot is None or _release(version) >= _release(snapshot.version):
+            return TableSource(bundled, "litellm", version)
+    return snapshot
+
+
 def _float(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
@@ -165,12 +243,16 @@ def parse_table(data: Mapping[str, Any]) -> dict[str, ModelPrice]:
 
 
 def load_table(path: str | Path | None = None) -> dict[str, ModelPrice]:
-    """The parsed price map at ``path`` (default: litellm's bundled one), cached.
+    """The parsed price map at ``path`` (default: :func:`default_source`), cached.
 
-    Returns an empty table when litellm is not installed and no path is given.
-    Raises OSError / ValueError for an explicit path that cannot be read.
+    Returns an empty table when no path is given and there is no default
+    table. Raises OSError / ValueError for a path that cannot be read.
     """
-    resolved = Path(path).expanduser() if path is not None else bundled_table_path()
+    if path is not None:
+        resolved: Path | None = Path(path).expanduser()
+    else:
+        source = default_source()
+        resolved = source.path if source is not None else None
     if resolved is None:
         return {}
     cache_key = str(resolved)
@@ -252,6 +334,33 @@ class PriceTable:
         if self._table is None:
             self._table = load_table(self.table_path) if self.use_table else {}
         return self._table
+
+    def describe_source(self) -> str:
+        """Where table prices come from, in words."""
+        if not self.use_table:
+            return "no table (use_table = false): overrides only"
+        if self.table_path is not None:
+            return f"table_path {str(self.table_path)!r}"
+        source = default_source()
+        return source.describe() if source is not None else "no price table"
+
+    def problems(self) -> list[str]:
+        """Why this table prices less than its configuration says (empty when fine)."""
+        if not self.use_table:
+            return [] if self.overrides or self.aliases else [
+                "use_table = false and no overrides: no call will be priced"]
+        if self.table_path is not None:
+            try:
+                load_table(self.table_path)
+            except (OSError, ValueError) as error:
+                return [f"table_path {str(self.table_path)!r} cannot be read: {error}"]
+            return []
+        if default_source() is None:
+            return ["no price table: litellm is not installed and the price snapshot shipped "
+                    f"with Chainsight ({SNAPSHOT_FILE.name}) is missing; calls are stored "
+                    "unpriced (install chainsight[litellm], or set table_path or overrides "
+                    "in [plugins.pricing])"]
+        return []
 
     def _table_get(self, name: str) -> ModelPrice | None:
         table = self.table

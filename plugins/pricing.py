@@ -3,8 +3,11 @@
 ``price_span`` (``trylast``: any other plugin's price wins) prices a finished
 span's input, cached-input, output and reasoning tokens, plus any per-request
 fee, from litellm's bundled price map (read offline, without importing
-litellm; see :mod:`plugins.price_table`) and the ``[plugins.pricing]``
-overrides and aliases. A model with no price returns None: the span is stored
+litellm) or, without litellm, the dated snapshot of it shipped with
+Chainsight (see :mod:`plugins.price_table`), and the ``[plugins.pricing]``
+overrides and aliases. Without any table it says so (``setup_problems``,
+shown by ``chainsight plugins`` and ``chainsight config check``, and a
+warning when an observer configures it). A model with no price returns None: the span is stored
 *unpriced* (``cost_usd`` NULL, never $0), counted here
 (:func:`unpriced_counts`) and listed by ``chainsight pricing unpriced``.
 
@@ -34,6 +37,7 @@ and counts; the module-level functions use a process-wide default instance.
 from __future__ import annotations
 
 import argparse
+import logging
 import threading
 from collections import Counter
 from collections.abc import Mapping
@@ -47,6 +51,8 @@ if TYPE_CHECKING:
     from framework.config import Settings
     from framework.extension import CommandRegistry
     from storage.cost import PricedCall
+
+log = logging.getLogger("chainsight.pricing")
 
 _RATE: Final = {"type": "number", "minimum": 0}
 _OVERRIDE_PROPS: Final[dict[str, Any]] = {
@@ -95,7 +101,8 @@ CONFIG_SCHEMA: Final[dict[str, Any]] = {
         "use_table": {
             "type": "boolean",
             "default": True,
-            "description": "use litellm's bundled price map (false: overrides only)",
+            "description": "use litellm's bundled price map, or the snapshot of it shipped "
+                           "with Chainsight (false: overrides only)",
         },
         "table_path": {
             "type": "string",
@@ -188,11 +195,21 @@ class PricingPlugin:
     # ---- hooks ------------------------------------------------------------
     @hookimpl
     def configure(self, config: Mapping[str, Any]) -> None:
-        self.set_table(table_from_config(config))
+        table = table_from_config(config)
+        self.set_table(table)
+        for problem in table.problems():
+            log.warning("pricing: %s", problem)
 
     @hookimpl(trylast=True)
     def price_span(self, span: Span) -> float | None:
         return self.price(span)
+
+    @hookimpl
+    def setup_problems(self, config: Mapping[str, Any]) -> list[str]:
+        try:
+            return table_from_config(config).problems()
+        except ValueError as exc:
+            return [str(exc)]
 
     @hookimpl
     def register_commands(self, cli: CommandRegistry) -> None:
@@ -250,9 +267,11 @@ def _settings_table(settings: Settings | None) -> PriceTable:
 
 
 def _engine(url: str) -> Any:
+    """The store at ``url``; the commands here only read (or reprice) an
+    existing one, so none is created (StoreNotFound instead)."""
     from storage.engine import open_engine
 
-    return open_engine(url)
+    return open_engine(url, create=False)
 
 
 def _configure_pricing(parser: argparse.ArgumentParser) -> None:
@@ -281,15 +300,20 @@ def _show(ns: argparse.Namespace) -> int:
     price = table.lookup(ns.model, ns.provider)
     if price is None:
         if ns.json:
-            print_json({"model": ns.model, "provider": ns.provider, "priced": False})
+            print_json({"model": ns.model, "provider": ns.provider, "priced": False,
+                        "table": table.describe_source(), "problems": table.problems()})
             return 1
-        raise CliError(f"no price for {ns.model!r}: add it to [plugins.pricing] overrides "
-                       "or aliases in plugins.toml")
+        problems = table.problems()
+        raise CliError(f"no price for {ns.model!r}: "
+                       + (f"{problems[0]}" if problems else
+                          f"not in {table.describe_source()}; add it to [plugins.pricing] "
+                          "overrides or aliases in plugins.toml"))
     per_1m = price.per_million()
     if ns.json:
         print_json({
             "model": ns.model, "provider": ns.provider, "priced": True,
             "source": price.source, "key": price.key, "alias": price.alias,
+            "table": table.describe_source(),
             "via": list(price.via), "description": price.describe(),
             "per_1m": per_1m,
         })
@@ -301,6 +325,7 @@ def _show(ns: argparse.Namespace) -> int:
     print_lines([
         f"model:         {ns.model}" + (f" (provider {ns.provider})" if ns.provider else ""),
         f"source:        {price.describe()}",
+        f"table:         {table.describe_source()}",
         f"input:         {money(per_1m['input'], '')} per 1M tokens",
         f"output:        {money(per_1m['output'], '')} per 1M tokens",
         f"cached input:  {money(per_1m['cached_input'], 'same as input')}"

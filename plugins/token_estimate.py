@@ -10,6 +10,10 @@ a tokenizer-free estimate and sets ``tokens_estimated = True``:
   were any (providers stream about one token per chunk), which keeps TPOT
   meaningful.
 
+A call that ended in error before producing anything (no output, no
+streamed chunk) is left without tokens: it may never have reached the model,
+and an estimate of its prompt would be priced as if it had been billed.
+
 It runs on the pipeline worker, on the raw objects the LangChain adapter kept
 (messages, strings, dicts, lists), so the caller's thread never counts
 anything. ``tryfirst`` so that checks and sinks see the counts; pricing must
@@ -62,6 +66,8 @@ def count(value: Any, depth: int = 0) -> int:
 def process_span(span: Span) -> None:
     if span.kind != "llm" or span.input_tokens is not None or span.output_tokens is not None:
         return
+    if span.status == "error" and span.outputs is None and span.chunk_count <= 0:
+        return  # failed before any output: nothing says tokens were counted or billed
     input_tokens = count(span.inputs)
     output_tokens = span.chunk_count if span.chunk_count > 0 else count(span.outputs)
     if not input_tokens and not output_tokens:

@@ -18,6 +18,11 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if getattr(args, "json", False):
+        print("chainsight: error: `chainsight tui` is interactive and has no --json output; "
+              "for JSON use `chainsight traces --json` or `chainsight show TRACE_ID --json`",
+              file=sys.stderr)
+        return 2
     try:
         from tui.app import ChainsightApp
     except ImportError as error:  # Textual is an optional dependency
@@ -29,6 +34,11 @@ def _run(args: argparse.Namespace) -> int:
         from framework.config import load_settings
 
         url = load_settings().storage_url
+    from storage.engine import open_engine
+
+    # A reader: no store at the URL is an error (StoreNotFound, printed by the
+    # CLI as one line), never a new empty store.
+    open_engine(url, create=False).dispose()
     ChainsightApp(url, live=bool(getattr(args, "live", False))).run()
     return 0
 

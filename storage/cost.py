@@ -16,6 +16,7 @@ priced call has ``cost_usd`` None.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -136,7 +137,8 @@ def cost_report(
     and month, which are in date order. Days and months are local dates
     unless ``utc``. A call's user is its own ``user_id`` or else its trace's;
     its tags are its own plus its trace's (a call counts once per tag, so tag
-    rows may add up to more than the total).
+    rows may add up to more than the total), without the ones LangChain adds
+    by itself (:func:`is_internal_tag`).
     """
     if by not in GROUPINGS:
         raise ValueError(f"cannot group by {by!r}; use one of {', '.join(GROUPINGS)}")
@@ -206,13 +208,24 @@ def cost_report(
     return CostReport(by=by, since_ns=since_ns, until_ns=until_ns, rows=rows, total=total)
 
 
+# Tags LangChain and LangGraph put on child runs by themselves (a sequence's
+# step, a parallel map's key, a graph's superstep, LangSmith display hints):
+# they say where a run sits, not what the user tagged it with.
+_INTERNAL_TAG: Final = re.compile(r"^(?:seq:step:\d+|graph:step:\d+|map:key:.*|langsmith:.*)$")
+
+
+def is_internal_tag(tag: str) -> bool:
+    """Whether ``tag`` is one LangChain or LangGraph adds on its own (``seq:step:2``)."""
+    return _INTERNAL_TAG.match(tag) is not None
+
+
 def _tags_of(span_tags: Any, trace_tags: str | None) -> list[str]:
     tags: list[str] = []
     if isinstance(span_tags, list):
         tags.extend(str(x) for x in span_tags)
     if trace_tags:
         tags.extend(x for x in trace_tags.split(schema.TAG_SEP) if x)
-    return list(dict.fromkeys(tags))
+    return [tag for tag in dict.fromkeys(tags) if not is_internal_tag(tag)]
 
 
 # ---- unpriced models --------------------------------------------------------

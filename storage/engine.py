@@ -4,11 +4,24 @@
 SQLite runs in WAL mode (readers never block the writer) with a short busy
 timeout, so a locked file turns into :class:`StoreUnavailable` quickly and the
 pipeline can spill instead of stalling.
+
+Two kinds of failure, so that callers know whether to retry:
+
+* :class:`StoreUnavailable`: transient (a locked file, a server that is down);
+  retrying later may work.
+* :class:`StoreMisconfigured`: the URL, the file, the schema or the driver is
+  wrong (and :class:`StoreNotFound`: a reader found no store there); retrying
+  will not help until the user fixes it.
+
+Their messages are one line a user understands, with the URL masked
+(:func:`display_url`): every URL Chainsight prints, logs or stores goes
+through it.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,12 +52,46 @@ _at_head: set[str] = set()
 _head_revision: str | None = None
 
 
+SQLITE_MAGIC: Final = b"SQLite format 3\x00"
+MAKE_A_STORE: Final = (
+    "record into it (an observer, or `chainsight demo --db URL`), "
+    "or create an empty one with `chainsight db upgrade --db URL`"
+)
+SUPPORTED: Final = "Chainsight stores in SQLite (sqlite:///PATH) or PostgreSQL (postgresql+psycopg://USER@HOST/DATABASE)"
+
+
+class StoreNotFound(StoreMisconfigured):
+    """A reader (``open_engine(url, create=False)``) found no Chainsight store at the URL."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(f"no Chainsight store at {display_url(url)}: {MAKE_A_STORE}")
+        self.url = display_url(url)
+
+
 def normalize_url(url: str) -> str:
     """Accept ``postgresql://`` and ``postgres://`` as ``postgresql+psycopg://``."""
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
     return url
+
+
+_PASSWORD_IN_NETLOC: Final = re.compile(r"(://[^:/@?#]*):[^@/?#]*@")
+_PASSWORD_IN_QUERY: Final = re.compile(r"([?&](?:password|pass|pwd)=)[^&#]*", re.IGNORECASE)
+
+
+def display_url(url: str) -> str:
+    """``url`` with its password masked (``***``), for anything printed, logged or stored.
+
+    Works on URLs SQLAlchemy cannot parse too, and masks a ``password=``
+    query parameter (which libpq accepts) as well as ``user:password@``.
+    """
+    text = str(url)
+    try:
+        text = make_url(text).render_as_string(hide_password=True)
+    except Exception:
+        text = _PASSWORD_IN_NETLOC.sub(r"\1:***@", text)
+    return _PASSWORD_IN_QUERY.sub(r"\1***", text)
 
 
 def is_unavailable(error: BaseException) -> bool:
@@ -65,20 +112,13 @@ def translate_errors(url: str) -> Iterator[None]:
         yield
     except exc.SQLAlchemyError as error:
         if is_unavailable(error):
-            raise StoreUnavailable(f"{_safe_url(url)}: {_first_line(error)}") from error
+            raise StoreUnavailable(f"{display_url(url)}: {_first_line(error)}") from error
         raise
 
 
 def _first_line(error: BaseException) -> str:
     orig = getattr(error, "orig", None) or error
     return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
-
-
-def _safe_url(url: str) -> str:
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return "<store>"
 
 
 def _create_private(path: Path) -> None:
@@ -113,10 +153,23 @@ def _sqlite_pragmas(busy_timeout_ms: int) -> Any:
     return on_connect
 
 
-def create(url: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> sa.Engine:
-    """An engine with Chainsight's settings, not migrated (see :func:`open_engine`)."""
+def create(url: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+           make_dirs: bool = True) -> sa.Engine:
+    """An engine with Chainsight's settings, not migrated (see :func:`open_engine`).
+
+    ``make_dirs``: create the folders of a SQLite file. Raises
+    :class:`StoreMisconfigured` for a URL that cannot be parsed, a database
+    Chainsight does not support, a driver that is not installed, or a folder
+    that cannot be made.
+    """
     url = normalize_url(url)
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except exc.ArgumentError:
+        raise StoreMisconfigured(
+            f"not a store URL: {display_url(url)!r} "
+            "(use sqlite:///PATH or postgresql+psycopg://USER@HOST/DATABASE)"
+        ) from None
     # Errors must not echo row values (span content) into logs or dead letters.
     kwargs: dict[str, Any] = {"json_serializer": dumps, "hide_parameters": True}
     if parsed.get_backend_name() == "sqlite":
@@ -126,16 +179,75 @@ def create(url: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> sa.En
         if in_memory:
             kwargs["poolclass"] = StaticPool
             connect_args["check_same_thread"] = False
-        else:
+        elif make_dirs:
             assert database is not None
-            _create_private(Path(database).expanduser())
+            path = Path(database).expanduser()
+            try:
+                _create_private(path)
+            except OSError as error:
+                raise StoreMisconfigured(
+                    f"cannot make the store file {str(path)!r} for "
+                    f"{display_url(url)}: {error.strerror or error}"
+                ) from None
         kwargs["connect_args"] = connect_args
-        engine = sa.create_engine(url, **kwargs)
+        engine = _create_engine(url, parsed, kwargs)
         event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_ms))
         return engine
     if "connect_timeout" not in parsed.query:
         kwargs["connect_args"] = {"connect_timeout": DEFAULT_CONNECT_TIMEOUT_S}
-    return sa.create_engine(url, pool_pre_ping=True, **kwargs)
+    return _create_engine(url, parsed, {"pool_pre_ping": True, **kwargs})
+
+
+def _create_engine(url: str, parsed: sa.URL, kwargs: dict[str, Any]) -> sa.Engine:
+    """``sa.create_engine``, with a missing driver or dialect as :class:`StoreMisconfigured`."""
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise StoreMisconfigured(f"unsupported store URL {display_url(url)}: {SUPPORTED}")
+    try:
+        return sa.create_engine(url, **kwargs)
+    except exc.NoSuchModuleError:
+        raise StoreMisconfigured(f"unsupported store URL {display_url(url)}: {SUPPORTED}") from None
+    except ImportError as error:
+        if backend == "postgresql" and parsed.get_driver_name() == "psycopg":
+            raise StoreMisconfigured(
+                "PostgreSQL needs the psycopg driver: pip install 'chainsight[postgres]' "
+                f"(for {display_url(url)})"
+            ) from None
+        raise StoreMisconfigured(
+            f"the database driver for {display_url(url)} is not installed "
+            f"({error.name or error})"
+        ) from None
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (None for in-memory databases and other backends)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database
+    if not database or database == ":memory:" or database.startswith("file::memory"):
+        return None
+    return Path(database).expanduser()
+
+
+def _check_sqlite_file(url: str, path: Path, *, must_exist: bool) -> None:
+    """StoreNotFound for a missing file (when it must exist), StoreMisconfigured
+    for something there that is not a SQLite database."""
+    if not path.exists():
+        if must_exist:
+            raise StoreNotFound(url)
+        return
+    if path.is_dir():
+        raise StoreMisconfigured(f"{display_url(url)}: {str(path)!r} is a folder, not a SQLite file")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(SQLITE_MAGIC))
+    except OSError as error:
+        raise StoreMisconfigured(
+            f"cannot read the store {display_url(url)}: {error.strerror or error}"
+        ) from None
+    if head and head != SQLITE_MAGIC[: len(head)]:
+        raise StoreMisconfigured(f"{display_url(url)}: {str(path)!r} is not a SQLite database")
 
 
 # The newest migration. Checked against alembic's own view by a test; it lets an
@@ -169,10 +281,28 @@ def current_revision(conn: sa.Connection) -> str | None:
     return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
 
 
-def _migrate(engine: sa.Engine) -> str:
+def _known_revision(revision: str) -> bool:
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
+    try:
+        return ScriptDirectory.from_config(alembic_config()).get_revision(revision) is not None
+    except CommandError:
+        return False
+
+
+def _migrate(engine: sa.Engine, url: str, create: bool) -> str:
     with engine.connect() as conn:
-        if current_revision(conn) == SCHEMA_HEAD:
-            return SCHEMA_HEAD
+        current = current_revision(conn)
+    if current == SCHEMA_HEAD:
+        return SCHEMA_HEAD
+    if current is None and not create:
+        raise StoreNotFound(url)
+    if current is not None and not _known_revision(current):
+        raise StoreMisconfigured(
+            f"the store at {display_url(url)} has schema revision {current!r}, newer than "
+            f"this Chainsight knows (up to {SCHEMA_HEAD!r}): upgrade Chainsight to read it"
+        )
     from alembic import command
 
     head = head_revision()
@@ -186,15 +316,38 @@ def _migrate(engine: sa.Engine) -> str:
     return head
 
 
-def _ensure_migrated(engine: sa.Engine, url: str) -> str:
-    with translate_errors(url):
-        try:
-            head = _migrate(engine)
-        except exc.OperationalError as error:
-            # Another process may have migrated the same SQLite file meanwhile.
-            if "already exists" not in str(error):
-                raise
-            head = _migrate(engine)
+def _misconfigured(url: str, error: exc.SQLAlchemyError) -> StoreMisconfigured | None:
+    """The errors of a first connection that no retry will cure."""
+    text = _first_line(error)
+    lowered = text.lower()
+    if isinstance(error, exc.DatabaseError) and "file is not a database" in lowered:
+        return StoreMisconfigured(f"{display_url(url)}: the file is not a SQLite database")
+    if re.search(r'database "[^"]*" does not exist', text):
+        return StoreMisconfigured(
+            f"no database at {display_url(url)}: {text} (create it, e.g. with createdb)"
+        )
+    if "password authentication failed" in lowered or "no password supplied" in lowered:
+        return StoreMisconfigured(f"cannot log in to {display_url(url)}: {text}")
+    return None
+
+
+def _ensure_migrated(engine: sa.Engine, url: str, create: bool = True) -> str:
+    try:
+        with translate_errors(url):
+            try:
+                head = _migrate(engine, url, create)
+            except exc.OperationalError as error:
+                # Another process may have migrated the same SQLite file meanwhile.
+                if "already exists" not in str(error):
+                    raise
+                head = _migrate(engine, url, create)
+    except (exc.SQLAlchemyError, StoreUnavailable) as error:
+        cause = error.__cause__ if isinstance(error, StoreUnavailable) else error
+        if isinstance(cause, exc.SQLAlchemyError):
+            misconfigured = _misconfigured(url, cause)
+            if misconfigured is not None:
+                raise misconfigured from None
+        raise
     if engine.url.get_backend_name() != "sqlite" or engine.pool.__class__ is not StaticPool:
         with _lock:
             _at_head.add(url)  # an in-memory database is new on every engine
@@ -202,23 +355,42 @@ def _ensure_migrated(engine: sa.Engine, url: str) -> str:
 
 
 def upgrade(url: str) -> str:
-    """Apply every migration (``chainsight db upgrade``); returns the head revision."""
+    """Apply every migration (``chainsight db upgrade``); returns the head revision.
+
+    Creates the store (and a SQLite file's folders) when there is none.
+    """
     url = normalize_url(url)
     engine = create(url)
     try:
+        path = _sqlite_file(url)
+        if path is not None:
+            _check_sqlite_file(url, path, must_exist=False)
         return _ensure_migrated(engine, url)
     finally:
         engine.dispose()
 
 
-def open_engine(url: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> sa.Engine:
+def open_engine(url: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+                create: bool = True) -> sa.Engine:
     """An engine for ``url`` whose database is migrated to head.
 
-    Raises :class:`StoreUnavailable` when the store cannot be reached. The
-    migration check runs once per URL per process.
+    ``create=False`` is for readers: a store that does not exist (no SQLite
+    file, or a database without Chainsight's tables) raises
+    :class:`StoreNotFound` and nothing is created on disk. Writers keep the
+    default and get a new store (and its folders) when there is none.
+
+    Raises :class:`StoreMisconfigured` when the URL, the file, the schema or
+    the driver is wrong and :class:`StoreUnavailable` when the store cannot
+    be reached right now. The migration check runs once per URL per process.
     """
     url = normalize_url(url)
-    engine = create(url, busy_timeout_ms=busy_timeout_ms)
+    try:
+        path = _sqlite_file(url)
+    except exc.ArgumentError:
+        path = None  # create() below reports the URL
+    if path is not None:
+        _check_sqlite_file(url, path, must_exist=not create)
+    engine = _new_engine(url, busy_timeout_ms=busy_timeout_ms, make_dirs=create)
     with _lock:
         done = url in _at_head
     if not done:
@@ -229,8 +401,11 @@ def open_engine(url: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> 
                 with _lock:
                     done = url in _at_head
                 if not done:
-                    _ensure_migrated(engine, url)
+                    _ensure_migrated(engine, url, create)
             except BaseException:
                 engine.dispose()
                 raise
     return engine
+
+
+_new_engine = create  # ``create`` is also open_engine's keyword

@@ -342,11 +342,16 @@ def _metric(row: AggregateRow, metric: str) -> float | None:
 
 
 class Store:
-    """Read access to one store (SQLite file or PostgreSQL database)."""
+    """Read access to one store (SQLite file or PostgreSQL database).
 
-    def __init__(self, url: str) -> None:
+    ``create=False``: raise :class:`storage.engine.StoreNotFound` instead of
+    making a new, empty store when there is none at ``url`` (what read-only
+    commands want: a typo in a path must not look like an empty store).
+    """
+
+    def __init__(self, url: str, *, create: bool = True) -> None:
         self.url = url
-        self.engine = open_engine(url)
+        self.engine = open_engine(url, create=create)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -402,18 +407,26 @@ class Store:
         """Trace ids equal to ``short``, else starting or ending with it (at
         most ``limit``). Short ids are shown as the end of the id, its random
         part; a prefix still works for ids copied from elsewhere."""
-        exact = self._rows(sa.select(T.c.trace_id).where(T.c.trace_id == short))
-        if exact:
+        return self._resolve(T.c.trace_id, short, limit)
+
+    def resolve_span_id(self, trace_id: str, short: str, limit: int = 2) -> list[str]:
+        """Span ids of trace ``trace_id`` equal to ``short``, else starting or
+        ending with it (at most ``limit``), as :meth:`resolve_trace_id`."""
+        return self._resolve(S.c.span_id, short, limit, S.c.trace_id == trace_id)
+
+    def _resolve(self, col: sa.Column[Any], short: str, limit: int,
+                 *where: sa.ColumnElement[bool]) -> list[str]:
+        if self._rows(sa.select(col).where(col == short, *where)):
             return [short]
         literal = short.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         stmt = (
-            sa.select(T.c.trace_id)
-            .where(sa.or_(T.c.trace_id.like(literal + "%", escape="\\"),
-                          T.c.trace_id.like("%" + literal, escape="\\")))
-            .order_by(T.c.trace_id)
+            sa.select(col)
+            .where(*where, sa.or_(col.like(literal + "%", escape="\\"),
+                                  col.like("%" + literal, escape="\\")))
+            .order_by(col)
             .limit(limit)
         )
-        return [r.trace_id for r in self._rows(stmt)]
+        return [r[0] for r in self._rows(stmt)]
 
     def get_trace(self, trace_id: str) -> TraceDetail | None:
         """One trace with its spans (by start), scores and samples in its window.

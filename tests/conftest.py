@@ -12,6 +12,23 @@ import pytest
 POSTGRES_ENV = "CHAINSIGHT_TEST_POSTGRES_URL"
 
 
+@pytest.hookimpl(trylast=True)  # after the other plugins' summaries: the last line of the run
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say so, at the end, when the PostgreSQL tests were skipped (no server given)."""
+    skipped = [
+        report for report in terminalreporter.stats.get("skipped", [])
+        if POSTGRES_ENV in str(getattr(report, "longrepr", ""))
+    ]
+    if skipped:
+        terminalreporter.write_line(
+            f"{len(skipped)} PostgreSQL test{'s' if len(skipped) != 1 else ''} skipped: "
+            f"set {POSTGRES_ENV}="
+            "postgresql+psycopg://USER:PASSWORD@HOST/DB to run them against a server, "
+            "or run .ci/run (starts a private PostgreSQL and runs make test)",
+            yellow=True, bold=True,
+        )
+
+
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     """``sqlite:///`` URL of a database file that does not exist yet."""

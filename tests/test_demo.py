@@ -52,3 +52,43 @@ def test_demo_records_traces_and_prints_a_summary(tmp_path: Path, monkeypatch: p
     assert llm.model in {m for m, _, _ in workload.MODELS}
     assert llm.first_token_ns is not None and llm.input_tokens and llm.output_tokens
     assert not llm.tokens_estimated
+
+
+def test_without_langgraph_the_demo_says_it_skipped_the_graph_scenario(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "langgraph", None)  # as if not installed
+    monkeypatch.setattr(workload, "TOKEN_SLEEP", 0.0005)
+    monkeypatch.setattr(workload, "SLOW_TOKEN_SLEEP", 0.002)
+    assert not workload.langgraph_available()
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    assert cli_main(["demo", "--count", "20", "--seed", "1", "--db", url]) == 0
+    out, err = capsys.readouterr()
+    assert "traces        20" in out
+    assert [line for line in err.splitlines() if "langgraph" in line.lower()] == [
+        "langgraph is not installed: skipped the LangGraph scenario (pip install langgraph to include it)"]
+
+    from storage.query import Store, TraceFilter
+
+    names = {t.name for t in Store(url).list_traces(TraceFilter(), limit=100).items}
+    assert "demo-langgraph" not in names and "demo-rag" in names
+    assert all(j.scenario != "langgraph" for j in workload.plan(300, 1, skip=("langgraph",)))
+
+
+def test_the_summary_never_prints_the_store_password(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from plugins.demo.summary import print_summary
+
+    summary = {"traces": 3, "spans": 9, "errors": 0, "p95_latency_s": 0.2, "p95_ttft_s": 0.05,
+               "cost_usd": 0.01, "unpriced": 0, "input_tokens": 10, "output_tokens": 20}
+    url = "postgresql+psycopg://cs:s3cret-pw@db.example:5432/chainsight"
+    assert print_summary(summary, url) == 0
+    out = capsys.readouterr().out
+    assert "recorded into postgresql+psycopg://cs:***@db.example:5432/chainsight" in out
+    assert "s3cret-pw" not in out
+    print_summary(summary, url, as_json=True)
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["db"] == "postgresql+psycopg://cs:***@db.example:5432/chainsight"

@@ -226,12 +226,9 @@ def trace_json(detail: Any) -> str:
 
 
 def _display_url(url: str) -> str:
-    try:
-        from sqlalchemy.engine import make_url
+    from storage.engine import display_url
 
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url
+    return display_url(url)
 
 
 def run(store_url: str) -> int:

@@ -34,6 +34,19 @@ How the span is built
     * One call can fire several end events (sync + async, stream + success):
       the first one ends the span, the rest are dropped by ``litellm_call_id``
       (a bounded set of recently ended ids).
+    * ``chunk_count`` of a streamed call is the number of its chunks that
+      carried output (text or a tool call; not the role-only or finish
+      chunks), from litellm's per-chunk stream events. litellm sends them only
+      for *sync* streams (``completion(stream=True)``), from its logging
+      threads and possibly after the call's end event; so the sync end event
+      of a stream (itself on a litellm logging thread, never the caller's)
+      first waits until the chunks' text adds up to the response's (a stream
+      of tool calls only: until no chunk came for ``STREAM_QUIET_S``), at
+      most ``STREAM_WAIT_S``. An ``acompletion`` stream gets no chunk events:
+      its ``chunk_count`` stays 0 (unknown), and its async end event never
+      waits.
+    * A call that failed without usage has no token counts (and so no cost):
+      nothing says the provider counted or charged its prompt.
 
 The callbacks only build a Span and enqueue it: no serialisation, no I/O.
 """
@@ -48,6 +61,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from litellm.integrations.custom_logger import CustomLogger
@@ -64,6 +78,10 @@ RECENT_CALLS: Final = 10_000
 """How many ended call ids are remembered to drop duplicate events."""
 PENDING_CALLS: Final = 10_000
 """How many started-but-not-ended calls are tracked (parents, flush)."""
+STREAM_QUIET_S: Final = 0.1
+"""A sync stream of tool calls only is taken as complete when no chunk event came for this long."""
+STREAM_WAIT_S: Final = 2.0
+"""The longest a sync stream's end event waits for its chunk events."""
 
 
 def _ns(value: Any) -> int | None:
@@ -136,6 +154,15 @@ def find_parent() -> Span | None:
     return chain if chain.start_ns >= manual.start_ns else manual
 
 
+@dataclass
+class _StreamSeen:
+    """Output-carrying chunk events of one streamed call, per source (sync, async):
+    each chunk may be reported by both, so the larger count is the real one."""
+
+    chunks: list[int] = field(default_factory=lambda: [0, 0])
+    chars: list[int] = field(default_factory=lambda: [0, 0])
+
+
 class LitellmCallback(CustomLogger):
     """A litellm ``CustomLogger`` that records each call as an ``llm`` span.
 
@@ -152,6 +179,9 @@ class LitellmCallback(CustomLogger):
         # call id -> parent span (or None) captured in the caller's context
         self._pending: OrderedDict[str, Span | None] = OrderedDict()
         self._ended: OrderedDict[str, None] = OrderedDict()
+        # call id -> [sync, async] chunk events seen (a chunk may fire both)
+        self._chunks: OrderedDict[str, _StreamSeen] = OrderedDict()
+        self._chunk_seen = threading.Condition(threading.Lock())
         self.spans_recorded = 0
         self.duplicates_dropped = 0
         self.internal_errors = 0
@@ -176,12 +206,22 @@ class LitellmCallback(CustomLogger):
         self.log_pre_api_call(model, messages, kwargs)
 
     def log_success_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
+        if kwargs.get("stream"):
+            self._await_chunks(kwargs.get("litellm_call_id"), response_obj)
         self._record(kwargs, response_obj, start_time, end_time, failed=False)
 
     async def async_log_success_event(
         self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
     ) -> None:
         self._record(kwargs, response_obj, start_time, end_time, failed=False)
+
+    def log_stream_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
+        self._chunk(kwargs, response_obj, 0)
+
+    async def async_log_stream_event(
+        self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
+        self._chunk(kwargs, response_obj, 1)
 
     def log_failure_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
         self._record(kwargs, response_obj, start_time, end_time, failed=True)
@@ -204,11 +244,61 @@ class LitellmCallback(CustomLogger):
             while len(self._pending) > PENDING_CALLS:
                 self._pending.popitem(last=False)
 
-    def _claim(self, call_id: str) -> tuple[bool, Span | None, bool]:
-        """(first end event?, parent, parent known?) for this call id."""
+    def _chunk(self, kwargs: Any, chunk: Any, source: int) -> None:
+        """Count one chunk event of a streamed call that carried output (text
+        or a tool call); ``source`` 0: the sync event, 1: the async one."""
+        try:
+            call_id = kwargs.get("litellm_call_id")
+            delta = _get(_first_choice(chunk), "delta")
+            text, calls = _get(delta, "content"), _get(delta, "tool_calls")
+            if not call_id or not (text or calls):
+                return  # a role-only or finish chunk
+            with self._chunk_seen:
+                seen = self._chunks.get(call_id)
+                if seen is None:
+                    seen = self._chunks[call_id] = _StreamSeen()
+                    while len(self._chunks) > PENDING_CALLS:
+                        self._chunks.popitem(last=False)
+                seen.chunks[source] += 1
+                seen.chars[source] += len(text) if isinstance(text, str) else 0
+                self._chunk_seen.notify_all()
+        except Exception:
+            self.internal_errors += 1
+            log.debug("litellm stream event could not be counted", exc_info=True)
+
+    def _await_chunks(self, call_id: Any, response_obj: Any) -> None:
+        """On litellm's logging thread, before a sync stream's end event is
+        recorded: wait until the chunk events carrying its text have arrived
+        (their characters add up to the response's), or for a stream without
+        text (tool calls) until they have stopped for STREAM_QUIET_S; at most
+        STREAM_WAIT_S."""
+        if not call_id:
+            return
+        message = _get(_first_choice(response_obj), "message")
+        text = _get(message, "content")
+        expected = len(text) if isinstance(text, str) else 0
+        deadline = time.monotonic() + STREAM_WAIT_S
+        with self._chunk_seen:
+            count, changed = 0, time.monotonic()
+            while True:
+                now = time.monotonic()
+                seen = self._chunks.get(call_id)
+                if expected and seen is not None and max(seen.chars) >= expected:
+                    return
+                if seen is not None and max(seen.chunks) != count:
+                    count, changed = max(seen.chunks), now
+                until = changed + STREAM_QUIET_S if count and not expected else deadline
+                if now >= min(until, deadline):
+                    return
+                self._chunk_seen.wait(min(until, deadline) - now)
+
+    def _claim(self, call_id: str) -> tuple[bool, Span | None, bool, int]:
+        """(first end event?, parent, parent known?, chunks streamed) for this call id."""
+        with self._chunk_seen:
+            seen = self._chunks.pop(call_id, None)
         with self._lock:
             if call_id in self._ended:
-                return False, None, False
+                return False, None, False, 0
             self._ended[call_id] = None
             while len(self._ended) > RECENT_CALLS:
                 self._ended.popitem(last=False)
@@ -216,7 +306,7 @@ class LitellmCallback(CustomLogger):
             parent = self._pending.pop(call_id, None)
             if not self._pending:
                 self._lock.notify_all()
-            return True, parent, known
+            return True, parent, known, max(seen.chunks) if seen is not None else 0
 
     def _record(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any, *, failed: bool) -> None:
         try:
@@ -226,7 +316,7 @@ class LitellmCallback(CustomLogger):
             call_id = kwargs.get("litellm_call_id") or slo.get("litellm_call_id") or slo.get("id")
             if not call_id:
                 return
-            first, parent, known = self._claim(str(call_id))
+            first, parent, known, chunks = self._claim(str(call_id))
             if not first:
                 self.duplicates_dropped += 1
                 return
@@ -234,7 +324,7 @@ class LitellmCallback(CustomLogger):
                 # No pre-call event seen (e.g. the call failed before it): this
                 # event may still run in the caller's context (sync failures do).
                 parent = find_parent()
-            self._emit(kwargs, slo, response_obj, start_time, end_time, parent, failed)
+            self._emit(kwargs, slo, response_obj, start_time, end_time, parent, failed, chunks)
         except Exception:
             self.internal_errors += 1
             log.debug("litellm event could not be recorded", exc_info=True)
@@ -248,6 +338,7 @@ class LitellmCallback(CustomLogger):
         end_time: Any,
         parent: Span | None,
         failed: bool,
+        chunks: int = 0,
     ) -> None:
         observer = self.observer
         start_ns = _ns(slo.get("startTime")) or _ns(start_time) or time.time_ns()
@@ -267,6 +358,7 @@ class LitellmCallback(CustomLogger):
             first_ns = _ns(slo.get("completionStartTime"))
             if first_ns is not None and start_ns <= first_ns <= end_ns:
                 span.first_token_ns = first_ns
+            span.chunk_count = chunks
 
         usage = _usage(slo, response_obj)
         prompt = slo.get("prompt_tokens")
@@ -274,6 +366,8 @@ class LitellmCallback(CustomLogger):
         if prompt or completion or not failed:
             span.input_tokens = int(prompt or 0)
             span.output_tokens = int(completion or 0)
+        # else: failed without usage: no tokens, so no cost (token_estimate
+        # leaves a failed span that produced nothing alone too)
         cached = _get(_get(usage, "prompt_tokens_details"), "cached_tokens")
         if cached is None:
             cached = _get(usage, "cache_read_input_tokens")

@@ -36,11 +36,14 @@ def _fmt(value: float | None, unit: str) -> str:
 
 
 def print_summary(summary: dict[str, Any], url: str, *, as_json: bool = False) -> int:
+    from storage.engine import display_url
+
+    shown = display_url(url)  # never the password
     if as_json:
-        json.dump({**summary, "db": url}, sys.stdout)
+        json.dump({**summary, "db": shown}, sys.stdout)
         sys.stdout.write("\n")
     else:
-        print(f"recorded into {url}")
+        print(f"recorded into {shown}")
         print(f"  traces        {summary['traces']}")
         print(f"  spans         {summary['spans']}")
         print(f"  errors        {summary['errors']}")

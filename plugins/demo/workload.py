@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,10 +75,21 @@ class Job:
     tags: list[str] = field(default_factory=list)
 
 
-def plan(count: int, seed: int) -> list[Job]:
-    """``count`` jobs, the same for the same seed."""
+def langgraph_available() -> bool:
+    """Whether LangGraph (the graph scenario's library) can be imported."""
+    try:
+        import langgraph.graph  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def plan(count: int, seed: int, skip: Collection[str] = ()) -> list[Job]:
+    """``count`` jobs, the same for the same seed (and the same ``skip``:
+    scenarios left out, their share going to the others)."""
     rng = random.Random(seed)
-    names, weights = list(SCENARIOS), list(SCENARIOS.values())
+    names = [name for name in SCENARIOS if name not in skip]
+    weights = [SCENARIOS[name] for name in names]
     jobs = []
     for index in range(count):
         scenario = rng.choices(names, weights)[0]

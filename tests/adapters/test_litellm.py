@@ -143,6 +143,10 @@ def test_streaming_completion_has_ttft_and_real_tokens(callback: LitellmCallback
     assert span["input_tokens"] and span["input_tokens"] > 0
     assert span["first_token_ns"] is not None
     assert span["start_ns"] <= span["first_token_ns"] <= span["end_ns"]
+    # every chunk with output the caller received (not the final, empty finish chunk)
+    with_text = [c for c in chunks if c.choices and c.choices[0].delta.content]
+    assert len(with_text) > 1
+    assert span["chunk_count"] == len(with_text)
     expected = span["input_tokens"] * GPT4O_IN + span["output_tokens"] * GPT4O_OUT
     assert span["cost_usd"] == pytest.approx(expected, rel=1e-9)
     assert "Hello there my good friend" in span["outputs"]
@@ -176,6 +180,30 @@ def test_failed_completion_records_the_litellm_exception_type(
     for span in (first, second):
         assert span["end_ns"] >= span["start_ns"]
         assert span["cost_usd"] is None
+
+
+def test_a_call_that_failed_before_it_ran_has_no_tokens_and_no_cost(
+    db_url: str, tmp_path: Path
+) -> None:
+    """With the default token estimate on, a failed call is not charged an estimate of its prompt."""
+    obs = Observer(db_url, settings=Settings(), strict=True, entry_points=False,
+                   builtins=[("token_estimate", "plugins.token_estimate"),
+                             ("pricing", "plugins.pricing")],
+                   spill_path=tmp_path / "spill.jsonl")
+    try:
+        cb = LitellmCallback(obs)
+        litellm.callbacks = [cb]
+        with pytest.raises(litellm.exceptions.InternalServerError):
+            litellm.completion(model="gpt-4o", messages=MESSAGES, mock_response=Exception("boom"))
+        litellm.completion(model="gpt-4o", messages=MESSAGES, mock_response="fine")
+        assert cb.flush(10)
+    finally:
+        obs.shutdown()
+    failed, ok = sorted(llm_spans(db_url), key=lambda r: r["status"] != "error")
+    assert failed["status"] == "error"
+    assert (failed["input_tokens"], failed["output_tokens"], failed["cost_usd"]) == (None, None, None)
+    assert not failed["tokens_estimated"]
+    assert ok["cost_usd"] == pytest.approx(10 * GPT4O_IN + 20 * GPT4O_OUT, rel=1e-9)
 
 
 def test_call_inside_manual_span_nests_there(

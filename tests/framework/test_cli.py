@@ -204,7 +204,9 @@ def test_plugins_lists_builtins(capsys: pytest.CaptureFixture[str]) -> None:
     names = {p["name"] for p in doc}
     assert "redaction" in names and "pricing" in names
     for p in doc:
-        assert set(p) == {"name", "version", "source", "hooks", "status", "error", "runtime"}
+        assert set(p) == {"name", "version", "source", "hooks", "status", "error", "problems",
+                          "runtime"}
+        assert p["problems"] == []  # litellm's map or the shipped snapshot prices everything
     assert not (Path.cwd() / "chainsight.db").exists()  # listing plugins never creates a store
     code, out, _ = run(capsys, "plugins")
     assert code == 0
@@ -269,6 +271,11 @@ def register_commands(cli):
     cli.add("traces", "clashes with a built-in", lambda p: None, run)
     cli.add("hello", "clashes with itself", lambda p: None, run)
     cli.add("bad-args", "configure raises", lambda p: p.add_argument("--db"), run)
+
+
+@hookimpl
+def setup_problems(config):
+    return [f"the hello service is not reachable (config {config!r})"]
 '''
 
 RAISING_SOURCE = '''
@@ -277,6 +284,11 @@ from framework import hookimpl
 @hookimpl
 def register_commands(cli):
     raise RuntimeError("cannot register")
+
+
+@hookimpl
+def setup_problems():
+    raise RuntimeError("cannot tell")
 '''
 
 
@@ -314,8 +326,22 @@ def test_register_commands_from_a_plugin(capsys: pytest.CaptureFixture[str]) -> 
     # the plugin shows up with its distribution and hooks
     code, out, _ = run(capsys, "plugins", "--json")
     info = {p["name"]: p for p in json.loads(out)}
-    assert info["hello"]["hooks"] == ["register_commands"]
+    assert info["hello"]["hooks"] == ["register_commands", "setup_problems"]
     assert "cs-test-plugins" in info["hello"]["source"]
+
+    # setup_problems: each plugin answers with its own configuration; one that
+    # raises is reported, the others still answer
+    assert info["hello"]["problems"] == ["the hello service is not reachable (config {})"]
+    assert info["raises"]["problems"] == ["setup_problems failed: cannot tell"]
+    assert info["redaction"]["problems"] == []
+    code, out, _ = run(capsys, "plugins")
+    hello_row = next(line for line in out.splitlines() if line.startswith("hello "))
+    assert hello_row.rstrip().endswith("active: the hello service is not reachable (config {})")
+    code, out, err = run(capsys, "config", "check")
+    assert code == 0
+    assert "warning: plugin 'hello': the hello service is not reachable" in err
+    assert "warning: plugin 'raises': setup_problems failed: cannot tell" in err
+    assert "(2 warnings above)" in out
 
     # the built-in `traces` command was not replaced
     with pytest.raises(SystemExit):

@@ -121,7 +121,75 @@ def test_cli_feedback_unknown_trace_and_both_thumbs(cli_env: Path, capsys: pytes
     url = f"sqlite:///{cli_env / 'u.db'}"
     make_trace(url, cli_env)
     assert main(["feedback", "feedbeef" * 4, "--up", "--db", url]) == 1
-    assert "no trace 'feedbeeffeedbeeffeedbeeffeedbeef'" in capsys.readouterr().err
+    assert "no trace matches 'feedbeeffeedbeeffeedbeeffeedbeef'" in capsys.readouterr().err
+    assert rows(url, "scores") == []
     with pytest.raises(SystemExit) as exc:
         main(["feedback", "x", "--up", "--down", "--db", url])
     assert exc.value.code == 2
+
+
+# ---- short ids: what `chainsight traces` shows is enough, and stored in full ------
+
+
+def make_traces(url: str, tmp_path: Path, count: int) -> list[tuple[str, str]]:
+    """``count`` traces of a root and one child span: [(trace_id, child span_id)]."""
+    obs = Observer(url, strict=True, entry_points=False, builtins=(), spill_path=tmp_path / "spill")
+    made = []
+    try:
+        for i in range(count):
+            with obs.span(f"chat-{i}") as root, obs.span("model", kind="llm") as child:
+                child.outputs = "hi"
+            made.append((root.trace_id, child.span_id))
+        assert obs.flush(5)
+    finally:
+        obs.shutdown()
+    return made
+
+
+def test_cli_feedback_resolves_a_short_id_to_the_full_trace_id(
+    cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from framework.cli_render import short_id
+
+    url = f"sqlite:///{cli_env / 'short.db'}"
+    (first, first_span), (second, _) = make_traces(url, cli_env, 2)
+    assert main(["feedback", short_id(first), "--up", "--db", url]) == 0
+    assert f"recorded thumbs up on trace {first}" in capsys.readouterr().out
+    assert main(["feedback", second[:20], "--rating", "5", "--span", short_id(first_span),
+                 "--db", url]) == 1  # that span belongs to the other trace
+    assert "no span of trace" in capsys.readouterr().err
+    assert main(["feedback", short_id(first), "--down", "--span", short_id(first_span),
+                 "--db", url]) == 0
+    capsys.readouterr()
+    stored = sorted((r["value"], r["trace_id"], r["span_id"]) for r in rows(url, "scores"))
+    assert stored == [(-1.0, first, first_span), (1.0, first, None)]
+
+    # and `show` (which resolves the same way) displays it
+    assert main(["show", short_id(first), "--json", "--db", url]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["trace"]["trace_id"] == first
+    assert sorted(s["value"] for s in doc["scores"]) == [-1.0, 1.0]
+
+
+def test_cli_feedback_refuses_unknown_and_ambiguous_ids(
+    cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{cli_env / 'amb.db'}"
+    (first, _), (second, _) = make_traces(url, cli_env, 2)
+    common = next(i for i, (a, b) in enumerate(zip(first, second, strict=True)) if a != b)
+    assert common >= 2  # ids begin with the clock: two traces a moment apart share a start
+    assert main(["feedback", first[:common], "--up", "--db", url]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"chainsight: error: {first[:common]!r} matches several traces (")
+    assert main(["feedback", "0123456789", "--up", "--db", url]) == 1
+    assert "no trace matches '0123456789'" in capsys.readouterr().err
+    assert rows(url, "scores") == []
+
+
+def test_cli_feedback_on_a_missing_store_creates_nothing(
+    cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = cli_env / "nope" / "x.db"
+    assert main(["feedback", "abc", "--up", "--db", f"sqlite:///{path}"]) == 1
+    assert capsys.readouterr().err.startswith("chainsight: error: no Chainsight store at ")
+    assert not path.parent.exists()

@@ -122,6 +122,11 @@ def test_gpu_command_without_nvml_says_so(capsys: pytest.CaptureFixture[str],
     import plugins.gpu as gpu
 
     monkeypatch.setattr(gpu, "NvmlSampler", lambda: NvmlSampler(nvml=FakeNvml(fail_init=True)))
-    assert cli_main(["gpu", "--json"]) == 0
+    assert cli_main(["gpu", "--json"]) == 1
     out = json.loads(capsys.readouterr().out)
     assert out["available"] is False and "NVML" in out["reason"] and out["samples"] == []
+    assert cli_main(["gpu"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    [line] = captured.err.splitlines()
+    assert line.startswith("chainsight: error: no GPU reading: NVML unavailable: ")

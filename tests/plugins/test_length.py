@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from framework.model import Span
 from plugins.length import LengthCheck
 
@@ -52,3 +54,45 @@ def test_skips_errors_non_answers_and_missing_output() -> None:
     tool = Span("t", "tool", parent_id="p" * 16)
     tool.outputs = ""
     assert check.check_span(tool) is None
+
+
+def test_a_reply_that_only_calls_tools_is_not_too_short() -> None:
+    from langchain_core.messages import AIMessage
+
+    check = LengthCheck.from_config({})
+    call = {"name": "lookup", "args": {"q": "x"}, "id": "call-1"}
+    assert check.check_span(answer(AIMessage(content="", tool_calls=[call]))) is None
+    assert check.check_span(answer({"role": "assistant", "content": None,
+                                    "tool_calls": [{"id": "c", "type": "function"}]})) is None
+    # text next to the calls is an answer, and an empty reply without calls is too short
+    (score,) = check.check_span(answer(AIMessage(content="Let me look.", tool_calls=[call]))) or []
+    assert score.label == "ok"
+    (score,) = check.check_span(answer(AIMessage(content=""))) or []
+    assert score.label == "too_short"
+
+
+def test_tool_calling_agent_through_the_pipeline_scores_only_the_answer(tmp_path: Path) -> None:
+    """A real LangChain agent step: the model's tool-call reply gets no length score."""
+    from langchain_core.language_models import GenericFakeChatModel
+    from langchain_core.messages import AIMessage, HumanMessage
+
+    from framework.adapters.langchain import CallbackHandler
+    from framework.observer import Observer
+    from tests.plugins.cases.store import rows
+
+    url = f"sqlite:///{tmp_path / 'len.db'}"
+    obs = Observer(url, strict=True, entry_points=False, spill_path=tmp_path / "spill",
+                   builtins=[("redaction", "plugins.redaction"), ("length", "plugins.length")])
+    model = GenericFakeChatModel(messages=iter([
+        AIMessage(content="", tool_calls=[{"name": "lookup", "args": {"q": "x"}, "id": "c1"}]),
+        AIMessage(content="The order shipped."),
+    ]))
+    try:
+        config = {"callbacks": [CallbackHandler(obs)]}
+        model.invoke([HumanMessage("where is my order?")], config=config)
+        model.invoke([HumanMessage("and now?")], config=config)
+        assert obs.flush(10)
+    finally:
+        obs.shutdown()
+    labels = sorted(r["label"] for r in rows(url, "scores") if r["name"] == "length")
+    assert labels == ["ok"]  # the text answer; the tool-call reply is not judged

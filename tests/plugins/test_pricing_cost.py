@@ -261,3 +261,37 @@ def test_pricing_unpriced_cost_and_reprice_commands(
     code, out, _ = run_cli(capsys, "cost", "--db", url, "--since", since, "--json", "--config", config)
     rows = {r["key"]: r for r in json.loads(out)["rows"]}
     assert rows["my-model"]["cost_usd"] == pytest.approx(500 * 2e-6 + 500 * 3e-6)
+
+
+def test_cost_by_tag_leaves_out_the_tags_langchain_adds(url: str, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """A real chain tags its steps ``seq:step:N``; only the user's tags are groups."""
+    from langchain_core.output_parsers import StrOutputParser
+    from langchain_core.prompts import ChatPromptTemplate
+
+    from framework.adapters.langchain import CallbackHandler
+    from plugins.demo.models import StreamingDemoModel
+    from storage.cost import is_internal_tag
+
+    obs = Observer(url, settings=Settings(), strict=True, entry_points=False,
+                   builtins=[("pricing", "plugins.pricing")], spill_path=tmp_path / "spill.jsonl")
+    chain = (ChatPromptTemplate.from_messages([("human", "{q}")])
+             | StreamingDemoModel(responses=["fine"], sleep=0, model_label="gpt-4o-mini")
+             | StrOutputParser())
+    try:
+        chain.invoke({"q": "hi"}, config={"callbacks": [CallbackHandler(obs)], "tags": ["prod"]})
+        assert obs.flush(10)
+    finally:
+        obs.shutdown()
+    with open_engine(url).connect() as conn:
+        stored = [t for (tags,) in conn.execute(sa.text("SELECT tags FROM spans WHERE kind = 'llm'"))
+                  for t in (json.loads(tags) if isinstance(tags, str) else tags or [])]
+    assert "seq:step:2" in stored  # what LangChain gives the model's run
+
+    report = cost_report(open_engine(url), by="tag")
+    assert [r.key for r in report.rows] == ["prod"]
+    assert report.rows[0].cost_usd and report.rows[0].cost_usd > 0
+    assert main(["cost", "--by", "tag", "--db", url]) == 0
+    assert "seq:step" not in capsys.readouterr().out
+    assert is_internal_tag("map:key:context") and is_internal_tag("graph:step:3")
+    assert is_internal_tag("langsmith:hidden") and not is_internal_tag("seq:steps")
