@@ -13,7 +13,7 @@ from textual.widgets import DataTable, Static
 
 from tui import format as fmt
 from tui.data import StoreDown
-from tui.safe_text import safe
+from tui.safe_text import clean, safe
 from tui.widgets.health import HealthBar
 from tui.widgets.keybar import KeyBar
 
@@ -90,7 +90,7 @@ class ExperimentsScreen(Screen[None]):
         table.clear(columns=True)
         names = sorted({k for e in experiments for k in _metrics(_get(e, "summary"))})[:6]
         for title in ("", "name", "dataset", "created", "status", *names):
-            table.add_column(Text(title))
+            table.add_column(safe(title, single_line=True, max_len=20))
         now = self.app.now()  # type: ignore[attr-defined]
         for exp in experiments:
             eid = str(_get(exp, "experiment_id"))
@@ -161,12 +161,13 @@ class ExperimentsScreen(Screen[None]):
             for eid, s in zip(ids, scores, strict=True):
                 out.append_text(safe(_get(row.get(eid), "output"), single_line=True, max_len=30,
                                      placeholder="—"))
-                out.append(" " + " ".join(f"{k}={fmt.number(v)}" for k, v in s.items()) + " │ ",
+                out.append(" " + " ".join(f"{clean(k, single_line=True)}={fmt.number(v)}"
+                                          for k, v in s.items()) + " │ ",
                            style="dim" if eid == ids[0] else "")
             if len(scores) == 2:
                 for key in sorted(set(scores[0]) & set(scores[1])):
                     delta = scores[1][key] - scores[0][key]
-                    out.append(f" Δ{key} {delta:+.2f}",
+                    out.append(f" Δ{clean(key, single_line=True)} {delta:+.2f}",
                                style="green" if delta > 0 else "red" if delta < 0 else "dim")
             out.append("\n")
         self.query_one("#experiments-body", Static).update(out)
