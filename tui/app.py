@@ -24,6 +24,7 @@ from tui.screens.trace_detail import TraceDetailScreen
 from tui.screens.traces import TracesScreen
 from tui.widgets.health import Health, HealthBar
 
+SCREENS = Binding.Group("Screens")  # the footer labels 1-4 together when narrow
 PIPELINE_SAMPLES = {
     "dropped": "chainsight_spans_dropped_total",
     "failed": "chainsight_spans_failed_total",
@@ -43,10 +44,10 @@ class ChainsightApp(App[None]):
     }
     DEFAULT_MODE = "traces"
     BINDINGS: ClassVar = [
-        Binding("1", "switch_mode('traces')", "Traces"),
-        Binding("2", "switch_mode('metrics')", "Metrics"),
-        Binding("3", "switch_mode('alerts')", "Alerts"),
-        Binding("4", "switch_mode('experiments')", "Experiments"),
+        Binding("1", "show('traces')", "Traces", group=SCREENS),
+        Binding("2", "show('metrics')", "Metrics", group=SCREENS),
+        Binding("3", "show('alerts')", "Alerts", group=SCREENS),
+        Binding("4", "show('experiments')", "Experiments", group=SCREENS),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "quit", "Quit"),
     ]
@@ -121,6 +122,19 @@ class ChainsightApp(App[None]):
                               **pipeline)
 
     # ---- navigation -------------------------------------------------------
+    def action_show(self, mode: str) -> None:
+        """Go to a screen; pressed on a trace of that screen, back to its list."""
+        if mode != self.current_mode:
+            self.switch_mode(mode)
+            return
+        while len(self.screen_stack) > 1:
+            self.pop_screen()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "show" and parameters == (self.current_mode,) and len(self.screen_stack) <= 1:
+            return None  # the screen you are on: its key is shown dimmed
+        return True
+
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
@@ -143,13 +157,13 @@ class ChainsightApp(App[None]):
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         yield SystemCommand("Traces", "Recent traces with filter and live tail",
-                            lambda: self.switch_mode("traces"))
+                            lambda: self.action_show("traces"))
         yield SystemCommand("Metrics", "Latency, TTFT, TPOT, throughput, cost, GPU",
-                            lambda: self.switch_mode("metrics"))
+                            lambda: self.action_show("metrics"))
         yield SystemCommand("Alerts", "Firing and recent alerts",
-                            lambda: self.switch_mode("alerts"))
+                            lambda: self.action_show("alerts"))
         yield SystemCommand("Experiments", "Experiments side by side",
-                            lambda: self.switch_mode("experiments"))
+                            lambda: self.action_show("experiments"))
         yield SystemCommand("Help", "Keys of every screen", self.action_help)
         if isinstance(screen, TracesScreen):
             yield SystemCommand("Toggle live tail", "Follow new traces as they arrive",

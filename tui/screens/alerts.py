@@ -40,7 +40,8 @@ def alert_filter(alert: Any, now_ns: int) -> str:
 class AlertsScreen(Screen[None]):
     AUTO_FOCUS = "#alerts"
     BINDINGS: ClassVar = [
-        Binding("enter", "jump", "Traces"),
+        # priority: above the table's own Enter, so the footer shows what it does
+        Binding("enter", "jump", "Traces", priority=True),
         Binding("f", "toggle_firing", "Firing only"),
         Binding("ctrl+r", "reload", "Reload", show=False),
     ]

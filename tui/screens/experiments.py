@@ -46,7 +46,8 @@ class ExperimentsScreen(Screen[None]):
     AUTO_FOCUS = "#experiments"
     BINDINGS: ClassVar = [
         Binding("space", "mark", "Mark"),
-        Binding("enter", "compare", "Compare"),
+        # priority: above the table's own Enter, so the footer shows what it does
+        Binding("enter", "compare", "Compare", priority=True),
         Binding("ctrl+r", "reload", "Reload", show=False),
     ]
 
@@ -54,6 +55,11 @@ class ExperimentsScreen(Screen[None]):
         super().__init__()
         self.experiments: list[Any] = []
         self.marked: list[str] = []
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("mark", "compare"):
+            return bool(self.experiments)  # no dead keys in the footer of an empty screen
+        return True
 
     def compose(self) -> ComposeResult:
         yield HealthBar("Experiments")
@@ -81,6 +87,7 @@ class ExperimentsScreen(Screen[None]):
     def _apply(self, experiments: list[Any]) -> None:
         self.app.store_ok()  # type: ignore[attr-defined]
         self.experiments = experiments
+        self.refresh_bindings()
         table = self.query_one("#experiments", DataTable)
         body = self.query_one("#experiments-body", Static)
         table.display = bool(experiments)

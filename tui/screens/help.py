@@ -28,7 +28,8 @@ KEYS = (
         ("y", "copy the trace id"),
     )),
     ("Trace", (
-        ("↑ ↓ ← →", "move in the span tree, collapse, expand"),
+        ("↑ ↓", "move in the span tree"),
+        ("← →", "collapse or go to parent / expand or go to first child"),
         ("Tab", "switch between tree and detail pane"),
         ("+ / -", "thumbs up / down"),
         ("r", "rate 1..5"),
