@@ -17,15 +17,16 @@ from tui.safe_text import clean, safe
 from tui.widgets.health import HealthBar
 from tui.widgets.keybar import KeyBar
 
-EMPTY = """No experiments yet.
+# Nothing creates experiments yet: say so, and name no command or API that
+# does not exist (tests check every command and [plugins.X] table shown here).
+EMPTY = """No experiments.
 
-An experiment runs a chain over a dataset and scores every answer, so two
-versions (a prompt, a model, a retriever) can be compared item by item.
+Evaluation is not built yet: Chainsight has no command or API that runs a
+chain over a dataset, so nothing writes experiments to the store and this
+screen stays empty for now.
 
-  chainsight eval run DATASET --chain module:function --name NAME
-
-or from Python, with the evaluation runner in framework. Each run shows up
-here; mark two with Space to compare them side by side."""
+When it lands, each run will show up here, and two runs can be marked and
+compared item by item, with the change in every score."""
 
 
 def _get(obj: Any, name: str) -> Any:
