@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -16,6 +14,8 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from tui.data import DataSource, StoreDown
+from tui.export import default_dir, export_path, trace_json, write_private
+from tui.safe_text import clean
 from tui.screens.alerts import AlertsScreen
 from tui.screens.experiments import ExperimentsScreen
 from tui.screens.help import HelpScreen
@@ -75,7 +75,7 @@ class ChainsightApp(App[None]):
         self.retry_interval = retry_interval
         self.page_size = page_size
         self.start_live = live
-        self.export_dir = Path(export_dir) if export_dir is not None else Path.cwd()
+        self.export_dir = Path(export_dir) if export_dir is not None else default_dir()
         self.health = Health(store=store_label or _display_url(store_url))
         self._observer: Any = None
         self._observer_lock = threading.Lock()
@@ -210,33 +210,22 @@ class ChainsightApp(App[None]):
 
     @work(thread=True, group="export", exit_on_error=False)
     def export_trace(self, detail: Any) -> None:
-        path = self.export_dir / f"trace-{detail.trace.trace_id}.json"
+        path = export_path(self.export_dir, detail.trace.trace_id)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(trace_json(detail), encoding="utf-8")
+            write_private(path, trace_json(detail))
         except OSError as error:
-            self.call_from_thread(self.say, f"export failed: {error}", "error")
+            self.call_from_thread(self.say, f"export to {path} failed: {error}", "error")
             return
         self.call_from_thread(self.say, f"exported to {path}")
 
     def say(self, message: str, severity: str = "information") -> None:
-        self.notify(message, severity=severity, markup=False)  # type: ignore[arg-type]
+        self.notify(clean(message), severity=severity, markup=False)  # type: ignore[arg-type]
 
     def on_unmount(self) -> None:
         observer, self._observer = self._observer, None
         if observer is not None:
             observer.shutdown(timeout=2.0)
         self.data.close()
-
-
-def trace_json(detail: Any) -> str:
-    """A trace with its spans and scores as one JSON document."""
-    doc = {
-        "trace": asdict(detail.trace),
-        "spans": [span.to_dict() for span in detail.spans],
-        "scores": [asdict(score) for score in detail.scores],
-    }
-    return json.dumps(doc, indent=2, ensure_ascii=False, default=str)
 
 
 def _display_url(url: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from textual.widgets import DataTable, Input, Static
 
 from storage.query import Store
 from tui.app import ChainsightApp
+from tui.export import export_path, write_private
 from tui.screens.alerts import AlertsScreen
 from tui.screens.experiments import ExperimentsScreen
 from tui.screens.help import HelpScreen
@@ -218,8 +220,22 @@ async def test_feedback_is_stored(fresh_url: str, now_ns: int, tmp_path: Path) -
     assert by_name["comment"].comment == "wrong [/] page"
 
 
+def notifications(app: ChainsightApp) -> list[str]:
+    """Record the text of every notification ``app`` shows from now on."""
+    notes: list[str] = []
+    notify = app.notify
+
+    def record(message: str, *args: Any, **kwargs: Any) -> None:
+        notes.append(str(message))
+        notify(message, *args, **kwargs)
+
+    app.notify = record  # type: ignore[method-assign]
+    return notes
+
+
 async def test_export_and_copy(store_url: str, now_ns: int, tmp_path: Path) -> None:
     app = make_app(store_url, now_ns, export_dir=tmp_path / "out")
+    notes = notifications(app)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
         await pilot.press("enter")
@@ -231,10 +247,52 @@ async def test_export_and_copy(store_url: str, now_ns: int, tmp_path: Path) -> N
         await pilot.press("y")
         await pilot.pause()
         trace_id = screen.trace_id
-    doc = json.loads((tmp_path / "out" / f"trace-{trace_id}.json").read_text())
+    path = tmp_path / "out" / f"trace-{trace_id}.json"
+    doc = json.loads(path.read_text())
     assert doc["trace"]["trace_id"] == trace_id
     assert len(doc["spans"]) == screen.detail.trace.span_count
     assert json.loads(app.clipboard)["trace"]["trace_id"] == trace_id
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert f"exported to {path}" in notes
+
+
+async def test_export_goes_to_the_user_data_folder_not_the_cwd(
+        store_url: str, now_ns: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    app = make_app(store_url, now_ns)  # no export_dir: the default
+    notes = notifications(app)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        trace_id = app.screen.trace_id  # type: ignore[attr-defined]
+        await pilot.press("e")
+        await settle(pilot)
+    path = tmp_path / "data" / "chainsight" / "exports" / f"trace-{trace_id}.json"
+    assert path.is_file() and list(work.iterdir()) == []
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [stat.S_IMODE(p.stat().st_mode) for p in (path.parent, path.parent.parent)] == [
+        0o700, 0o700]
+    assert notes[-1] == f"exported to {path}"  # the full path
+
+
+def test_export_path_keeps_a_hostile_trace_id_in_its_folder(tmp_path: Path) -> None:
+    path = export_path(tmp_path, "../../etc/passwd/x\u202e")
+    assert path.parent == tmp_path.absolute()
+    assert path.name == "trace-_.._etc_passwd_x_.json"
+    assert export_path(Path("rel"), "abc").is_absolute()
+
+
+def test_rewriting_an_export_makes_it_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "trace-x.json"
+    path.write_text("old")
+    path.chmod(0o644)
+    write_private(path, "new")
+    assert path.read_text() == "new" and stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
 async def test_alert_jumps_to_its_traces(store_url: str, now_ns: int) -> None:

@@ -34,7 +34,7 @@ KEYS = (
         ("+ / -", "thumbs up / down"),
         ("r", "rate 1..5"),
         ("c", "comment"),
-        ("e", "export the trace as JSON to a file"),
+        ("e", "export as JSON (owner-only, in the user data folder)"),
         ("y", "copy the trace as JSON"),
         ("Esc", "back to the traces"),
     )),
