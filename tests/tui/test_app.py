@@ -17,7 +17,7 @@ from tui.export import export_path, write_private
 from tui.screens.alerts import AlertsScreen
 from tui.screens.experiments import ExperimentsScreen
 from tui.screens.help import HelpScreen
-from tui.screens.metrics import MetricsScreen
+from tui.screens.metrics import CALLS_TITLE, TRACES_TITLE, MetricsScreen
 from tui.screens.trace_detail import TraceDetailScreen
 from tui.screens.traces import TracesScreen
 from tui.widgets.waterfall import SpanTree
@@ -64,7 +64,8 @@ async def test_every_screen_by_keyboard(store_url: str, now_ns: int) -> None:
         await settle(pilot)
         assert isinstance(app.screen, MetricsScreen)
         assert "latency p95" in screen_text(app)
-        assert table(app, "#aggregates").row_count > 1
+        assert table(app, "#aggregates").row_count == 1
+        assert table(app, "#by-model").row_count > 1
         await pilot.press("3")
         await settle(pilot)
         assert isinstance(app.screen, AlertsScreen)
@@ -343,3 +344,26 @@ async def test_traces_fit_small_and_large_terminals(store_url: str, now_ns: int,
         text = screen_text(app)
         assert "name" in text and "cost" in text
         assert table(app).virtual_size.width <= size[0]
+
+
+async def test_metrics_keep_traces_and_model_calls_apart(store_url: str, now_ns: int) -> None:
+    app = make_app(store_url, now_ns)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("2")
+        await settle(pilot)
+        traces, calls = table(app, "#aggregates"), table(app, "#by-model")
+        heads = [[str(c.label) for c in t.columns.values()][:2] for t in (traces, calls)]
+        assert heads == [["", "traces"], ["model", "calls"]]
+        assert traces.row_count == 1 and traces.get_row_at(0)[0].plain == "all"
+        with Store(store_url) as store:
+            models = {str(r.group) for r in store.aggregates(now_ns - 6 * 3600 * 10**9, now_ns,
+                                                             group_by="model")}
+        assert {calls.get_row_at(i)[0].plain for i in range(calls.row_count)} == models
+        text = screen_text(app)
+        assert TRACES_TITLE in text and CALLS_TITLE in text
+        assert text.index(TRACES_TITLE) < text.index("all  ") < text.index(CALLS_TITLE)
+        await pilot.press("g")  # group by model off: the model-call table goes, titles too
+        await settle(pilot)
+        assert not calls.display and CALLS_TITLE not in screen_text(app)
+        assert traces.row_count == 1

@@ -71,7 +71,7 @@ async def test_hostile_text_through_every_screen(hostile: tuple[str, str], now_n
         await pilot.press("escape", "2")
         await settle(pilot)
         assert isinstance(app.screen, MetricsScreen)
-        assert "[/] [bold [@click=app.quit]" in screen_text(app)  # the model as a group
+        assert "[/] [bold [@click=" in screen_text(app)  # the model as a group (cut to fit)
 
         await pilot.press("3")
         await settle(pilot)
