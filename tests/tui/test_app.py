@@ -11,7 +11,9 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Static
 
+from framework.cli_render import short_id
 from storage.query import Store
+from tui import format as fmt
 from tui.app import ChainsightApp
 from tui.export import export_path, write_private
 from tui.screens.alerts import AlertsScreen
@@ -367,3 +369,62 @@ async def test_metrics_keep_traces_and_model_calls_apart(store_url: str, now_ns:
         await settle(pilot)
         assert not calls.display and CALLS_TITLE not in screen_text(app)
         assert traces.row_count == 1
+
+
+@pytest.mark.parametrize("size", [(80, 24), (200, 60)])
+async def test_sort_arrow_stays_in_the_header(store_url: str, now_ns: int,
+                                             size: tuple[int, int]) -> None:
+    app = make_app(store_url, now_ns)
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, TracesScreen)
+        titles = {c.order: c.title for c in screen.columns if c.order}
+        seen = set()
+        for _ in range(len(titles)):
+            await pilot.press("s")
+            await settle(pilot)
+            header = screen_text(app).splitlines()[2]
+            assert f"{titles[screen.order]} ↓" in header, header
+            seen.add(screen.order)
+            await pilot.press("o")
+            await settle(pilot)
+            assert f"{titles[screen.order]} ↑" in screen_text(app).splitlines()[2]
+        assert seen == set(titles)
+
+
+async def test_ages_are_fresh_after_returning_from_a_trace(store_url: str, now_ns: int) -> None:
+    app = make_app(store_url, now_ns)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, TracesScreen)
+        first = screen.items[0]
+
+        def when() -> str:
+            return str(table(app).get_cell(first.trace_id, "when"))
+
+        assert when() == fmt.ago(first.start_ns, now_ns).replace(" ago", "")
+        await pilot.press("enter")
+        await settle(pilot)
+        app.frozen_now = now_ns + 3 * 3600 * 10**9  # three hours spent reading the trace
+        await pilot.press("escape")
+        await settle(pilot)
+        assert when() == fmt.ago(first.start_ns, app.frozen_now).replace(" ago", "") != "22m"
+        app.frozen_now += 2 * 86400 * 10**9  # and after a visit to another screen
+        await pilot.press("2")
+        await settle(pilot)
+        await pilot.press("1")
+        await settle(pilot)
+        assert when() == fmt.ago(first.start_ns, app.frozen_now).replace(" ago", "")
+
+
+async def test_short_ids_are_the_cli_short_ids(store_url: str, now_ns: int) -> None:
+    app = make_app(store_url, now_ns)
+    async with app.run_test(size=(200, 60)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, TracesScreen)
+        shown = [str(table(app).get_cell(t.trace_id, "id")) for t in screen.items[:20]]
+        assert shown == [short_id(t.trace_id) for t in screen.items[:20]]
+        assert all(s in screen_text(app) for s in shown[:5])

@@ -11,6 +11,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
+from framework.cli_render import short_id
 from tui import format as fmt
 from tui.data import StoreDown
 from tui.safe_text import clean, safe
@@ -161,10 +162,10 @@ class ExperimentsScreen(Screen[None]):
         for eid in ids:
             for result in results.get(eid, []):
                 by_item.setdefault(str(_get(result, "item_id")), {})[eid] = result
-        out = Text(f"{len(by_item)} items · " + " vs ".join(i[:8] for i in ids) + "\n",
+        out = Text(f"{len(by_item)} items · " + " vs ".join(clean(short_id(i)) for i in ids) + "\n",
                    style="bold")
         for item_id, row in list(by_item.items())[:200]:
-            out.append(f"{item_id[:10]:<11}", style="dim")
+            out.append(clean(short_id(item_id), single_line=True).ljust(11), style="dim")
             scores = [_metrics(_get(row.get(eid), "scores")) for eid in ids]
             for eid, s in zip(ids, scores, strict=True):
                 out.append_text(safe(_get(row.get(eid), "output"), single_line=True, max_len=30,
