@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -16,6 +14,8 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from tui.data import DataSource, StoreDown
+from tui.export import default_dir, export_path, trace_json, write_private
+from tui.safe_text import clean
 from tui.screens.alerts import AlertsScreen
 from tui.screens.experiments import ExperimentsScreen
 from tui.screens.help import HelpScreen
@@ -24,6 +24,7 @@ from tui.screens.trace_detail import TraceDetailScreen
 from tui.screens.traces import TracesScreen
 from tui.widgets.health import Health, HealthBar
 
+SCREENS = Binding.Group("Screens")  # the footer labels 1-4 together when narrow
 PIPELINE_SAMPLES = {
     "dropped": "chainsight_spans_dropped_total",
     "failed": "chainsight_spans_failed_total",
@@ -43,10 +44,10 @@ class ChainsightApp(App[None]):
     }
     DEFAULT_MODE = "traces"
     BINDINGS: ClassVar = [
-        Binding("1", "switch_mode('traces')", "Traces"),
-        Binding("2", "switch_mode('metrics')", "Metrics"),
-        Binding("3", "switch_mode('alerts')", "Alerts"),
-        Binding("4", "switch_mode('experiments')", "Experiments"),
+        Binding("1", "show('traces')", "Traces", group=SCREENS),
+        Binding("2", "show('metrics')", "Metrics", group=SCREENS),
+        Binding("3", "show('alerts')", "Alerts", group=SCREENS),
+        Binding("4", "show('experiments')", "Experiments", group=SCREENS),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "quit", "Quit"),
     ]
@@ -74,7 +75,7 @@ class ChainsightApp(App[None]):
         self.retry_interval = retry_interval
         self.page_size = page_size
         self.start_live = live
-        self.export_dir = Path(export_dir) if export_dir is not None else Path.cwd()
+        self.export_dir = Path(export_dir) if export_dir is not None else default_dir()
         self.health = Health(store=store_label or _display_url(store_url))
         self._observer: Any = None
         self._observer_lock = threading.Lock()
@@ -121,6 +122,19 @@ class ChainsightApp(App[None]):
                               **pipeline)
 
     # ---- navigation -------------------------------------------------------
+    def action_show(self, mode: str) -> None:
+        """Go to a screen; pressed on a trace of that screen, back to its list."""
+        if mode != self.current_mode:
+            self.switch_mode(mode)
+            return
+        while len(self.screen_stack) > 1:
+            self.pop_screen()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "show" and parameters == (self.current_mode,) and len(self.screen_stack) <= 1:
+            return None  # the screen you are on: its key is shown dimmed
+        return True
+
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
@@ -143,13 +157,13 @@ class ChainsightApp(App[None]):
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         yield SystemCommand("Traces", "Recent traces with filter and live tail",
-                            lambda: self.switch_mode("traces"))
+                            lambda: self.action_show("traces"))
         yield SystemCommand("Metrics", "Latency, TTFT, TPOT, throughput, cost, GPU",
-                            lambda: self.switch_mode("metrics"))
+                            lambda: self.action_show("metrics"))
         yield SystemCommand("Alerts", "Firing and recent alerts",
-                            lambda: self.switch_mode("alerts"))
+                            lambda: self.action_show("alerts"))
         yield SystemCommand("Experiments", "Experiments side by side",
-                            lambda: self.switch_mode("experiments"))
+                            lambda: self.action_show("experiments"))
         yield SystemCommand("Help", "Keys of every screen", self.action_help)
         if isinstance(screen, TracesScreen):
             yield SystemCommand("Toggle live tail", "Follow new traces as they arrive",
@@ -196,33 +210,22 @@ class ChainsightApp(App[None]):
 
     @work(thread=True, group="export", exit_on_error=False)
     def export_trace(self, detail: Any) -> None:
-        path = self.export_dir / f"trace-{detail.trace.trace_id}.json"
+        path = export_path(self.export_dir, detail.trace.trace_id)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(trace_json(detail), encoding="utf-8")
+            write_private(path, trace_json(detail))
         except OSError as error:
-            self.call_from_thread(self.say, f"export failed: {error}", "error")
+            self.call_from_thread(self.say, f"export to {path} failed: {error}", "error")
             return
         self.call_from_thread(self.say, f"exported to {path}")
 
     def say(self, message: str, severity: str = "information") -> None:
-        self.notify(message, severity=severity, markup=False)  # type: ignore[arg-type]
+        self.notify(clean(message), severity=severity, markup=False)  # type: ignore[arg-type]
 
     def on_unmount(self) -> None:
         observer, self._observer = self._observer, None
         if observer is not None:
             observer.shutdown(timeout=2.0)
         self.data.close()
-
-
-def trace_json(detail: Any) -> str:
-    """A trace with its spans and scores as one JSON document."""
-    doc = {
-        "trace": asdict(detail.trace),
-        "spans": [span.to_dict() for span in detail.spans],
-        "scores": [asdict(score) for score in detail.scores],
-    }
-    return json.dumps(doc, indent=2, ensure_ascii=False, default=str)
 
 
 def _display_url(url: str) -> str:

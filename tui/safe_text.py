@@ -4,7 +4,10 @@ Everything goes through :func:`safe`, which returns a :class:`rich.text.Text`:
 never parsed as markup, so ``[/]`` or ``[@click=app.quit]`` stay literal, and
 control characters (ANSI escapes included) are replaced by their visible
 Unicode "control picture" (ESC becomes ``␛``), so nothing reaches the terminal
-as a control sequence.
+as a control sequence. Bidirectional controls and invisible zero-width
+characters are shown as their ``\\uXXXX`` escape: left raw, U+202E makes
+``RTL\\u202egnp.exe`` read as ``RTLexe.png`` and a zero-width space makes two
+different names look the same.
 """
 
 from __future__ import annotations
@@ -18,6 +21,10 @@ from rich.text import Text
 # C0 controls except newline/tab, DEL, and C1 controls.
 _CONTROL: Final = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x80-\x9f]")
 _SINGLE_LINE: Final = re.compile(r"[\r\n\t]+")
+# Bidi controls (ALM, LRM, RLM, LRE..RLO, LRI..PDI), zero-width space, word joiner,
+# BOM, and the line/paragraph separators. ZWJ/ZWNJ stay: emoji and scripts need them.
+_INVISIBLE: Final = re.compile("[\u061c\u200b\u200e\u200f\u2028\u2029\u202a-\u202e"
+                               "\u2060\u2066-\u2069\ufeff]")
 
 
 def _picture(match: re.Match[str]) -> str:
@@ -29,12 +36,17 @@ def _picture(match: re.Match[str]) -> str:
     return "�"
 
 
+def _escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
 def clean(value: Any, *, single_line: bool = False, max_len: int | None = None) -> str:
     """A plain string with control characters made visible (no styling)."""
     text = "" if value is None else value if isinstance(value, str) else str(value)
     if single_line:
         text = _SINGLE_LINE.sub(" ", text)
     text = _CONTROL.sub(_picture, text)
+    text = _INVISIBLE.sub(_escape, text)
     if max_len is not None and len(text) > max_len:
         text = text[: max(0, max_len - 1)] + "…"
     return text

@@ -55,7 +55,9 @@ def now_ns() -> int:
 
 @pytest.fixture(autouse=True)
 def _no_user_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    # The feedback Observer must not pick up a plugins.toml from the machine.
+    # The feedback Observer must not pick up a plugins.toml from the machine,
+    # and exports must not land in the user's data folder.
     monkeypatch.delenv("CHAINSIGHT_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
     monkeypatch.chdir(tmp_path)
     yield

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -10,12 +11,15 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Static
 
+from framework.cli_render import short_id
 from storage.query import Store
+from tui import format as fmt
 from tui.app import ChainsightApp
+from tui.export import export_path, write_private
 from tui.screens.alerts import AlertsScreen
 from tui.screens.experiments import ExperimentsScreen
 from tui.screens.help import HelpScreen
-from tui.screens.metrics import MetricsScreen
+from tui.screens.metrics import CALLS_TITLE, TRACES_TITLE, MetricsScreen
 from tui.screens.trace_detail import TraceDetailScreen
 from tui.screens.traces import TracesScreen
 from tui.widgets.waterfall import SpanTree
@@ -62,7 +66,8 @@ async def test_every_screen_by_keyboard(store_url: str, now_ns: int) -> None:
         await settle(pilot)
         assert isinstance(app.screen, MetricsScreen)
         assert "latency p95" in screen_text(app)
-        assert table(app, "#aggregates").row_count > 1
+        assert table(app, "#aggregates").row_count == 1
+        assert table(app, "#by-model").row_count > 1
         await pilot.press("3")
         await settle(pilot)
         assert isinstance(app.screen, AlertsScreen)
@@ -70,7 +75,7 @@ async def test_every_screen_by_keyboard(store_url: str, now_ns: int) -> None:
         await pilot.press("4")
         await settle(pilot)
         assert isinstance(app.screen, ExperimentsScreen)
-        assert "No experiments yet" in screen_text(app)
+        assert "No experiments" in screen_text(app)
         await pilot.press("question_mark")
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
@@ -218,8 +223,22 @@ async def test_feedback_is_stored(fresh_url: str, now_ns: int, tmp_path: Path) -
     assert by_name["comment"].comment == "wrong [/] page"
 
 
+def notifications(app: ChainsightApp) -> list[str]:
+    """Record the text of every notification ``app`` shows from now on."""
+    notes: list[str] = []
+    notify = app.notify
+
+    def record(message: str, *args: Any, **kwargs: Any) -> None:
+        notes.append(str(message))
+        notify(message, *args, **kwargs)
+
+    app.notify = record  # type: ignore[method-assign]
+    return notes
+
+
 async def test_export_and_copy(store_url: str, now_ns: int, tmp_path: Path) -> None:
     app = make_app(store_url, now_ns, export_dir=tmp_path / "out")
+    notes = notifications(app)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
         await pilot.press("enter")
@@ -231,10 +250,52 @@ async def test_export_and_copy(store_url: str, now_ns: int, tmp_path: Path) -> N
         await pilot.press("y")
         await pilot.pause()
         trace_id = screen.trace_id
-    doc = json.loads((tmp_path / "out" / f"trace-{trace_id}.json").read_text())
+    path = tmp_path / "out" / f"trace-{trace_id}.json"
+    doc = json.loads(path.read_text())
     assert doc["trace"]["trace_id"] == trace_id
     assert len(doc["spans"]) == screen.detail.trace.span_count
     assert json.loads(app.clipboard)["trace"]["trace_id"] == trace_id
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert f"exported to {path}" in notes
+
+
+async def test_export_goes_to_the_user_data_folder_not_the_cwd(
+        store_url: str, now_ns: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    app = make_app(store_url, now_ns)  # no export_dir: the default
+    notes = notifications(app)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        trace_id = app.screen.trace_id  # type: ignore[attr-defined]
+        await pilot.press("e")
+        await settle(pilot)
+    path = tmp_path / "data" / "chainsight" / "exports" / f"trace-{trace_id}.json"
+    assert path.is_file() and list(work.iterdir()) == []
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [stat.S_IMODE(p.stat().st_mode) for p in (path.parent, path.parent.parent)] == [
+        0o700, 0o700]
+    assert notes[-1] == f"exported to {path}"  # the full path
+
+
+def test_export_path_keeps_a_hostile_trace_id_in_its_folder(tmp_path: Path) -> None:
+    path = export_path(tmp_path, "../../etc/passwd/x\u202e")
+    assert path.parent == tmp_path.absolute()
+    assert path.name == "trace-_.._etc_passwd_x_.json"
+    assert export_path(Path("rel"), "abc").is_absolute()
+
+
+def test_rewriting_an_export_makes_it_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "trace-x.json"
+    path.write_text("old")
+    path.chmod(0o644)
+    write_private(path, "new")
+    assert path.read_text() == "new" and stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
 async def test_alert_jumps_to_its_traces(store_url: str, now_ns: int) -> None:
@@ -285,3 +346,85 @@ async def test_traces_fit_small_and_large_terminals(store_url: str, now_ns: int,
         text = screen_text(app)
         assert "name" in text and "cost" in text
         assert table(app).virtual_size.width <= size[0]
+
+
+async def test_metrics_keep_traces_and_model_calls_apart(store_url: str, now_ns: int) -> None:
+    app = make_app(store_url, now_ns)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("2")
+        await settle(pilot)
+        traces, calls = table(app, "#aggregates"), table(app, "#by-model")
+        heads = [[str(c.label) for c in t.columns.values()][:2] for t in (traces, calls)]
+        assert heads == [["", "traces"], ["model", "calls"]]
+        assert traces.row_count == 1 and traces.get_row_at(0)[0].plain == "all"
+        with Store(store_url) as store:
+            models = {str(r.group) for r in store.aggregates(now_ns - 6 * 3600 * 10**9, now_ns,
+                                                             group_by="model")}
+        assert {calls.get_row_at(i)[0].plain for i in range(calls.row_count)} == models
+        text = screen_text(app)
+        assert TRACES_TITLE in text and CALLS_TITLE in text
+        assert text.index(TRACES_TITLE) < text.index("all  ") < text.index(CALLS_TITLE)
+        await pilot.press("g")  # group by model off: the model-call table goes, titles too
+        await settle(pilot)
+        assert not calls.display and CALLS_TITLE not in screen_text(app)
+        assert traces.row_count == 1
+
+
+@pytest.mark.parametrize("size", [(80, 24), (200, 60)])
+async def test_sort_arrow_stays_in_the_header(store_url: str, now_ns: int,
+                                             size: tuple[int, int]) -> None:
+    app = make_app(store_url, now_ns)
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, TracesScreen)
+        titles = {c.order: c.title for c in screen.columns if c.order}
+        seen = set()
+        for _ in range(len(titles)):
+            await pilot.press("s")
+            await settle(pilot)
+            header = screen_text(app).splitlines()[2]
+            assert f"{titles[screen.order]} ↓" in header, header
+            seen.add(screen.order)
+            await pilot.press("o")
+            await settle(pilot)
+            assert f"{titles[screen.order]} ↑" in screen_text(app).splitlines()[2]
+        assert seen == set(titles)
+
+
+async def test_ages_are_fresh_after_returning_from_a_trace(store_url: str, now_ns: int) -> None:
+    app = make_app(store_url, now_ns)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, TracesScreen)
+        first = screen.items[0]
+
+        def when() -> str:
+            return str(table(app).get_cell(first.trace_id, "when"))
+
+        assert when() == fmt.ago(first.start_ns, now_ns).replace(" ago", "")
+        await pilot.press("enter")
+        await settle(pilot)
+        app.frozen_now = now_ns + 3 * 3600 * 10**9  # three hours spent reading the trace
+        await pilot.press("escape")
+        await settle(pilot)
+        assert when() == fmt.ago(first.start_ns, app.frozen_now).replace(" ago", "") != "22m"
+        app.frozen_now += 2 * 86400 * 10**9  # and after a visit to another screen
+        await pilot.press("2")
+        await settle(pilot)
+        await pilot.press("1")
+        await settle(pilot)
+        assert when() == fmt.ago(first.start_ns, app.frozen_now).replace(" ago", "")
+
+
+async def test_short_ids_are_the_cli_short_ids(store_url: str, now_ns: int) -> None:
+    app = make_app(store_url, now_ns)
+    async with app.run_test(size=(200, 60)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, TracesScreen)
+        shown = [str(table(app).get_cell(t.trace_id, "id")) for t in screen.items[:20]]
+        assert shown == [short_id(t.trace_id) for t in screen.items[:20]]
+        assert all(s in screen_text(app) for s in shown[:5])

@@ -19,7 +19,9 @@ MODELS: Final = (("gpt-4o", "openai", 2.5e-6, 1e-5), ("gpt-4o-mini", "openai", 1
                  ("claude-3-5-sonnet", "anthropic", 3e-6, 1.5e-5), ("llama-local", "ollama", None, None))
 USERS: Final = ("alice", "bob", "carol", "dave", None)
 CHAINS: Final = ("rag_answer", "support_agent", "summarize_doc", "classify_ticket")
-HOSTILE: Final = ("[/]", "[bold", "[@click=app.quit]x[/]", "\x1b[31mred\x1b[0m")
+# Markup, an ANSI escape, and a bidi override (U+202E shows "RTL\u202egnp.exe" as "RTLexe.png").
+HOSTILE: Final = ("[/]", "[bold", "[@click=app.quit]x[/]", "\x1b[31mred\x1b[0m",
+                  "RTL\u202egnp.exe")
 
 
 def _id(rng: random.Random, bits: int) -> str:

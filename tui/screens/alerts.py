@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 from rich.text import Text
 from textual import on, work
@@ -17,6 +17,11 @@ from tui.safe_text import clean, safe
 from tui.widgets.health import HealthBar
 from tui.widgets.keybar import KeyBar
 
+# No built-in plugin evaluates alert rules yet: say so, and name no command or
+# [plugins.X] table that does not exist (tests check what this screen names).
+EMPTY: Final = ("No alerts. Alerting is not built yet: Chainsight has no alert rules to "
+                "configure, so this list shows only alerts that a plugin of your own records "
+                "(observer.record_alert).")
 STATE_STYLE = {"firing": "bold red", "pending": "yellow", "resolved": "green"}
 # Alert labels that are also trace filter keys.
 FILTER_KEYS = {"model": "model", "user": "user", "user_id": "user", "session": "session",
@@ -40,7 +45,8 @@ def alert_filter(alert: Any, now_ns: int) -> str:
 class AlertsScreen(Screen[None]):
     AUTO_FOCUS = "#alerts"
     BINDINGS: ClassVar = [
-        Binding("enter", "jump", "Traces"),
+        # priority: above the table's own Enter, so the footer shows what it does
+        Binding("enter", "jump", "Traces", priority=True),
         Binding("f", "toggle_firing", "Firing only"),
         Binding("ctrl+r", "reload", "Reload", show=False),
     ]
@@ -106,7 +112,7 @@ class AlertsScreen(Screen[None]):
         self.query_one("#alerts-title", Static).update(title)
         if not alerts:
             self.query_one("#alert-summary", Static).update(
-                Text("No alerts. Rules live in plugins.toml under [plugins.alerts].", style="dim"))
+                Text("No firing alerts." if self.firing_only else EMPTY, style="dim"))
 
     @on(DataTable.RowHighlighted, "#alerts")
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:

@@ -11,21 +11,23 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
+from framework.cli_render import short_id
 from tui import format as fmt
 from tui.data import StoreDown
-from tui.safe_text import safe
+from tui.safe_text import clean, safe
 from tui.widgets.health import HealthBar
 from tui.widgets.keybar import KeyBar
 
-EMPTY = """No experiments yet.
+# Nothing creates experiments yet: say so, and name no command or API that
+# does not exist (tests check every command and [plugins.X] table shown here).
+EMPTY = """No experiments.
 
-An experiment runs a chain over a dataset and scores every answer, so two
-versions (a prompt, a model, a retriever) can be compared item by item.
+Evaluation is not built yet: Chainsight has no command or API that runs a
+chain over a dataset, so nothing writes experiments to the store and this
+screen stays empty for now.
 
-  chainsight eval run DATASET --chain module:function --name NAME
-
-or from Python, with the evaluation runner in framework. Each run shows up
-here; mark two with Space to compare them side by side."""
+When it lands, each run will show up here, and two runs can be marked and
+compared item by item, with the change in every score."""
 
 
 def _get(obj: Any, name: str) -> Any:
@@ -46,7 +48,8 @@ class ExperimentsScreen(Screen[None]):
     AUTO_FOCUS = "#experiments"
     BINDINGS: ClassVar = [
         Binding("space", "mark", "Mark"),
-        Binding("enter", "compare", "Compare"),
+        # priority: above the table's own Enter, so the footer shows what it does
+        Binding("enter", "compare", "Compare", priority=True),
         Binding("ctrl+r", "reload", "Reload", show=False),
     ]
 
@@ -54,6 +57,11 @@ class ExperimentsScreen(Screen[None]):
         super().__init__()
         self.experiments: list[Any] = []
         self.marked: list[str] = []
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("mark", "compare"):
+            return bool(self.experiments)  # no dead keys in the footer of an empty screen
+        return True
 
     def compose(self) -> ComposeResult:
         yield HealthBar("Experiments")
@@ -81,6 +89,7 @@ class ExperimentsScreen(Screen[None]):
     def _apply(self, experiments: list[Any]) -> None:
         self.app.store_ok()  # type: ignore[attr-defined]
         self.experiments = experiments
+        self.refresh_bindings()
         table = self.query_one("#experiments", DataTable)
         body = self.query_one("#experiments-body", Static)
         table.display = bool(experiments)
@@ -90,7 +99,7 @@ class ExperimentsScreen(Screen[None]):
         table.clear(columns=True)
         names = sorted({k for e in experiments for k in _metrics(_get(e, "summary"))})[:6]
         for title in ("", "name", "dataset", "created", "status", *names):
-            table.add_column(Text(title))
+            table.add_column(safe(title, single_line=True, max_len=20))
         now = self.app.now()  # type: ignore[attr-defined]
         for exp in experiments:
             eid = str(_get(exp, "experiment_id"))
@@ -153,20 +162,21 @@ class ExperimentsScreen(Screen[None]):
         for eid in ids:
             for result in results.get(eid, []):
                 by_item.setdefault(str(_get(result, "item_id")), {})[eid] = result
-        out = Text(f"{len(by_item)} items · " + " vs ".join(i[:8] for i in ids) + "\n",
+        out = Text(f"{len(by_item)} items · " + " vs ".join(clean(short_id(i)) for i in ids) + "\n",
                    style="bold")
         for item_id, row in list(by_item.items())[:200]:
-            out.append(f"{item_id[:10]:<11}", style="dim")
+            out.append(clean(short_id(item_id), single_line=True).ljust(11), style="dim")
             scores = [_metrics(_get(row.get(eid), "scores")) for eid in ids]
             for eid, s in zip(ids, scores, strict=True):
                 out.append_text(safe(_get(row.get(eid), "output"), single_line=True, max_len=30,
                                      placeholder="—"))
-                out.append(" " + " ".join(f"{k}={fmt.number(v)}" for k, v in s.items()) + " │ ",
+                out.append(" " + " ".join(f"{clean(k, single_line=True)}={fmt.number(v)}"
+                                          for k, v in s.items()) + " │ ",
                            style="dim" if eid == ids[0] else "")
             if len(scores) == 2:
                 for key in sorted(set(scores[0]) & set(scores[1])):
                     delta = scores[1][key] - scores[0][key]
-                    out.append(f" Δ{key} {delta:+.2f}",
+                    out.append(f" Δ{clean(key, single_line=True)} {delta:+.2f}",
                                style="green" if delta > 0 else "red" if delta < 0 else "dim")
             out.append("\n")
         self.query_one("#experiments-body", Static).update(out)

@@ -18,11 +18,18 @@ from tui.data import StoreDown
 from tui.safe_text import safe
 from tui.widgets.health import HealthBar
 from tui.widgets.keybar import KeyBar
-from tui.widgets.plot import Plot, hbars
+from tui.widgets.plot import Bars, Plot
 
 RANGES: Final = (("15m", 900), ("1h", 3600), ("6h", 6 * 3600), ("24h", 86400),
                  ("7d", 7 * 86400), ("30d", 30 * 86400))
 BUCKETS: Final = 60
+# Whole traces and single model calls are measured on different scales (a trace
+# holds retrieval, tools and several calls), so each has its own table and header.
+GROUP_WIDTH: Final = 20
+STAT_COLUMNS: Final = ("errors", "p50", "p95", "p99", "TTFT p50", "TPOT p50", "tokens", "cost",
+                       "unpriced")
+TRACES_TITLE: Final = "Traces: whole runs (root spans), all models together"
+CALLS_TITLE: Final = "LLM calls by model: single model calls, not traces"
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,19 +123,23 @@ class MetricsScreen(Screen[None]):
             with Grid(id="plots"):
                 for spec in PLOTS:
                     yield Plot(spec.title, style=spec.style, id=spec.id)
+            yield Static(Text(TRACES_TITLE, style="bold"), id="aggregates-title",
+                         classes="table-title")
             yield DataTable(id="aggregates", cursor_type="row", zebra_stripes=True)
+            yield Static(Text(CALLS_TITLE, style="bold"), id="by-model-title",
+                         classes="table-title")
+            yield DataTable(id="by-model", cursor_type="row", zebra_stripes=True)
             with Grid(id="metrics-lower"):
-                yield Static(id="cost-by-model", markup=False)
+                yield Bars("cost by model", style="yellow", id="cost-by-model")
                 yield Static(id="quality", markup=False)
         yield KeyBar()
 
     def on_mount(self) -> None:
-        table = self.query_one("#aggregates", DataTable)
-        # The first row counts traces; a model's row counts its LLM calls.
-        for title in ("group", "count", "errors", "p50", "p95", "p99", "TTFT p50", "TPOT p50",
-                      "tokens", "cost", "unpriced"):
-            table.add_column(title, key=title)
-        table.tooltip = "count: traces in the first row, LLM calls in a model's row"
+        for selector, head in (("#aggregates", ("", "traces")), ("#by-model", ("model", "calls"))):
+            table = self.query_one(selector, DataTable)
+            table.add_column(head[0], key="group", width=GROUP_WIDTH)  # the counts line up
+            for title in (head[1], *STAT_COLUMNS):
+                table.add_column(title, key=title)
         self.load()
 
     def on_screen_resume(self) -> None:
@@ -187,11 +198,17 @@ class MetricsScreen(Screen[None]):
                     cumulative.append(total)
                 values = cumulative if any(v for v in values) else []
             self.query_one(f"#{spec.id}", Plot).set_series(values, _summary(values, spec.kind))
-        table = self.query_one("#aggregates", DataTable)
-        table.clear()
-        for row in [*overall, *(by_model if self.by_model else [])]:
-            table.add_row(*self._aggregate_cells(row))
-        self.query_one("#cost-by-model", Static).update(self._cost_text(by_model))
+        traces = self.query_one("#aggregates", DataTable)
+        traces.clear()
+        for row in overall:
+            traces.add_row(*self._aggregate_cells(row))
+        calls = self.query_one("#by-model", DataTable)
+        calls.clear()
+        for row in by_model:
+            calls.add_row(*self._aggregate_cells(row))
+        for widget in (calls, self.query_one("#by-model-title")):
+            widget.display = self.by_model
+        self.query_one("#cost-by-model", Bars).set_rows(self._cost_rows(by_model))
         self.query_one("#quality", Static).update(self._quality_text(scores))
 
     def _aggregate_cells(self, row: Any) -> list[Text]:
@@ -199,7 +216,7 @@ class MetricsScreen(Screen[None]):
             return getattr(row, name, None)
         group = get("group")
         return [
-            safe(group, "bold", single_line=True, max_len=28, placeholder="all traces"),
+            safe(group, "bold", single_line=True, max_len=GROUP_WIDTH, placeholder="all"),
             Text(fmt.number(get("count")), justify="right"),
             Text(fmt.percent(get("error_rate")), justify="right",
                  style="red" if (get("error_rate") or 0) > 0.05 else ""),
@@ -214,12 +231,11 @@ class MetricsScreen(Screen[None]):
             Text(fmt.number(get("unpriced_count")), justify="right", style="dim"),
         ]
 
-    def _cost_text(self, by_model: list[Any]) -> Text:
+    def _cost_rows(self, by_model: list[Any]) -> list[tuple[str, float, str]]:
         rows = [(str(getattr(r, "group", None) or "unknown"), float(r.cost_usd), fmt.cost(r.cost_usd))
                 for r in by_model if getattr(r, "cost_usd", None)]
         rows.sort(key=lambda r: -r[1])
-        width = max(20, self.query_one("#cost-by-model").content_region.width)
-        return Text.assemble(Text("cost by model\n", style="bold"), hbars(rows[:8], width, "yellow"))
+        return rows[:8]
 
     def _quality_text(self, scores: list[Any]) -> Text:
         out = Text("quality and feedback\n", style="bold")

@@ -14,6 +14,7 @@ from textual.widgets import Static, Tree
 
 from tui import format as fmt
 from tui.data import StoreDown
+from tui.export import trace_json
 from tui.safe_text import clean, safe
 from tui.screens.prompts import CommentScreen, RatingScreen
 from tui.widgets.health import HealthBar
@@ -28,7 +29,9 @@ def trace_header(trace: Any, scores: list[Any]) -> Text:
                          placeholder="(unnamed)"))
     out.append("  ")
     out.append(clean(trace.status), style="bold red" if trace.status == "error" else "green")
-    out.append(f"  {trace.trace_id}\n", style="dim")
+    out.append("  ")
+    out.append_text(safe(trace.trace_id, "dim", single_line=True))
+    out.append("\n")
     out.append(f"{fmt.clock(trace.start_ns)} UTC · {fmt.duration(trace.duration_s)} · "
                f"{trace.span_count} spans · {trace.llm_count} LLM · "
                f"{fmt.tokens(trace.input_tokens)}→{fmt.tokens(trace.output_tokens)} tokens · "
@@ -67,7 +70,7 @@ class TraceDetailScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield HealthBar("Trace")
-        yield Static(Text(f"loading {self.trace_id}…", style="dim"), id="trace-header")
+        yield Static(Text(f"loading {clean(self.trace_id)}…", style="dim"), id="trace-header")
         with Horizontal(id="trace-body"):
             yield SpanTree(id="spans")
             yield SpanDetail(id="span-detail")
@@ -152,7 +155,5 @@ class TraceDetailScreen(Screen[None]):
     def action_copy(self) -> None:
         if self.detail is None:
             return
-        from tui.app import trace_json
-
         self.app.copy_to_clipboard(trace_json(self.detail))
         self.app.say(f"copied trace {self.trace_id} as JSON")  # type: ignore[attr-defined]

@@ -13,6 +13,7 @@ from textual.events import Resize
 from textual.screen import Screen
 from textual.widgets import DataTable, Input, Static
 
+from framework.cli_render import short_id
 from tui import format as fmt
 from tui.data import StoreDown
 from tui.safe_text import clean, safe
@@ -29,17 +30,18 @@ class Column:
     order: str | None = None  # the list_traces order it sorts by
 
 
+# A sortable column is wide enough for its title and the sort arrow (" ↓").
 COLUMNS: Final = (
     Column("when", "when", 8, 0, "start_ns"),
     Column("name", "name", 0, 0),
     Column("status", "status", 6, 0),
-    Column("duration", "duration", 8, 0, "duration"),
+    Column("duration", "duration", 10, 0, "duration"),
     Column("ttft", "TTFT", 6, 100),
-    Column("tokens", "tokens", 6, 0, "tokens"),
+    Column("tokens", "tokens", 8, 0, "tokens"),
     Column("cost", "cost", 8, 0, "cost"),
     Column("model", "model", 14, 90),
     Column("user", "user", 10, 110),
-    Column("spans", "spans", 5, 160, "spans"),
+    Column("spans", "spans", 7, 160, "spans"),
     Column("scores", "scores", 18, 130, None),
     Column("id", "trace id", 10, 180, None),
 )
@@ -67,9 +69,13 @@ def _scores(summary: dict[str, Any] | None) -> Text:
     return out
 
 
+def _when(trace: Any, now_ns: int) -> Text:
+    return Text(fmt.ago(trace.start_ns, now_ns).replace(" ago", ""), style="dim")
+
+
 def cells(trace: Any, columns: tuple[Column, ...], now_ns: int) -> list[Text]:
     values = {
-        "when": lambda: Text(fmt.ago(trace.start_ns, now_ns).replace(" ago", ""), style="dim"),
+        "when": lambda: _when(trace, now_ns),
         "name": lambda: safe(trace.name, single_line=True, max_len=80, placeholder="(unnamed)"),
         "status": lambda: _status(trace.status),
         "duration": lambda: Text(fmt.duration(trace.duration_s), justify="right"),
@@ -83,7 +89,7 @@ def cells(trace: Any, columns: tuple[Column, ...], now_ns: int) -> list[Text]:
         "user": lambda: safe(trace.user_id, single_line=True, max_len=16, placeholder=fmt.DASH),
         "spans": lambda: Text(str(trace.span_count), justify="right"),
         "scores": lambda: _scores(trace.score_summary),
-        "id": lambda: Text(trace.trace_id[-10:], style="dim"),
+        "id": lambda: safe(short_id(trace.trace_id), "dim", single_line=True),
     }
     return [values[c.key]() for c in columns]
 
@@ -153,6 +159,18 @@ class TracesScreen(Screen[None]):
 
     def on_resize(self, event: Resize) -> None:
         self._set_columns(event.size.width)
+
+    def on_screen_resume(self) -> None:
+        self._refresh_ages()
+
+    def _refresh_ages(self) -> None:
+        """Redraw the "when" column against the current time (after a trace, a mode switch)."""
+        if not any(c.key == "when" for c in self.columns):
+            return
+        table, now = self.table, self.app.now()  # type: ignore[attr-defined]
+        for trace in self.items:
+            if trace.trace_id in table.rows:
+                table.update_cell(trace.trace_id, "when", _when(trace, now))
 
     def _add_rows(self, items: list[Any]) -> None:
         table, now = self.table, self.app.now()  # type: ignore[attr-defined]

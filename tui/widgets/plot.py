@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from rich.text import Text
+from textual.geometry import Size
 from textual.widget import Widget
 
 from tui.safe_text import safe
@@ -99,3 +100,29 @@ class Plot(Widget):
         return Text.assemble(head, "\n", chart(self.values, width, height, self.style))
 
 
+
+
+class Bars(Widget):
+    """A titled :func:`hbars` chart drawn at the width it is given (a scrollbar may take some)."""
+
+    DEFAULT_CSS = """
+    Bars { height: auto; }
+    """
+
+    def __init__(self, title: str, *, style: str = "magenta", id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.title = title
+        self.style = style
+        self.rows: list[tuple[str, float, str]] = []
+
+    def set_rows(self, rows: Sequence[tuple[str, float, str]]) -> None:
+        self.rows = list(rows)
+        self.refresh(layout=True)
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        return 1 + max(1, len(self.rows))
+
+    def render(self) -> Text:
+        width = max(20, self.content_region.width)
+        return Text.assemble(Text(f"{self.title}\n", style="bold"),
+                             hbars(self.rows, width, self.style))

@@ -77,7 +77,7 @@ def span_text(span: Any, scores: Sequence[Any] = (), samples: Sequence[Any] = ()
     out.append(f"  {clean(span.kind)} · ", style="dim")
     out.append(clean(span.status), style="bold red" if span.status == "error" else "green")
     out.append("\n")
-    out.append(f"span {span.span_id}", style="dim")
+    out.append(f"span {clean(span.span_id)}", style="dim")
     _heading(out, "timing")
     _pairs(out, [
         ("start", fmt.clock(span.start_ns)),

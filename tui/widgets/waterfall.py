@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Final
 
 from rich.style import Style
 from rich.text import Text
+from textual.binding import Binding
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
@@ -66,9 +67,11 @@ class SpanTree(Tree[Row]):
 
     ICON_NODE = "▸ "
     ICON_NODE_EXPANDED = "▾ "
+    # Tree has no collapse/expand actions (their names changed between Textual
+    # majors), so these two are defined here; tests check every binding's action.
     BINDINGS: ClassVar = [
-        ("left", "collapse_or_parent", "Collapse"),
-        ("right", "expand_node", "Expand"),
+        Binding("left", "collapse_or_parent", "Collapse"),
+        Binding("right", "expand_or_child", "Expand"),
     ]
     DEFAULT_CSS = """
     SpanTree { scrollbar-size-horizontal: 0; }
@@ -108,6 +111,27 @@ class SpanTree(Tree[Row]):
                 node = parent_node.add_leaf(label, row)
         self.span_count = len(spans)
         self.root.expand()
+
+    # ---- keys -------------------------------------------------------------
+    def action_collapse_or_parent(self) -> None:
+        """Collapse the node under the cursor, or go to its parent if it is collapsed."""
+        node = self.cursor_node
+        if node is None:
+            return
+        if node.allow_expand and node.is_expanded:
+            node.collapse()
+        elif node.parent is not None and node.parent is not self.root:
+            self.move_cursor(node.parent)
+
+    def action_expand_or_child(self) -> None:
+        """Expand the node under the cursor, or go to its first child if it is expanded."""
+        node = self.cursor_node
+        if node is None or not node.allow_expand:
+            return
+        if not node.is_expanded:
+            node.expand()
+        elif node.children:
+            self.move_cursor(node.children[0])
 
     # ---- rendering -------------------------------------------------------
     def process_label(self, label: str | Text) -> Text:
