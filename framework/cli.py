@@ -23,6 +23,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from framework.cli_records import (
+    RecordsError,
+    add_spill_arg,
+    cmd_db_replay,
+    cmd_deadletter_list,
+    cmd_deadletter_show,
+)
 from framework.cli_render import (
     MISSING,
     Column,
@@ -78,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         report_problems(exc.problems)
         return EXIT_CONFIG
-    except CliError as exc:
+    except (CliError, RecordsError) as exc:
         if debug:
             raise
         _error(str(exc))
@@ -318,6 +325,28 @@ def build_parser(plugins: PluginSet | None = None) -> argparse.ArgumentParser:
     add_db_arg(p)
     add_json_arg(p)
     p.set_defaults(run=cmd_db_upgrade, command="db upgrade")
+    p = db_sub.add_parser("replay", help="store the spans waiting in the spill file",
+                          description="Write the batches the store could not take (it was down, "
+                                      "locked or misconfigured) into the store, in order.",
+                          parents=[common])
+    add_db_arg(p)
+    add_json_arg(p)
+    add_spill_arg(p)
+    p.set_defaults(run=cmd_db_replay, command="db replay")
+
+    letters = sub.add_parser("deadletter", help="rows the store refused, kept with its reason",
+                             parents=[common])
+    letters.set_defaults(run=_usage(letters), needs_config=False)
+    table.names["deadletter"] = "builtin"
+    letters_sub = letters.add_subparsers(title="deadletter commands", metavar="COMMAND")
+    p = letters_sub.add_parser("list", help="list the dead letters", parents=[common])
+    add_json_arg(p)
+    add_spill_arg(p)
+    p.set_defaults(run=cmd_deadletter_list, command="deadletter list")
+    p = letters_sub.add_parser("show", help="one dead letter, whole, as JSON", parents=[common])
+    p.add_argument("index", type=_positive_int, metavar="N", help="its number in `deadletter list`")
+    add_spill_arg(p)
+    p.set_defaults(run=cmd_deadletter_show, command="deadletter show", json=True)
 
     if plugins is not None:
         register_plugin_commands(plugins, table)
@@ -677,7 +706,26 @@ def cmd_plugins(ns: argparse.Namespace) -> int:
         for e in entries
     ]
     print_table(PLUGIN_COLUMNS, rows)
+    totals = read_pipeline_totals(ns.db)
+    if totals:
+        unstored = totals["dropped"] + totals["failed"] + totals["dead_lettered"]
+        line = (f"pipeline, in all: {totals['written']:,} spans stored, {totals['dropped']:,} dropped "
+                f"(queue full), {totals['failed']:,} failed, {totals['dead_lettered']:,} refused by the "
+                "store (`chainsight deadletter list`)")
+        sys.stdout.write(("\n" + line + "\n") if not unstored else f"\nwarning: {line}\n")
     return EXIT_OK
+
+
+def read_pipeline_totals(url: str) -> dict[str, int]:
+    """The pipeline counters stored in ``url`` (empty when there is no store)."""
+    try:
+        store = open_store(url)
+        try:
+            return dict(store.pipeline_totals())
+        finally:
+            store.close()
+    except Exception:
+        return {}  # read_plugin_health has said why
 
 
 def read_plugin_health(url: str) -> list[dict[str, Any]]:

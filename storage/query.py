@@ -341,6 +341,9 @@ def _metric(row: AggregateRow, metric: str) -> float | None:
     return value
 
 
+PIPELINE_COUNTERS: Final = ("written", "dropped", "failed", "spilled", "dead_lettered")
+
+
 class Store:
     """Read access to one store (SQLite file or PostgreSQL database).
 
@@ -525,6 +528,17 @@ class Store:
         stmt = (sa.select(sm).where(*clauses)
                 .order_by(sm.c.time_ns.desc(), sm.c.sample_id.desc()).limit(limit))
         return [_sample(r) for r in reversed(self._rows(stmt))]
+
+    def pipeline_totals(self) -> dict[str, int]:
+        """What the pipelines that wrote here did with their spans, in all:
+        each process's latest ``chainsight_spans_*_total`` sample, summed."""
+        totals: dict[str, int] = {}
+        for key in PIPELINE_COUNTERS:
+            latest: dict[str, float] = {}
+            for sample in self.list_samples(name=f"chainsight_spans_{key}_total", limit=100_000):
+                latest[(sample.labels or {}).get("process", "")] = sample.value  # oldest first
+            totals[key] = int(sum(latest.values()))
+        return totals
 
     def plugin_health(self) -> list[dict[str, Any]]:
         """The last stored health of each plugin (see StoreWriter.write_plugin_health)."""

@@ -28,6 +28,7 @@ SCREENS = Binding.Group("Screens")  # the footer labels 1-4 together when narrow
 PIPELINE_SAMPLES = {
     "dropped": "chainsight_spans_dropped_total",
     "failed": "chainsight_spans_failed_total",
+    "dead_lettered": "chainsight_spans_dead_lettered_total",
 }
 
 

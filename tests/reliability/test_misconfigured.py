@@ -3,6 +3,7 @@ start-up, and recording goes on (into the spill file, or with defaults)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import sqlite3
@@ -143,3 +144,23 @@ def test_an_invalid_configuration_is_said_once_and_capture_goes_on(
     with open_engine(sqlite_url).connect() as conn:
         outputs = " ".join(str(r[0]) for r in conn.execute(sa.text("SELECT outputs FROM spans")))
     assert "bob@example.com" not in outputs and "[redacted:email]" in outputs
+
+
+def test_db_replay_stores_what_a_bad_url_spilled(tmp_path: Path, sqlite_url: str,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from framework.cli import main as cli_main
+
+    spill = tmp_path / "spill.jsonl"
+    obs = Observer("postgresql+psycopg2://u:secret@127.0.0.1:1/db", builtins=(), entry_points=False,
+                   spill_path=spill, pipeline={"flush_interval_s": 0.05})
+    for i in range(7):
+        obs.end_span(obs.start_span(f"kept-{i}"))
+    assert not obs.flush(timeout=10)
+    obs.shutdown(timeout=5)
+    assert cli_main(["db", "replay", "--db", sqlite_url, "--spill", str(spill), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["spans"] == 7 and out["dead_lettered"] == 0
+    assert span_names(sqlite_url) == [f"kept-{i}" for i in range(7)]
+    assert not SpillFile(spill).exists()
+    assert cli_main(["db", "replay", "--db", sqlite_url, "--spill", str(spill)]) == 0
+    assert "nothing to replay" in capsys.readouterr().out

@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from reliability_helpers import span_rows, wait_for
 
+from framework.cli import main as cli_main
 from framework.model import Span
 from framework.observer import Observer
 from framework.spill import RecordFile
@@ -106,7 +107,8 @@ def _poison(url: str) -> None:
 
 
 def test_a_row_the_store_refuses_is_dead_lettered_alone(
-    sqlite_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    sqlite_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     obs = _observer(sqlite_url, tmp_path)
     try:
@@ -128,6 +130,16 @@ def test_a_row_the_store_refuses_is_dead_lettered_alone(
         assert obs.flush(timeout=5)  # reported once
     finally:
         obs.shutdown(timeout=5)
+    spill = str(tmp_path / "spill.jsonl")
+    assert cli_main(["deadletter", "list", "--spill", spill, "--json"]) == 0
+    (listed,) = json.loads(capsys.readouterr().out)["records"]
+    assert listed["table"] == "spans" and "poison" in listed["span"] and "refuses" in listed["error"]
+    assert cli_main(["deadletter", "show", "1", "--spill", spill]) == 0
+    assert json.loads(capsys.readouterr().out)["row"]["span_id"] == span.span_id
+    assert cli_main(["deadletter", "show", "2", "--spill", spill]) == 1
+    assert "no dead letter #2" in capsys.readouterr().err
+    assert cli_main(["plugins", "--db", sqlite_url]) == 0  # the counters the pipeline stored
+    assert "1 refused by the store" in capsys.readouterr().out
 
 
 def test_an_unencodable_span_keeps_its_identity(sqlite_url: str, tmp_path: Path) -> None:

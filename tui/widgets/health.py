@@ -17,6 +17,7 @@ class Health:
     firing: int = 0
     dropped: int | None = None
     failed: int | None = None
+    dead_lettered: int | None = None
     live: bool = False
     error: str | None = None
 
@@ -43,10 +44,12 @@ class HealthBar(Widget):
             out.append(f"  {h.traces:,} traces")
         if h.firing:
             out.append(f"  ▲ {h.firing} firing", style="bold red")
-        if h.dropped is not None or h.failed is not None:
-            bad = bool(h.dropped or h.failed)
-            out.append(f"  dropped {h.dropped or 0} failed {h.failed or 0}",
-                       style="bold yellow" if bad else "dim")
+        if h.dropped is not None or h.failed is not None or h.dead_lettered is not None:
+            bad = bool(h.dropped or h.failed or h.dead_lettered)
+            text = f"  dropped {h.dropped or 0} failed {h.failed or 0}"
+            if h.dead_lettered:
+                text += f" refused {h.dead_lettered}"
+            out.append(text, style="bold yellow" if bad else "dim")
         if h.live:
             out.append("  ● live", style="bold green")
         if h.error:
