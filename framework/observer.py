@@ -8,6 +8,7 @@ ever reaches user code from here (internal errors are counted and logged).
 from __future__ import annotations
 
 import atexit
+import concurrent.futures.thread  # noqa: F401  see _before_fork
 import contextvars
 import functools
 import inspect
@@ -45,6 +46,8 @@ _current_span: contextvars.ContextVar[Span | None] = contextvars.ContextVar(
 
 # How long reading a start-up attribute (``observer.plugins``...) waits for it.
 STARTUP_WAIT_S = 60.0
+# How long a fork() waits for a starting observer (see _before_fork).
+FORK_WAIT_S = 10.0
 _STARTED = frozenset({"settings", "plugins", "dispatcher", "registered", "pipeline_options",
                       "writer", "storage_url", "strict"})
 
@@ -617,6 +620,17 @@ def _after_fork_in_child() -> None:
 
 
 def _before_fork() -> None:
+    """A child forked while the worker imports the plugins would inherit the
+    import locks that thread holds, and deadlock on its first import: let
+    start-up finish first (it takes well under a second). A module that
+    registers fork hooks of its own must not be imported first by start-up
+    during this wait (its after-hook would run without its before-hook):
+    ``concurrent.futures.thread``, which start-up imports, is imported with
+    this module."""
+    for observer in list(_live_observers):
+        pipeline = observer.__dict__.get("pipeline")
+        if pipeline is not None and not observer._closed:
+            pipeline.wait_started(FORK_WAIT_S)
     if _live_observers and "multiprocessing.util" in sys.modules:
         _arm_multiprocessing()
 

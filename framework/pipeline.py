@@ -173,6 +173,7 @@ class Pipeline:
         """Fresh runtime state and threads (at construction and in a forked child)."""
         self._queue: deque[Any] = deque()
         self._ready = threading.Event()
+        self._opened = threading.Event()  # start-up and the first open of the store are over
         self._wake = threading.Event()
         self._stop = threading.Event()
         # Held while items move out of the queue (the worker taking a batch, a
@@ -200,6 +201,8 @@ class Pipeline:
         self._stage = "starting"
         self._current: list[Span] | None = None  # the batch the worker holds, once redacted
         self._holding = 0  # spans in the batch the worker holds
+        self._next: _Batch | None = None  # processed, waiting for the previous write
+        self._replay_soon = False  # a flush() waits for the spill file
         # Counters. ``dropped`` changes under _take_lock; the rest on the worker.
         self.dropped = 0
         self.taken = 0
@@ -236,6 +239,11 @@ class Pipeline:
             raise TimeoutError("Chainsight is still starting up")
         assert self.parts is not None
         return self.parts
+
+    def wait_started(self, timeout: float) -> bool:
+        """Wait until start-up, and the first attempt to open the store, are
+        over (or failed); False on timeout."""
+        return self._opened.wait(timeout)
 
     @property
     def store(self) -> Store:
@@ -319,7 +327,15 @@ class Pipeline:
         waits in the spill file, and when a span was dropped, failed or
         dead-lettered since the previous flush. A flush never enqueues
         anything, so it cannot push a span out of a full queue."""
+        deadline = time.monotonic() + max(0.0, timeout)
         reached = self._wait_for(self._target(), timeout)
+        if reached and self._behind_spill and not self._misconfigured and self._thread.is_alive():
+            # Spilled a moment ago (a locked file, a restarting server): try it now.
+            self._replay_soon = True
+            self._wake.set()
+            with self._progress:
+                self._progress.wait_for(lambda: not self._behind_spill or not self._thread.is_alive(),
+                                        max(0.0, deadline - time.monotonic()))
         loss = self.stats().not_stored
         new_loss, self._loss_seen = loss > self._loss_seen, loss
         return reached and not new_loss and not self._behind_spill
@@ -434,6 +450,10 @@ class Pipeline:
         self.options = parts.options
         self._spill = SpillFile(parts.spill_path)
         self._dead_letters = RecordFile(dead_letter_path(parts.spill_path))
+
+    def _open_at_start(self) -> None:
+        """After start-up is announced: a store that does not answer must
+        not keep the parts from readers (or from the exit rescue)."""
         self._stage = "opening the store"
         try:
             self._open_store()
@@ -457,12 +477,17 @@ class Pipeline:
             self._start()
         except Exception:
             self._closed = True
+            self._opened.set()
             with self._take_lock:
                 self.failed += len(self._queue)
                 self._queue.clear()
             return
         finally:
             self._ready.set()
+        try:
+            self._open_at_start()
+        finally:
+            self._opened.set()
         if self.spill.exists() and self._store_down_since is None:
             self._try_replay(force=True)
         while True:
@@ -497,16 +522,20 @@ class Pipeline:
                 batch = self._process(items)
                 if self._rescued:
                     return
+                self._next = batch  # processed, not yet written: the exit rescue may store it
                 try:
                     # Only now wait for the previous batch: its rows were
                     # being written while this one was processed.
                     self._complete_write()
                 finally:
-                    self._start_write(batch)
+                    self._next = None
+                    if not self._rescued:
+                        self._start_write(batch)
         finally:
             self._complete_write()
         if self._behind_spill:
-            self._try_replay()
+            self._try_replay(force=self._replay_soon)
+            self._replay_soon = False
         if time.monotonic() - self._last_stats >= self.options.stats_interval_s and self.taken:
             self._store_stats()
 
@@ -706,7 +735,8 @@ class Pipeline:
         return scores
 
     def _fail_closed(self, name: str) -> bool:
-        return self.dispatcher.fail_closed(name)
+        assert self.parts is not None
+        return self.parts.dispatcher.fail_closed(name)
 
     def _process_scores(self, scores: list[Score], *, only_fail_closed: bool = False) -> list[Score]:
         """``process_score`` over a batch's scores, each implementation given
@@ -920,6 +950,8 @@ class Pipeline:
         self._store_down_since = None
         self._store_problem = None
         self._misconfigured = False
+        with self._progress:
+            self._progress.notify_all()
 
     # ---- exit rescue (the thread calling stop) ------------------------------
     def _rescue(self, deadline: float) -> None:
@@ -927,6 +959,7 @@ class Pipeline:
         put what they hold and what is still queued in the spill file,
         redacted, as far as the deadline allows."""
         self._rescued = True
+        self._ready.wait(max(0.0, deadline - time.monotonic() - 0.25))  # still starting up?
         parts = self.parts
         with self._take_lock:
             items = list(self._queue)
@@ -944,6 +977,9 @@ class Pipeline:
         writing = self._writing
         if writing is not None and writing.rows and not writing.done.is_set():
             pending.append((writing.rows, len(writing.spans)))  # idempotent if it lands after all
+        following = self._next
+        if following is not None:
+            pending.append((following.rows, len(following.spans)))
         self._redact_here(spans, parts)
         scores = self._process_scores(scores, only_fail_closed=True)
         batch = (held or []) + spans

@@ -23,6 +23,7 @@ import fcntl
 import json
 import logging
 import os
+import stat
 import threading
 import zlib
 from collections.abc import Callable, Iterator
@@ -161,6 +162,8 @@ class SpillFile(RecordFile):
         still down.
         """
         with self._locked() as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                return 0  # a device (say /dev/full): nothing was kept there
             lines = [line for line in fh.read().split(b"\n") if line.strip()]
             done = 0
             try:

@@ -94,11 +94,11 @@ def test_sqlite_locked_spills_and_replays_without_duplicates(sqlite_url: str, tm
     locker.execute("BEGIN EXCLUSIVE")
     try:
         _record(obs, "during", 5)
-        assert not obs.flush(timeout=30)  # processed, but spilled: not stored yet
+        assert not obs.flush(timeout=3)  # processed, but spilled: not stored yet
         assert _wait(lambda: obs.stats().spilled >= 10)
         assert spill.exists()
         _record(obs, "more", 2)  # keeps order behind the spilled batches
-        assert not obs.flush(timeout=30)
+        assert not obs.flush(timeout=3)
     finally:
         locker.execute("ROLLBACK")
         locker.close()
@@ -128,7 +128,7 @@ def test_postgres_outage_spills_and_replays(postgres_url: str, tmp_path: Path) -
         assert obs.flush(timeout=10)
         proxy.cut()
         _record(obs, "during", 5)
-        assert not obs.flush(timeout=60)  # spilled, not stored
+        assert not obs.flush(timeout=3)  # spilled, not stored
         assert _wait(lambda: obs.stats().spilled >= 10, timeout=60)
         proxy.restore()
         _record(obs, "after", 2)

@@ -57,7 +57,7 @@ def test_a_bad_store_is_said_once_and_spans_are_kept(
         obs = Observer(url, builtins=(), entry_points=False, spill_path=spill,
                        pipeline={"flush_interval_s": 0.05})
         try:
-            obs.pipeline.wait_ready(10)
+            assert obs.pipeline.wait_started(10)
             said = [r for r in caplog.records if "cannot store spans" in r.getMessage()]
             assert len(said) == 1, "reported when the observer is built"
             for i in range(3):

@@ -45,7 +45,7 @@ def _record(obs: Observer, names: list[str]) -> None:
 
 
 def _ready(obs: Observer) -> None:
-    obs.pipeline.wait_ready(10)
+    assert obs.pipeline.wait_started(10)
 
 
 def test_a_bad_span_spilled_while_the_store_was_locked_does_not_jam(sqlite_url: str, tmp_path: Path) -> None:
@@ -56,7 +56,7 @@ def test_a_bad_span_spilled_while_the_store_was_locked_does_not_jam(sqlite_url: 
         names = [f"s{i:03d}" for i in range(230)]
         with _locked(sqlite_url):
             _record(obs, [*names[:100], "bad\udcffname", *names[100:]])
-            assert not obs.flush(timeout=30)  # spilled, not stored
+            assert not obs.flush(timeout=3)  # spilled, not stored
             assert wait_for(lambda: obs.stats().spilled == 231)
         assert wait_for(lambda: not spill.exists())
         assert obs.flush(timeout=10)
@@ -145,7 +145,7 @@ def test_disk_full_while_spilling_is_counted_and_storing_resumes(
         with _locked(sqlite_url), caplog.at_level(logging.ERROR, "chainsight"):
             obs.pipeline.spill.path = Path("/dev/full")  # every write: ENOSPC
             _record(obs, ["lost-1", "lost-2"])
-            assert not obs.flush(timeout=30)
+            assert not obs.flush(timeout=3)
             assert obs.stats().failed == 2
             assert any("cannot write the spill file" in r.getMessage() for r in caplog.records)
             obs.pipeline.spill.path = good  # space is back

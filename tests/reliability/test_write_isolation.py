@@ -112,7 +112,7 @@ def test_a_row_the_store_refuses_is_dead_lettered_alone(
 ) -> None:
     obs = _observer(sqlite_url, tmp_path)
     try:
-        obs.pipeline.wait_ready(10)  # start-up opened (and migrated) the store
+        assert obs.pipeline.wait_started(10)  # start-up opened (and migrated) the store
         _poison(sqlite_url)
         span = _record_batch(obs, _set(name="poison", inputs={"q": "hello"}))
         with caplog.at_level(logging.ERROR, "chainsight"):
