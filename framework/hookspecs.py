@@ -10,9 +10,11 @@ and passes the result to :func:`configure`.
 There are two kinds of hooks.
 
 **Startup hooks** (``configure``, ``register_*``, ``price_span``'s
-registration) run on the thread that builds the observer, before any span is
-recorded. They may block briefly (read a file, open a client) but must not do
-network I/O that can hang.
+registration) run once, before the pipeline processes any span: on the
+pipeline worker thread (so building an observer never waits for them), or on
+the thread that builds the observer when it is strict. They may block
+briefly (read a file, open a client) but must not do network I/O that can
+hang.
 
 **Pipeline hooks** (``process_span``, ``process_score``, ``spans_finished``,
 ``trace_finished``, ``alert_changed``, ``feedback_recorded``,
@@ -64,7 +66,8 @@ def configure(observer: Observer, config: Mapping[str, Any]) -> None:
 
     When: once per plugin, right after it is registered (plugins registered
     later, e.g. with ``observer.register(plugin)``, get it on registration:
-    historic semantics). Thread: the one building the observer.
+    historic semantics). Thread: start-up (the pipeline worker; the caller
+    of ``Observer(...)`` when strict, or of ``observer.register``).
 
     ``config`` is this plugin's own ``[plugins.NAME]`` table, validated against
     its ``CONFIG_SCHEMA`` with the schema's defaults applied and secret
@@ -83,8 +86,8 @@ def register_checks(register: Register) -> None:
     ``check_trace`` (see :class:`framework.extension.SpanCheck` and
     :class:`~framework.extension.TraceCheck`).
 
-    When: once at startup, after every plugin was configured. Thread: the one
-    building the observer. Call ``register(check)`` once per check; a second
+    When: once at startup, after every plugin was configured. Thread:
+    start-up (the pipeline worker; the builder of a strict observer). Call ``register(check)`` once per check; a second
     check with the same name is reported and ignored. Return: ignored.
     """
 
