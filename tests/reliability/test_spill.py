@@ -213,3 +213,34 @@ def test_dropped_is_exact_under_contention(sqlite_url: str, tmp_path: Path) -> N
         writer.gate.set()
     finally:
         obs.shutdown(timeout=10)
+
+
+SECRET_KEY = "sk-test-0123456789abcdef0123456789abcdef"
+SECRET_MAIL = "alice.secret@example.com"
+
+
+def test_no_secret_reaches_the_spill_or_dead_letter_files(sqlite_url: str, tmp_path: Path) -> None:
+    spill = tmp_path / "spill.jsonl"
+    obs = Observer(sqlite_url, builtins=(("redaction", "plugins.redaction"),), entry_points=False,
+                   spill_path=spill, pipeline={"flush_interval_s": 0.05})
+    try:
+        assert obs.pipeline.wait_started(10)
+        conn = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"))
+        conn.execute("CREATE TRIGGER poison BEFORE INSERT ON spans WHEN NEW.name = 'poison' "
+                     "BEGIN SELECT RAISE(ABORT, 'refused'); END")
+        conn.commit()
+        conn.close()
+        with _locked(sqlite_url):
+            for name in ("plain", "poison"):
+                with obs.span(name, inputs={"key": SECRET_KEY, "note": f"mail {SECRET_MAIL}"}) as span:
+                    span.error = f"failed for {SECRET_MAIL}"
+            assert wait_for(lambda: obs.stats().spilled == 2)
+            raw = spill.read_bytes()
+            assert SECRET_KEY.encode() not in raw and SECRET_MAIL.encode() not in raw
+            assert b"[redacted:" in raw
+        assert wait_for(lambda: obs.stats().dead_lettered == 1)
+        letters = (tmp_path / "deadletter.jsonl").read_bytes()
+        assert b"poison" in letters
+        assert SECRET_KEY.encode() not in letters and SECRET_MAIL.encode() not in letters
+    finally:
+        obs.shutdown(timeout=5)
