@@ -178,7 +178,7 @@ class Pipeline:
         self._stop = threading.Event()
         # Held while items move out of the queue (the worker taking a batch, a
         # caller evicting the oldest), so taken + queued + dropped is exact.
-        self._take_lock = threading.Lock()
+        self._take_lock = threading.RLock()  # re-entrant: a SIGTERM handler may stop() mid-put()
         self._progress = threading.Condition()
         self._traces: dict[str, tuple[float, list[Span]]] = {}
         self._last_evict = time.monotonic()
