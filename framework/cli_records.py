@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +26,18 @@ class RecordsError(Exception):
 
 def spill_path(ns: argparse.Namespace) -> Path:
     given = getattr(ns, "spill", None)
-    return Path(given).expanduser() if given else Path(ns.settings.spill_path)
+    return Path(given).expanduser() if given else ns.settings.spill_path_for(ns.db)
 
 
 def add_spill_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spill", metavar="PATH",
-                        help="the spill file (default: [pipeline] spill_path, beside plugins.toml)")
+                        help="the spill file (default: [pipeline] spill_path, else the --db store's "
+                             "own chainsight-HASH.spill.jsonl beside plugins.toml)")
 
 
 def cmd_db_replay(ns: argparse.Namespace) -> int:
     """Write every spilled batch into the store at ``--db``."""
-    from storage.engine import display_url
+    from storage.engine import StoreUnavailable, display_url, open_engine
     from storage.writer import StoreWriter
 
     spill = SpillFile(spill_path(ns))
@@ -44,20 +46,29 @@ def cmd_db_replay(ns: argparse.Namespace) -> int:
         _say(ns, {"spill": str(spill.path), "batches": 0, "spans": 0, "dead_lettered": 0},
              f"nothing to replay: {spill.path} is empty or absent")
         return 0
+    open_engine(ns.db, create=False).dispose()  # a mistyped --db is an error, not a new store
     writer = StoreWriter(ns.db)
     counts = {"batches": 0, "spans": 0, "dead_lettered": 0, "damaged": 0}
 
     def write(rows: dict[str, list[dict[str, Any]]]) -> None:
-        rejected = writer.write_isolating(rows)
-        if rejected:
-            letters.append([{"table": r.table, "error": r.error, "row": r.row} for r in rejected])
-        dead = sum(1 for r in rejected if r.table == "spans")
+        try:
+            refused = [(r.table, r.error, r.row) for r in writer.write_isolating(rows)]
+        except StoreUnavailable:
+            raise
+        except Exception as exc:  # never retried forever, as in the pipeline
+            refused = [(table, f"{type(exc).__name__}: {exc}", row)
+                       for table, table_rows in rows.items() for row in table_rows]
+        if refused:
+            letters.append([{"time_ns": time.time_ns(), "table": table, "error": error, "row": row}
+                            for table, error, row in refused])
+        dead = sum(1 for table, _, _ in refused if table == "spans")
         counts["batches"] += 1
         counts["spans"] += len(rows.get("spans") or ()) - dead
         counts["dead_lettered"] += dead
 
     def damaged(record: Damaged) -> None:
-        letters.append([{"table": None, "error": f"spill record: {record.reason}", "raw": record.text}])
+        letters.append([{"time_ns": time.time_ns(), "table": None,
+                         "error": f"spill record: {record.reason}", "raw": record.text}])
         counts["damaged"] += 1
 
     try:

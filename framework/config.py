@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import hashlib
 import os
 import re
 import reprlib
@@ -196,6 +197,16 @@ class Settings:
             p = Path(configured).expanduser()
             return p if p.is_absolute() else base / p
         return base / SPILL_FILENAME
+
+    def spill_path_for(self, storage_url: str) -> Path:
+        """:attr:`spill_path`; when it is not configured, a file of this
+        store's own (``chainsight-<hash of the URL>.spill.jsonl``), so spans
+        kept for one store are never replayed into another."""
+        if self.pipeline.get("spill_path"):
+            return self.spill_path
+        without_password = re.sub(r"(://[^:/@]*):[^@]*@", r"\1@", storage_url)
+        tag = hashlib.sha256(without_password.encode()).hexdigest()[:10]
+        return self.spill_path.with_name(f"chainsight-{tag}.spill.jsonl")
 
     @property
     def max_content_bytes(self) -> int:

@@ -348,6 +348,7 @@ class PipelineStats:
     plugin_errors: int
     dead_lettered: int = 0
     lost: int = 0
+    skipped_checks: int = 0  # stored without quality checks because exit was near
 
     @property
     def not_stored(self) -> int:

@@ -117,6 +117,7 @@ class Observer:
         options = PipelineOptions.from_settings(self._given.pipeline)
         parts = self._startup() if strict else None
         self.pipeline = Pipeline(options, self._startup, parts)
+        self.pipeline.start()
         if parts is not None:
             self._start_sampler()
         _live_observers.add(self)
@@ -184,7 +185,8 @@ class Observer:
         self._configure_all()
         self._collect_registrations()
         self.writer = StoreWriter(self.storage_url, max_content_bytes=max_content)
-        path = Path(given.spill_path) if given.spill_path is not None else settings.spill_path
+        path = (Path(given.spill_path) if given.spill_path is not None
+                else settings.spill_path_for(self.storage_url))
         if "pipeline" in self.__dict__:  # else __init__ starts it, once the pipeline exists
             self._start_sampler()
         return PipelineParts(self.writer, self.dispatcher, self.registered, self.pipeline_options,

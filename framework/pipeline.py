@@ -54,6 +54,29 @@ log = logging.getLogger("chainsight.pipeline")
 
 LOG_EVERY_S: Final = 10.0
 MISCONFIGURED_RETRY_S: Final = 30.0
+STUCK_S: Final = 0.5  # a plugin call or a write this long at exit counts as hung
+
+
+class Throttle:
+    """At most one message every ``every_s`` seconds; counts what it held back."""
+
+    def __init__(self, every_s: float = LOG_EVERY_S) -> None:
+        self.every_s = every_s
+        self._last = -every_s
+        self.held = 0
+
+    def ready(self) -> bool:
+        now = time.monotonic()
+        if now - self._last < self.every_s:
+            self.held += 1
+            return False
+        self._last = now
+        return True
+
+    def since(self) -> str:
+        """" (and N more like it)" for the messages held back since the last one."""
+        held, self.held = self.held, 0
+        return f" (and {held} more like it)" if held else ""
 
 
 class _Batch:
@@ -167,10 +190,16 @@ class Pipeline:
         self._setup = setup
         self.parts = parts
         self._closed = False
-        self._start_threads()
+        self._init_runtime()
 
-    def _start_threads(self) -> None:
-        """Fresh runtime state and threads (at construction and in a forked child)."""
+    def start(self) -> None:
+        """Start the worker and the writer (once whoever owns the pipeline
+        holds it: the worker's start-up may call back into the owner)."""
+        self._writer_thread.start()
+        self._thread.start()
+
+    def _init_runtime(self) -> None:
+        """Fresh runtime state and threads, not started (at construction and in a forked child)."""
         self._queue: deque[Any] = deque()
         self._ready = threading.Event()
         self._opened = threading.Event()  # start-up and the first open of the store are over
@@ -198,7 +227,10 @@ class Pipeline:
         self._fast_after: float | None = None  # at exit: skip checks after this time
         self._rescued = False
         self._rescued_count = 0
-        self._stage = "starting"
+        self._stage, self._stage_since = "starting", time.monotonic()
+        self._write_started: float | None = None
+        self._spill_log, self._replay_log = Throttle(), Throttle()
+        self._loss_lock = threading.Lock()
         self._current: list[Span] | None = None  # the batch the worker holds, once redacted
         self._holding = 0  # spans in the batch the worker holds
         self._next: _Batch | None = None  # processed, waiting for the previous write
@@ -214,12 +246,12 @@ class Pipeline:
         self.dead_lettered = 0
         self.lost = 0
         self.skipped_checks = 0
+        self.damaged = 0  # spill records that could not be read back
+        self.withheld_at_exit = 0  # spans kept at exit without content (redaction hung)
         self._writing: _Batch | None = None  # handed to the writer, not yet completed
         self._writes: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
         self._writer_thread = threading.Thread(target=self._write_loop, name="chainsight-writer", daemon=True)
         self._thread = threading.Thread(target=self._run, name="chainsight-pipeline", daemon=True)
-        self._writer_thread.start()
-        self._thread.start()
 
     def after_fork_in_child(self) -> None:
         """The parent's threads do not exist in a forked child: start over with
@@ -230,7 +262,8 @@ class Pipeline:
             self.parts.store.after_fork()
             self.spill.after_fork()
             self.dead_letters.after_fork()
-        self._start_threads()
+        self._init_runtime()
+        self.start()
 
     # ---- parts, available once start-up finished ---------------------------
     def wait_ready(self, timeout: float | None = None) -> PipelineParts:
@@ -303,6 +336,7 @@ class Pipeline:
             plugin_errors=parts.dispatcher.errors_total if parts is not None else 0,
             dead_lettered=self.dead_lettered,
             lost=self.lost,
+            skipped_checks=self.skipped_checks,
         )
 
     def _reached(self, target: int) -> bool:
@@ -336,8 +370,9 @@ class Pipeline:
             with self._progress:
                 self._progress.wait_for(lambda: not self._behind_spill or not self._thread.is_alive(),
                                         max(0.0, deadline - time.monotonic()))
-        loss = self.stats().not_stored
-        new_loss, self._loss_seen = loss > self._loss_seen, loss
+        with self._loss_lock:  # each loss is reported by one flush
+            loss = self.stats().not_stored
+            new_loss, self._loss_seen = loss > self._loss_seen, loss
         return reached and not new_loss and not self._behind_spill
 
     def stop(self, timeout: float) -> bool:
@@ -368,19 +403,28 @@ class Pipeline:
         if self._thread.is_alive() or self._writer_thread.is_alive():
             cause = self._busy_with()
             self._rescue(deadline)
-        self._closed = True
-        late = len(self._queue)  # recorded after shutdown began
-        if late:
+        with self._take_lock:
+            self._closed = True
+            late = len(self._queue)  # recorded after shutdown began
             self.lost += late
             self._queue.clear()
         self._shutdown_plugins(deadline)
         self._say_unstored(timeout, cause, late)
         return self._reached(target) and not self._rescued and self.lost == 0
 
+    def _set_stage(self, stage: str) -> None:
+        self._stage, self._stage_since = stage, time.monotonic()
+
+    def _stuck_in(self, stage: str) -> bool:
+        """The worker has been in ``stage`` for longer than a call should take."""
+        return self._stage == stage and time.monotonic() - self._stage_since > STUCK_S
+
     def _busy_with(self) -> str:
-        if self._writer_thread.is_alive() and self._writing is not None:
-            return "the store did not answer a write"
-        return f"the pipeline was still busy in {self._stage}"
+        started = self._write_started
+        if started is not None and time.monotonic() - started > STUCK_S:
+            return f"the store had not answered a write for {time.monotonic() - started:.1f} s"
+        return (f"the pipeline was still busy in {self._stage} "
+                f"(for {time.monotonic() - self._stage_since:.1f} s)")
 
     def _shutdown_plugins(self, deadline: float) -> None:
         """Exporters' ``shutdown`` and the ``shutdown`` hooks, within the deadline."""
@@ -405,12 +449,16 @@ class Pipeline:
 
     def _say_unstored(self, timeout: float, cause: str | None, late: int) -> None:
         stats = self.stats()
-        if not (cause or stats.not_stored or late):
+        if not (cause or stats.not_stored or late or self.skipped_checks):
             return
         parts = [f"{stats.written} spans stored"]
         if self._rescued:
             parts.append(f"{self._rescued_count} put in {self.spill.path} at exit "
                          "(stored at the next start, or by `chainsight db replay`)")
+        if self.withheld_at_exit:
+            parts.append(f"{self.withheld_at_exit} of them without content (redaction did not return)")
+        if self.skipped_checks:
+            parts.append(f"{self.skipped_checks} stored without quality checks (exit was near)")
         if stats.dropped:
             parts.append(f"{stats.dropped} dropped when the queue was full")
         if stats.dead_lettered:
@@ -424,7 +472,8 @@ class Pipeline:
 
     @property
     def alive(self) -> bool:
-        return self._thread.is_alive() and self._writer_thread.is_alive()
+        """Either thread still runs (a worker stuck in a plugin, a writer in a write)."""
+        return self._thread.is_alive() or self._writer_thread.is_alive()
 
     # ---- parts used by the worker ---------------------------------------------
     @property
@@ -454,7 +503,7 @@ class Pipeline:
     def _open_at_start(self) -> None:
         """After start-up is announced: a store that does not answer must
         not keep the parts from readers (or from the exit rescue)."""
-        self._stage = "opening the store"
+        self._set_stage("opening the store")
         try:
             self._open_store()
         except StoreUnavailable as exc:
@@ -586,7 +635,7 @@ class Pipeline:
             feedback = batch.feedback = self._process_scores(feedback)
             if self.options.metrics_only and scores:
                 scores = [strip_comment(score) for score in scores]
-            self._stage = "encoding"
+            self._set_stage("encoding")
             batch.rows = self._prepare(spans, scores + feedback, samples, alerts)
         except Exception:  # a bug here must not lose the batch's accounting
             log.exception("pipeline worker error on a batch of %d items", len(items))
@@ -616,12 +665,14 @@ class Pipeline:
             batch = self._writes.get()
             if batch is None:
                 return
+            self._write_started = time.monotonic()
             try:
                 if batch.rows:
                     batch.rejected = self.store.write_isolating(batch.rows)
             except BaseException as exc:  # reported by the worker
                 batch.error = exc
             finally:
+                self._write_started = None
                 batch.done.set()
 
     def _complete_write(self) -> None:
@@ -630,13 +681,15 @@ class Pipeline:
         batch = self._writing
         if batch is None:
             return
-        self._stage = "waiting for the store"
+        self._set_stage("waiting for the store")
         while not batch.done.wait(1.0):
             if self._rescued:
                 return
             if not self._writer_thread.is_alive():  # pragma: no cover - the loop never raises
                 batch.error = RuntimeError("the writer thread died")
                 break
+        if self._rescued:
+            return  # the exit rescue counted (and spilled) it
         self._writing = None
         try:
             if batch.rows is not None:
@@ -655,25 +708,25 @@ class Pipeline:
 
     def _run_sinks(self, batch: _Batch) -> None:
         dispatcher = self.dispatcher
-        self._stage = "sinks"
+        self._set_stage("sinks")
         if batch.spans:
             spans = tuple(batch.spans)
             dispatcher.call("spans_finished", spans=spans)
             for exporter in self.registered.exporters:
-                self._stage = f"export of exporter {exporter.name!r}"
+                self._set_stage(f"export of exporter {exporter.name!r}")
                 dispatcher.guard(exporter.name, exporter.export, spans, what="export")
         if batch.samples:
             dispatcher.call("samples_collected", samples=tuple(batch.samples))
         for alert in batch.alerts:
             dispatcher.call("alert_changed", alert=alert)
             for notifier in self.registered.notifiers:
-                self._stage = f"notify of notifier {notifier.name!r}"
+                self._set_stage(f"notify of notifier {notifier.name!r}")
                 dispatcher.guard(notifier.name, notifier.notify, alert, what="notify")
         for score in batch.feedback:
             dispatcher.call("feedback_recorded", score=score)
         if dispatcher.version != self._health_version:
             self._store_health()
-        self._stage = "idle"
+        self._set_stage("idle")
 
     def _store_health(self) -> None:
         """Persist plugin health so ``chainsight plugins`` in another process sees it."""
@@ -703,7 +756,7 @@ class Pipeline:
                 withhold_content(span)
         # Enrichment first: a token estimate made here is what gets priced.
         for name, function in dispatcher.implementations("process_span"):
-            self._stage = f"process_span of plugin {name!r}"
+            self._set_stage(f"process_span of plugin {name!r}")
             if self._fail_closed(name):
                 for span, ok, _ in dispatcher.map(name, function, spans, what="process_span"):
                     if not ok:
@@ -717,7 +770,7 @@ class Pipeline:
         for name, function in dispatcher.implementations("price_span"):  # first answer wins
             if not unpriced:
                 break
-            self._stage = f"price_span of plugin {name!r}"
+            self._set_stage(f"price_span of plugin {name!r}")
             left: list[Span] = []
             for span, ok, cost in dispatcher.map(name, function, unpriced, what="price_span"):
                 if ok and cost is not None:
@@ -754,7 +807,7 @@ class Pipeline:
             closed = self._fail_closed(name)
             if only_fail_closed and not closed:
                 continue
-            self._stage = f"process_score of plugin {name!r}"
+            self._set_stage(f"process_score of plugin {name!r}")
             for i, (score, ok, result) in enumerate(dispatcher.map(name, function, out, what="process_score")):
                 if ok:
                     if isinstance(result, Score):
@@ -767,7 +820,7 @@ class Pipeline:
         dispatcher = self.dispatcher
         scores: list[Score] = []
         for check in self.registered.span_checks:
-            self._stage = f"check_span of check {check.name!r}"
+            self._set_stage(f"check_span of check {check.name!r}")
             for _, ok, result in dispatcher.map(check.name, check.check_span, spans, what="check_span",
                                                 budget_s=budget):
                 if ok and result:
@@ -791,13 +844,13 @@ class Pipeline:
         scores: list[Score] = []
         frozen = tuple(spans)
         for check in checks:
-            self._stage = f"check_trace of check {check.name!r}"
+            self._set_stage(f"check_trace of check {check.name!r}")
             ok, result = self.dispatcher.guard(
                 check.name, check.check_trace, root, frozen, what="check_trace", budget_s=budget
             )
             if ok and result:
                 scores.extend(result)
-        self._stage = "trace_finished hooks"
+        self._set_stage("trace_finished hooks")
         for result in self.dispatcher.call("trace_finished", root=root, spans=frozen):
             scores.extend(result)
         return scores
@@ -893,8 +946,10 @@ class Pipeline:
             self.spill.append([rows])
         except OSError as exc:
             self.failed += count
-            log.error("chainsight: cannot write the spill file %s (%s); %d spans lost. Spilling "
-                      "resumes once it can be written.", self.spill.path, exc.strerror or exc, count)
+            if self._spill_log.ready():
+                log.error("chainsight: cannot write the spill file %s (%s); %d spans lost%s. "
+                          "Spilling resumes once it can be written.", self.spill.path,
+                          exc.strerror or exc, count, self._spill_log.since())
             return False
         self.spilled += count
         return True
@@ -923,13 +978,15 @@ class Pipeline:
             written += count - dead
 
         def damaged(record: Damaged) -> None:
-            log.error("chainsight: skipped a damaged record in %s (line %d: %s); kept in %s",
-                      self.spill.path, record.line_number, record.reason, self.dead_letters.path)
+            self.damaged += 1
             try:
                 self.dead_letters.append([{"time_ns": time.time_ns(), "table": None,
                                            "error": f"spill record: {record.reason}", "raw": record.text}])
-            except OSError:
-                pass
+                kept = f"kept in {self.dead_letters.path}"
+            except OSError as exc:
+                kept = f"and could not be kept ({exc})"
+            log.error("chainsight: skipped a damaged record in %s (line %d: %s), %s",
+                      self.spill.path, record.line_number, record.reason, kept)
 
         try:
             if self._store_down_since is not None:
@@ -938,8 +995,10 @@ class Pipeline:
         except StoreUnavailable as exc:
             self._store_is_down(exc)
             return
-        except Exception:
-            log.exception("replaying %s failed; will retry", self.spill.path)
+        except Exception as exc:
+            if self._replay_log.ready():
+                log.error("chainsight: replaying %s failed (%s: %s); will retry%s", self.spill.path,
+                          type(exc).__name__, exc, self._replay_log.since())
             return
         finally:
             self.replayed += written
@@ -957,7 +1016,7 @@ class Pipeline:
     def _rescue(self, deadline: float) -> None:
         """The worker or the writer is stuck in a call that does not return:
         put what they hold and what is still queued in the spill file,
-        redacted, as far as the deadline allows."""
+        redacted, chunk by chunk, as far as the deadline allows."""
         self._rescued = True
         self._ready.wait(max(0.0, deadline - time.monotonic() - 0.25))  # still starting up?
         parts = self.parts
@@ -973,56 +1032,67 @@ class Pipeline:
         held = self._current
         if held is None:  # the worker holds spans it has not redacted yet: they cannot be saved
             self.lost += self._holding
-        pending: list[tuple[Rows | None, int]] = []
-        writing = self._writing
-        if writing is not None and writing.rows and not writing.done.is_set():
-            pending.append((writing.rows, len(writing.spans)))  # idempotent if it lands after all
-        following = self._next
-        if following is not None:
-            pending.append((following.rows, len(following.spans)))
-        self._redact_here(spans, parts)
-        scores = self._process_scores(scores, only_fail_closed=True)
-        batch = (held or []) + spans
-        step = max(1, self.options.batch_size)
-        for i in range(0, len(batch), step):
-            chunk = batch[i:i + step]
-            rows: Rows | None = None
-            if time.monotonic() < deadline:
-                try:
-                    rows = parts.store.prepare(WriteBatch(spans=chunk, scores=scores if i == 0 else ()))
-                except Exception:
-                    log.exception("could not encode spans at exit")
-            pending.append((rows, len(chunk)))
         saved = 0
-        for rows, count in pending:
+
+        def keep(rows: Rows | None, count: int) -> None:
+            nonlocal saved
             if rows is not None and time.monotonic() < deadline:
                 try:
-                    self.spill.append([rows])
+                    self.spill.append([rows], deadline=deadline)
                     saved += count
-                    continue
+                    return
                 except OSError as exc:
                     log.error("chainsight: cannot write the spill file %s at exit: %s", self.spill.path, exc)
             self.lost += count
+
+        for batch in (self._writing, self._next):  # prepared: idempotent if it lands after all
+            if batch is not None and batch.rows and not batch.done.is_set():
+                keep(batch.rows, len(batch.spans))
+        if held:
+            keep(self._prepare_here(held, scores, parts), len(held))
+            scores = []
+        step = max(1, self.options.batch_size)
+        for i in range(0, len(spans), step):
+            chunk = spans[i:i + step]
+            if time.monotonic() >= deadline:
+                self.lost += len(spans) - i
+                break
+            self._redact_here(chunk, parts)
+            keep(self._prepare_here(chunk, scores, parts), len(chunk))
+            scores = []
         self._rescued_count = saved
         self.spilled += saved
 
+    def _prepare_here(self, spans: list[Span], scores: list[Score], parts: PipelineParts) -> Rows | None:
+        if self.options.metrics_only:
+            for span in spans:
+                strip_content(span)
+            scores = [strip_comment(score) for score in scores]
+        try:
+            return parts.store.prepare(WriteBatch(spans=spans, scores=scores))
+        except Exception:
+            log.exception("could not encode spans at exit")
+            return None
+
     def _redact_here(self, spans: list[Span], parts: PipelineParts) -> None:
         """Only the fail-closed hooks (redaction), for spans the worker never
-        took; if redaction itself is what hangs, their content is withheld."""
+        took. If the worker is stuck inside one of them, they are not called
+        again: those spans' content is withheld, and said."""
         dispatcher = parts.dispatcher
+        withheld = parts.withhold_all is not None
         for name, function in dispatcher.implementations("process_span"):
             if not self._fail_closed(name):
                 continue
-            if parts.withhold_all is not None or self._stage == f"process_span of plugin {name!r}":
-                for span in spans:
-                    withhold_content(span)
+            if withheld or self._stuck_in(f"process_span of plugin {name!r}"):
+                withheld = True
                 continue
             for span, ok, _ in dispatcher.map(name, function, spans, what="process_span"):
                 if not ok:
                     withhold_content(span)
-        if parts.withhold_all is not None:
+        if withheld:
             for span in spans:
                 withhold_content(span)
+            self.withheld_at_exit += len(spans)
 
 
 def strip_content(span: Span) -> None:

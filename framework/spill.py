@@ -7,8 +7,9 @@ folder 0700), whatever the umask: they hold span content (already redacted).
 
 Several processes may share one file (a forked child, two workers started
 from one configuration), so every append and every replay holds an exclusive
-``flock`` on it; a replay rewrites the file in place (never renames it), so an
-appender waiting on the lock never writes into an unlinked file.
+record lock on it. A replay rewrites the file in place, or removes it once
+empty; an appender that got the lock checks that the file it holds is still
+the one at the path, so it never writes into a removed file.
 
 The spill file holds prepared batches (the writer's row format) the store
 could not take; they are replayed in order once it answers. A line is removed
@@ -21,10 +22,10 @@ from __future__ import annotations
 
 import fcntl
 import json
-import logging
 import os
 import stat
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,11 +34,9 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 from framework.private_files import open_private
-
-Rows = dict[str, list[dict[str, Any]]]
+from framework.store_api import Rows
 
 MAGIC: Final = "CS1"
-log = logging.getLogger("chainsight.pipeline")
 
 
 def frame(record: Any) -> bytes:
@@ -78,7 +77,8 @@ def unframe(line: bytes, line_number: int) -> Any | Damaged:
 
 
 def _preview(line: bytes) -> str:
-    return line[:200].decode("utf-8", "replace")
+    """The whole line as text: it is kept in the dead-letter file."""
+    return line.decode("utf-8", "replace")
 
 
 class RecordFile:
@@ -99,15 +99,21 @@ class RecordFile:
         self._lock = threading.Lock()
 
     @contextmanager
-    def _locked(self) -> Iterator[IO[bytes]]:
-        """The file, open for reading and appending, under an exclusive lock.
-        A replay may remove the file while we wait for the lock: then the
-        file we hold is no longer the one at the path, and we open again."""
-        with self._lock:
+    def _locked(self, deadline: float | None = None) -> Iterator[IO[bytes]]:
+        """The file, open for reading and writing, under an exclusive lock,
+        waited for until ``deadline`` (``time.monotonic()``; TimeoutError
+        after it). The lock is a POSIX record lock: a process owns it, so a
+        child forked while it is held does not inherit it. A replay may
+        remove the file while we wait: then the file we hold is no longer
+        the one at the path, and we open again."""
+        wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+        if not self._lock.acquire(timeout=-1 if wait is None else wait):
+            raise TimeoutError(f"{self.path} is busy")
+        try:
             while True:
                 fh = os.fdopen(open_private(self.path, os.O_RDWR), "r+b")
                 try:
-                    fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+                    _lock_file(fh.fileno(), deadline, self.path)
                     try:
                         same = os.stat(self.path).st_ino == os.fstat(fh.fileno()).st_ino
                     except FileNotFoundError:
@@ -116,13 +122,16 @@ class RecordFile:
                         yield fh
                         return
                 finally:
-                    fh.close()
+                    fh.close()  # also releases the record lock
+        finally:
+            self._lock.release()
 
-    def append(self, records: list[Any]) -> None:
-        """Append records durably. On an error (disk full) the file is cut back
-        to where it was, so no torn record is left, and the error propagates."""
+    def append(self, records: list[Any], deadline: float | None = None) -> None:
+        """Append records durably. On an error (disk full, or the file still
+        locked at ``deadline``) the file is cut back to where it was, so no
+        torn record is left, and the error (an OSError) propagates."""
         data = b"".join(frame(r) for r in records)
-        with self._locked() as fh:
+        with self._locked(deadline) as fh:
             end = fh.seek(0, os.SEEK_END)
             if end > 0:
                 fh.seek(end - 1)
@@ -142,12 +151,27 @@ class RecordFile:
 
     def read(self) -> list[Any | Damaged]:
         """Every record in order (damaged lines as :class:`Damaged`)."""
+        with self._lock:  # closing any descriptor of the file drops this process's record lock
+            try:
+                with self.path.open("rb") as fh:
+                    return [unframe(line.rstrip(b"\n"), n)
+                            for n, line in enumerate(fh, start=1) if line.strip()]
+            except FileNotFoundError:
+                return []
+
+
+def _lock_file(fd: int, deadline: float | None, path: Path) -> None:
+    if deadline is None:
+        fcntl.lockf(fd, fcntl.LOCK_EX)
+        return
+    while True:
         try:
-            with self.path.open("rb") as fh:
-                return [unframe(line.rstrip(b"\n"), n)
-                        for n, line in enumerate(fh, start=1) if line.strip()]
-        except FileNotFoundError:
-            return []
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except OSError:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{path} is locked by another process") from None
+            time.sleep(0.01)
 
 
 class SpillFile(RecordFile):
@@ -178,10 +202,10 @@ class SpillFile(RecordFile):
                     done += 1
             finally:
                 rest = b"".join(line + b"\n" for line in lines[done:])
-                if rest:
+                if rest:  # over the start, then cut: needs no new space on a full disk
                     fh.seek(0)
-                    fh.truncate(0)
                     fh.write(rest)
+                    fh.truncate(len(rest))
                     fh.flush()
                     os.fsync(fh.fileno())
                 else:  # appenders waiting on our lock notice and open a new file

@@ -409,3 +409,12 @@ def open_engine(url: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
 
 
 _new_engine = create  # ``create`` is also open_engine's keyword
+
+
+def _new_locks_in_child() -> None:
+    """A child forked while another thread held one of these would wait forever."""
+    global _lock, _migrate_lock
+    _lock, _migrate_lock = threading.Lock(), threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_locks_in_child)

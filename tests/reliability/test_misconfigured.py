@@ -157,6 +157,10 @@ def test_db_replay_stores_what_a_bad_url_spilled(tmp_path: Path, sqlite_url: str
         obs.end_span(obs.start_span(f"kept-{i}"))
     assert not obs.flush(timeout=10)
     obs.shutdown(timeout=5)
+    assert cli_main(["db", "replay", "--db", sqlite_url, "--spill", str(spill)]) == 1
+    assert "no Chainsight store" in capsys.readouterr().err  # a typo in --db makes no new store
+    assert cli_main(["db", "upgrade", "--db", sqlite_url]) == 0
+    capsys.readouterr()
     assert cli_main(["db", "replay", "--db", sqlite_url, "--spill", str(spill), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["spans"] == 7 and out["dead_lettered"] == 0
