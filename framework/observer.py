@@ -490,7 +490,10 @@ class Observer:
         return self.pipeline.stats()
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Block until everything recorded so far is processed; False on timeout."""
+        """Block until everything recorded so far is processed. True only if
+        all of it is in the store: False on timeout, while anything waits in
+        the spill file, or when a span was dropped, failed or refused by the
+        store since the previous flush."""
         return self.pipeline.flush(timeout)
 
     def shutdown(self, timeout: float | None = None) -> bool:
