@@ -4,6 +4,7 @@ running a script in a fresh interpreter."""
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -37,6 +38,15 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> bool:
             return True
         time.sleep(0.05)
     return bool(predicate())
+
+
+def poison(url: str) -> None:
+    """Make a SQLite store refuse, for its own reasons, any span named 'poison'."""
+    conn = sqlite3.connect(url.removeprefix("sqlite:///"))
+    conn.execute("CREATE TRIGGER poison BEFORE INSERT ON spans WHEN NEW.name = 'poison' "
+                 "BEGIN SELECT RAISE(ABORT, 'this store refuses poison'); END")
+    conn.commit()
+    conn.close()
 
 
 def run_script(source: str, *, env: dict[str, str] | None = None, timeout: float = 60.0,

@@ -15,7 +15,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from reliability_helpers import span_names, wait_for
+from reliability_helpers import poison, span_names, wait_for
 
 from framework.model import Span
 from framework.observer import Observer
@@ -74,11 +74,7 @@ def test_a_spilled_row_the_store_refuses_is_dead_lettered(sqlite_url: str, tmp_p
     obs = _observer(sqlite_url, spill)
     try:
         _ready(obs)
-        conn = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"))
-        conn.execute("CREATE TRIGGER poison BEFORE INSERT ON spans WHEN NEW.name = 'poison' "
-                     "BEGIN SELECT RAISE(ABORT, 'refused'); END")
-        conn.commit()
-        conn.close()
+        poison(sqlite_url)
         with _locked(sqlite_url):
             _record(obs, ["a", "poison", "b"])
             assert wait_for(lambda: obs.stats().spilled == 3)
@@ -88,7 +84,7 @@ def test_a_spilled_row_the_store_refuses_is_dead_lettered(sqlite_url: str, tmp_p
         assert span_names(sqlite_url) == ["a", "b", "c"]
         assert obs.stats().dead_lettered == 1
         (letter,) = RecordFile(tmp_path / "deadletter.jsonl").read()
-        assert letter["row"]["name"] == "poison" and "refused" in letter["error"]
+        assert letter["row"]["name"] == "poison" and "refuses poison" in letter["error"]
     finally:
         obs.shutdown(timeout=5)
 
@@ -225,11 +221,7 @@ def test_no_secret_reaches_the_spill_or_dead_letter_files(sqlite_url: str, tmp_p
                    spill_path=spill, pipeline={"flush_interval_s": 0.05})
     try:
         assert obs.pipeline.wait_started(10)
-        conn = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"))
-        conn.execute("CREATE TRIGGER poison BEFORE INSERT ON spans WHEN NEW.name = 'poison' "
-                     "BEGIN SELECT RAISE(ABORT, 'refused'); END")
-        conn.commit()
-        conn.close()
+        poison(sqlite_url)
         with _locked(sqlite_url):
             for name in ("plain", "poison"):
                 with obs.span(name, inputs={"key": SECRET_KEY, "note": f"mail {SECRET_MAIL}"}) as span:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from reliability_helpers import span_rows, wait_for
+from reliability_helpers import poison, span_rows, wait_for
 
 from framework.cli import main as cli_main
 from framework.model import Span
@@ -97,15 +96,6 @@ def test_the_problem_is_recorded_on_the_span(sqlite_url: str, tmp_path: Path) ->
         obs.shutdown(timeout=5)
 
 
-def _poison(url: str) -> None:
-    """A store that refuses one row for its own reasons (a trigger)."""
-    conn = sqlite3.connect(url.removeprefix("sqlite:///"))
-    conn.execute("CREATE TRIGGER poison BEFORE INSERT ON spans WHEN NEW.name = 'poison' "
-                 "BEGIN SELECT RAISE(ABORT, 'this store refuses poison'); END")
-    conn.commit()
-    conn.close()
-
-
 def test_a_row_the_store_refuses_is_dead_lettered_alone(
     sqlite_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture[str],
@@ -113,7 +103,7 @@ def test_a_row_the_store_refuses_is_dead_lettered_alone(
     obs = _observer(sqlite_url, tmp_path)
     try:
         assert obs.pipeline.wait_started(10)  # start-up opened (and migrated) the store
-        _poison(sqlite_url)
+        poison(sqlite_url)
         span = _record_batch(obs, _set(name="poison", inputs={"q": "hello"}))
         with caplog.at_level(logging.ERROR, "chainsight"):
             assert not obs.flush(timeout=20)  # one span was not stored: flush says so
