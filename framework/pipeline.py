@@ -232,7 +232,8 @@ class Pipeline:
         self._spill_log, self._replay_log = Throttle(), Throttle()
         self._loss_lock = threading.Lock()
         self._current: list[Span] | None = None  # the batch the worker holds, once redacted
-        self._holding = 0  # spans in the batch the worker holds
+        self._holding: list[Span] = []  # the spans of the batch the worker holds
+        self._late = 0  # spans recorded after shutdown began
         self._next: _Batch | None = None  # processed, waiting for the previous write
         self._replay_soon = False  # a flush() waits for the spill file
         # Counters. ``dropped`` changes under _take_lock; the rest on the worker.
@@ -295,6 +296,7 @@ class Pipeline:
         if self._closed:
             with self._take_lock:
                 self.lost += 1  # recorded after shutdown: said by stop()'s line
+                self._late += 1
             return
         items = self._queue
         items.append(item)
@@ -407,9 +409,10 @@ class Pipeline:
             self._closed = True
             late = len(self._queue)  # recorded after shutdown began
             self.lost += late
+            self._late += late
             self._queue.clear()
         self._shutdown_plugins(deadline)
-        self._say_unstored(timeout, cause, late)
+        self._say_unstored(timeout, cause)
         return self._reached(target) and not self._rescued and self.lost == 0
 
     def _set_stage(self, stage: str) -> None:
@@ -447,8 +450,9 @@ class Pipeline:
             log.warning("chainsight: %s did not finish by the exit deadline; not waiting for it",
                         current[0])
 
-    def _say_unstored(self, timeout: float, cause: str | None, late: int) -> None:
+    def _say_unstored(self, timeout: float, cause: str | None) -> None:
         stats = self.stats()
+        late = self._late
         if not (cause or stats.not_stored or late or self.skipped_checks):
             return
         parts = [f"{stats.written} spans stored"]
@@ -467,7 +471,7 @@ class Pipeline:
             parts.append(f"{stats.failed} failed")
         if stats.lost:
             parts.append(f"{stats.lost} not stored" + (f" ({late} recorded after shutdown began)" if late else ""))
-        why = f"; the exit deadline of {timeout:g} s passed while {cause}" if cause else ""
+        why = f"; the exit deadline ({timeout:.1f} s) came while {cause}" if cause else ""
         log.warning("chainsight: %s%s", ", ".join(parts), why)
 
     @property
@@ -582,6 +586,8 @@ class Pipeline:
                         self._start_write(batch)
         finally:
             self._complete_write()
+        if self._rescued:
+            return  # the exit rescue owns what is left (and the spill file)
         if self._behind_spill:
             self._try_replay(force=self._replay_soon)
             self._replay_soon = False
@@ -597,6 +603,7 @@ class Pipeline:
         """The pipeline's own counters, stored as samples so every reader (TUI,
         CLI, exporters) sees dropped/failed/spilled spans without this process."""
         self._last_stats = time.monotonic()
+        self._set_stage("storing the pipeline's counters")
         stats = self.stats()
         now = time.time_ns()
         samples = [
@@ -627,7 +634,7 @@ class Pipeline:
             elif isinstance(item, Feedback):
                 feedback.append(item.score)
         batch = _Batch(len(items), spans, samples, alerts, feedback)
-        self._holding = len(spans)
+        self._holding = spans
         try:
             if spans:
                 scores.extend(self._process_spans(spans))
@@ -642,7 +649,7 @@ class Pipeline:
             self.failed += len(spans)
         finally:
             self._current = None
-            self._holding = 0
+            self._holding = []
         return batch
 
     def _start_write(self, batch: _Batch) -> None:
@@ -955,6 +962,8 @@ class Pipeline:
         return True
 
     def _try_replay(self, force: bool = False) -> None:
+        if self._rescued:
+            return
         now = time.monotonic()
         interval = MISCONFIGURED_RETRY_S if self._misconfigured else self.options.retry_interval_s
         if not force and now - self._last_retry < interval and not self._stop.is_set():
@@ -1029,9 +1038,7 @@ class Pipeline:
             self.lost += len(spans)
             return
         scores = [i.score if isinstance(i, Feedback) else i for i in items if isinstance(i, Score | Feedback)]
-        held = self._current
-        if held is None:  # the worker holds spans it has not redacted yet: they cannot be saved
-            self.lost += self._holding
+        held = self._held_spans(deadline)
         saved = 0
 
         def keep(rows: Rows | None, count: int) -> None:
@@ -1062,6 +1069,21 @@ class Pipeline:
             scores = []
         self._rescued_count = saved
         self.spilled += saved
+
+    def _held_spans(self, deadline: float) -> list[Span]:
+        """The spans of the batch the worker holds, redacted. A worker that
+        is only busy redacting them is given a moment (it is not hung); if it
+        stays inside redaction, their content is withheld."""
+        give_up = min(deadline - 0.1, time.monotonic() + STUCK_S)
+        while self._holding and self._current is None and time.monotonic() < give_up:
+            time.sleep(0.005)
+        if self._current is not None:
+            return self._current
+        spans = self._holding
+        for span in spans:
+            withhold_content(span)
+        self.withheld_at_exit += len(spans)
+        return spans
 
     def _prepare_here(self, spans: list[Span], scores: list[Score], parts: PipelineParts) -> Rows | None:
         if self.options.metrics_only:
