@@ -259,5 +259,5 @@ def test_the_first_traced_call_pays_no_start_up(tmp_path: Path) -> None:
     figures = json.loads(proc.stdout.strip().splitlines()[-1])
     # Start-up (settings, plugins, SQLAlchemy, the store) took 250-350 ms on
     # the caller's thread before; these bounds leave room for a slow machine.
-    assert figures["built"] < 0.02, figures  # under 5 ms here; room for a loaded machine
+    assert figures["built"] < 0.05, figures  # about 1 ms here (250-350 ms before); room for a loaded machine
     assert figures["latency_ms"] < 60, figures
