@@ -136,11 +136,11 @@ class GuardedDispatcher:
         impls = self._impls.get(hook)
         if impls is None:
             caller = getattr(self.pm.hook, hook)
-            # pluggy keeps impls in reverse call order (trylast first).
+            # pluggy keeps impls in reverse call order (trylast first). Wrappers
+            # never get here: the plugin manager refuses them at registration.
             impls = [
                 (impl.plugin_name, impl.function, tuple(impl.argnames))
                 for impl in reversed(caller.get_hookimpls())
-                if not (impl.hookwrapper or impl.wrapper)
             ]
             self._impls[hook] = impls
         return impls
