@@ -157,17 +157,25 @@ def _normalise(text: str) -> str:
     return _SPACES.sub(" ", text.replace("’", "'"))
 
 
-_check: RefusalCheck | None = None
+class RefusalPlugin:
+    """One per observer (see ``create_plugin``), so two observers in one
+    process can check with different settings."""
+
+    CONFIG_SCHEMA: Final = CONFIG_SCHEMA
+
+    def __init__(self) -> None:
+        self.check: RefusalCheck | None = None
+
+    @hookimpl
+    def configure(self, config: Mapping[str, Any]) -> None:
+        # Built here so a bad option fails at startup, and handed to register_checks,
+        # which the host calls right after configuring this observer's plugins.
+        self.check = RefusalCheck.from_config(config)
+
+    @hookimpl
+    def register_checks(self, register: Register) -> None:
+        register(self.check if self.check is not None else RefusalCheck.from_config({}))
 
 
-@hookimpl
-def configure(config: Mapping[str, Any]) -> None:
-    # Built here so a bad option fails at startup, and handed to register_checks,
-    # which the host calls right after configuring this observer's plugins.
-    global _check
-    _check = RefusalCheck.from_config(config)
-
-
-@hookimpl
-def register_checks(register: Register) -> None:
-    register(_check if _check is not None else RefusalCheck.from_config({}))
+def create_plugin() -> RefusalPlugin:
+    return RefusalPlugin()

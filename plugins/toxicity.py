@@ -337,17 +337,25 @@ class ToxicityCheck:
         return label, passed, comment
 
 
-_check: ToxicityCheck | None = None
+class ToxicityPlugin:
+    """One per observer (see ``create_plugin``), so two observers in one
+    process can check with different settings."""
+
+    CONFIG_SCHEMA: Final = CONFIG_SCHEMA
+
+    def __init__(self) -> None:
+        self.check: ToxicityCheck | None = None
+
+    @hookimpl
+    def configure(self, config: Mapping[str, Any]) -> None:
+        # Built here so a bad option fails at startup, and handed to register_checks,
+        # which the host calls right after configuring this observer's plugins.
+        self.check = ToxicityCheck.from_config(config)
+
+    @hookimpl
+    def register_checks(self, register: Register) -> None:
+        register(self.check if self.check is not None else ToxicityCheck.from_config({}))
 
 
-@hookimpl
-def configure(config: Mapping[str, Any]) -> None:
-    # Built here so a bad option fails at startup, and handed to register_checks,
-    # which the host calls right after configuring this observer's plugins.
-    global _check
-    _check = ToxicityCheck.from_config(config)
-
-
-@hookimpl
-def register_checks(register: Register) -> None:
-    register(_check if _check is not None else ToxicityCheck.from_config({}))
+def create_plugin() -> ToxicityPlugin:
+    return ToxicityPlugin()

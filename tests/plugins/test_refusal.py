@@ -65,7 +65,7 @@ def test_extra_patterns_and_bad_patterns() -> None:
     (score,) = check.check_span(answer("Computer says no.")) or []
     assert score.label == "refusal" and score.comment == "refusal pattern extra[0]"
     with pytest.raises(ValueError, match=r"extra_patterns\[0\]"):
-        refusal.configure({"extra_patterns": ["(unclosed"]})
+        refusal.create_plugin().configure({"extra_patterns": ["(unclosed"]})
 
 
 def test_long_adversarial_input_is_fast() -> None:
