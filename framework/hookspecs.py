@@ -260,24 +260,3 @@ def shutdown() -> None:
     Return: ignored. Must return quickly.
     """
 
-
-PIPELINE_HOOKS: tuple[str, ...] = (
-    "price_span",
-    "process_span",
-    "process_score",
-    "spans_finished",
-    "trace_finished",
-    "samples_collected",
-    "alert_changed",
-    "feedback_recorded",
-    "shutdown",
-)
-STARTUP_HOOKS: tuple[str, ...] = (
-    "configure",
-    "register_checks",
-    "register_exporters",
-    "register_samplers",
-    "register_notifiers",
-    "register_commands",
-    "setup_problems",
-)
