@@ -684,7 +684,7 @@ def cmd_plugins(ns: argparse.Namespace) -> int:
     for i in plugins.infos:
         entries.append({"name": i.name, "version": i.version, "source": i.source,
                         "hooks": list(i.hooks), "status": i.status, "error": i.error,
-                        "problems": problems.get(i.name, [])})
+                        "problems": [*i.problems, *problems.get(i.name, [])]})
     # Plugins the observer ran that this process did not load (registered by hand).
     for name in sorted(set(health) - {e["name"] for e in entries}):
         entries.append({"name": name, "version": None, "source": "observer (from the store)",
@@ -765,6 +765,7 @@ def cmd_config_check(ns: argparse.Namespace) -> int:
         failed = [i.name for i in plugins.infos if i.status == "failed"]
         warnings += [f"plugin {i.name!r} failed to load: {i.error}" for i in plugins.infos
                      if i.status == "failed"]
+        warnings += [f"plugin {i.name!r}: {problem}" for i in plugins.infos for problem in i.problems]
         try:
             configs = resolve_plugin_configs(settings, plugins.schemas, ignore=failed)
             configured = len(configs)

@@ -136,11 +136,11 @@ class GuardedDispatcher:
         impls = self._impls.get(hook)
         if impls is None:
             caller = getattr(self.pm.hook, hook)
-            # pluggy keeps impls in reverse call order (trylast first).
+            # pluggy keeps impls in reverse call order (trylast first). Wrappers
+            # never get here: the plugin manager refuses them at registration.
             impls = [
                 (impl.plugin_name, impl.function, tuple(impl.argnames))
                 for impl in reversed(caller.get_hookimpls())
-                if not (impl.hookwrapper or impl.wrapper)
             ]
             self._impls[hook] = impls
         return impls
@@ -164,10 +164,6 @@ class GuardedDispatcher:
         """A copy of every plugin's health, for storing and showing."""
         return [PluginHealth(**vars(h)) for h in list(self.health.values())]
 
-    def is_degraded(self, name: str) -> bool:
-        health = self.health.get(name)
-        return health is not None and health.degraded
-
     def call(self, hook: str, **kwargs: Any) -> list[Any]:
         """Call every implementation of ``hook``; return the non-None results."""
         results: list[Any] = []
@@ -176,14 +172,6 @@ class GuardedDispatcher:
             if ok and result is not None:
                 results.append(result)
         return results
-
-    def call_first(self, hook: str, **kwargs: Any) -> Any:
-        """firstresult semantics: the first non-None result wins."""
-        for name, function, argnames in self._implementations(hook):
-            ok, result = self.guard(name, function, *[kwargs[a] for a in argnames], what=hook)
-            if ok and result is not None:
-                return result
-        return None
 
     def guard(
         self,

@@ -7,6 +7,15 @@ and accept any subset of each hook's arguments. It may also carry a
 in plugins.toml; the host validates the table against it, applies its defaults
 and passes the result to :func:`configure`.
 
+Hook implementations the host would never call are refused at load: an
+unknown name (``trace_finish`` for :func:`trace_finished`; mark one meant for
+a later version ``@hookimpl(optionalhook=True)``) and a pluggy wrapper
+(``hookwrapper=True`` / ``wrapper=True``: the host calls every hook
+implementation by implementation, so wrappers would never run). In strict
+mode that is a :class:`~framework.plugin_manager.PluginLoadError`; otherwise a
+warning naming the plugin and the hook, the implementation is not used, and
+``chainsight plugins`` lists it as a problem of the plugin.
+
 There are two kinds of hooks.
 
 **Startup hooks** (``configure``, ``register_*``, ``price_span``'s
@@ -254,24 +263,3 @@ def shutdown() -> None:
     Return: ignored. Must return quickly.
     """
 
-
-PIPELINE_HOOKS: tuple[str, ...] = (
-    "price_span",
-    "process_span",
-    "process_score",
-    "spans_finished",
-    "trace_finished",
-    "samples_collected",
-    "alert_changed",
-    "feedback_recorded",
-    "shutdown",
-)
-STARTUP_HOOKS: tuple[str, ...] = (
-    "configure",
-    "register_checks",
-    "register_exporters",
-    "register_samplers",
-    "register_notifiers",
-    "register_commands",
-    "setup_problems",
-)

@@ -17,17 +17,7 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
-
-SpanKind = Literal[
-    "chain", "llm", "tool", "retriever", "agent", "embedding", "parser", "prompt", "other"
-]
-SPAN_KINDS: Final[tuple[str, ...]] = (
-    "chain", "llm", "tool", "retriever", "agent", "embedding", "parser", "prompt", "other",
-)
-SpanStatus = Literal["unset", "ok", "error"]
-ScoreSource = Literal["check", "feedback", "eval", "judge"]
-AlertState = Literal["pending", "firing", "resolved"]
+from typing import Any, Final
 
 _rand = random.Random()
 # ``random`` reseeds only its module-level instance in a forked child; without
@@ -70,11 +60,11 @@ class Span:
     span_id: str
     trace_id: str
     parent_id: str | None
-    kind: str
+    kind: str  # chain, llm, tool, retriever, agent, embedding, parser, prompt, other
     name: str
     start_ns: int
     end_ns: int | None = None
-    status: str = "unset"
+    status: str = "unset"  # unset, ok, error
     error: str | None = None
     error_type: str | None = None
     inputs: Any = None
@@ -116,10 +106,6 @@ class Span:
     @property
     def is_root(self) -> bool:
         return self.parent_id is None
-
-    @property
-    def ended(self) -> bool:
-        return self.end_ns is not None
 
     @property
     def latency_s(self) -> float | None:
@@ -256,7 +242,7 @@ class Score:
     """
 
     name: str
-    source: str  # ScoreSource
+    source: str  # check, feedback, eval, judge
     trace_id: str
     span_id: str | None = None
     value: float | None = None
@@ -317,7 +303,7 @@ class Alert:
     """One state of an alert rule; a new object is emitted on every transition."""
 
     rule: str
-    state: str  # AlertState
+    state: str  # pending, firing, resolved
     severity: str = "warning"
     value: float | None = None
     threshold: float | None = None

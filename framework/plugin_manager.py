@@ -6,13 +6,14 @@ builds its own, so tests and embedded uses never leak plugins into each other.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.metadata
 import logging
 import types
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pluggy
 
@@ -37,29 +38,106 @@ class PluginInfo:
     source: str  # "builtin", "entry point (dist X)", "manual"
     version: str | None = None
     hooks: tuple[str, ...] = ()
-    status: str = "active"  # active, degraded, disabled, failed
+    status: str = "active"  # active, refused, degraded, disabled, failed
     error: str | None = None
+    problems: tuple[str, ...] = ()  # hook implementations refused at load
+
+
+class RefusedHook(NamedTuple):
+    """A hook implementation the plugin manager did not register."""
+
+    plugin: object
+    hook: str
+    reason: str
+
+
+class HostPluginManager(pluggy.PluginManager):
+    """pluggy's manager with Chainsight's hookspecs, refusing at registration
+    the hook implementations the host would never call.
+
+    * An unknown hook name (``trace_finish``): pluggy would keep it and only
+      :meth:`~pluggy.PluginManager.check_pending` would notice. The same test
+      is made here, one implementation at a time (check_pending stops at the
+      first unknown hook of the whole manager and cannot leave the plugin's
+      other hooks in place). ``optionalhook=True`` still opts out.
+    * A wrapper (``hookwrapper=True`` / ``wrapper=True``): the host calls
+      every hook implementation by implementation (guarded dispatch,
+      per-plugin configuration), never through pluggy's call loop, so a
+      wrapper would never run.
+
+    Each refusal is kept in :attr:`refused`; :meth:`PluginSet.register`
+    turns it into an error (strict) or a warning and a listed problem.
+    Overriding ``parse_hookimpl_opts`` is pluggy's documented way to choose
+    what is picked up.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(hookspecs.PROJECT_NAME)
+        self.add_hookspecs(hookspecs)
+        self.refused: list[RefusedHook] = []
+
+    def parse_hookimpl_opts(self, plugin: Any, name: str) -> pluggy.HookimplOpts | None:
+        opts = super().parse_hookimpl_opts(plugin, name)
+        if opts is None:
+            return None
+        hook = opts.get("specname") or name
+        reason = self._refusal(hook, opts)
+        if reason is None:
+            return opts
+        self.refused.append(RefusedHook(plugin, hook, reason))
+        return None
+
+    def _refusal(self, hook: str, opts: pluggy.HookimplOpts) -> str | None:
+        caller = getattr(self.hook, hook, None)
+        if caller is None or not caller.has_spec():
+            if opts.get("optionalhook"):
+                return None
+            known = [n for n in vars(self.hook) if not n.startswith("_") and getattr(self.hook, n).has_spec()]
+            close = difflib.get_close_matches(hook, known, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "not in Chainsight's hookspecs"
+            return f"unknown hook {hook!r} ({hint})"
+        if opts.get("hookwrapper") or opts.get("wrapper"):
+            # The host calls every hook implementation by implementation.
+            return f"hook wrapper on {hook!r} (wrappers never run here: use a plain @hookimpl)"
+        return None
 
 
 @dataclass
 class PluginSet:
     """A plugin manager and what was learnt while loading it."""
 
-    pm: pluggy.PluginManager
+    pm: HostPluginManager
     infos: list[PluginInfo] = field(default_factory=list)
     schemas: dict[str, Mapping[str, Any] | None] = field(default_factory=dict)
+    strict: bool = False
 
     def info(self, name: str) -> PluginInfo | None:
         return next((i for i in self.infos if i.name == name), None)
 
     def register(self, plugin: object, name: str | None = None, *, source: str = "manual") -> str:
-        """Register one more plugin object or module; returns its name."""
+        """Register one more plugin object or module; returns its name.
+
+        Hook implementations the host would never call (an unknown hook
+        name, a wrapper) are refused: in strict mode the plugin is not
+        registered and :class:`PluginLoadError` names it and the hook;
+        otherwise each is logged as a warning and listed as a problem of the
+        plugin, and its other hooks are registered. A plugin left with no
+        hook at all, though it had some, is listed as ``refused``.
+        """
         name = name or plugin_name(plugin)
+        seen = len(self.pm.refused)
         self.pm.register(plugin, name=name)
+        refused = [r for r in self.pm.refused[seen:] if r.plugin is plugin]
+        problems = tuple(f"{r.reason}, not used" for r in refused)
+        if refused and self.strict:
+            self.pm.unregister(plugin)
+            raise PluginLoadError(f"plugin {name!r}: " + "; ".join(r.reason for r in refused))
+        for r in refused:
+            log.warning("plugin %r: %s: that implementation is not used", name, r.reason)
+        hooks = _hooks_of(self.pm, plugin)
+        status = "refused" if refused and not hooks else "active"
         self.schemas[name] = getattr(plugin, "CONFIG_SCHEMA", None)
-        self.infos.append(
-            PluginInfo(name, source, _version_of(plugin), _hooks_of(self.pm, plugin))
-        )
+        self.infos.append(PluginInfo(name, source, _version_of(plugin), hooks, status, problems=problems))
         return name
 
     def mark_failed(self, name: str, error: str) -> None:
@@ -88,10 +166,8 @@ def instantiate(loaded: object) -> object:
     return loaded
 
 
-def new_plugin_manager() -> pluggy.PluginManager:
-    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
-    pm.add_hookspecs(hookspecs)
-    return pm
+def new_plugin_manager() -> HostPluginManager:
+    return HostPluginManager()
 
 
 def load_plugins(
@@ -107,9 +183,10 @@ def load_plugins(
     A plugin disabled in the settings (``enabled = false``) is listed as
     disabled and not registered. A plugin that fails to import or register is
     listed as failed with the reason and skipped; in strict mode it raises
-    :class:`PluginLoadError` naming it.
+    :class:`PluginLoadError` naming it. So does, in strict mode, a plugin
+    with a hook implementation the host refuses (see :meth:`PluginSet.register`).
     """
-    plugins = PluginSet(new_plugin_manager())
+    plugins = PluginSet(new_plugin_manager(), strict=strict)
     enabled = settings.plugin_enabled if settings is not None else (lambda _name: True)
 
     for name, dotted in DEFAULT_PLUGINS if builtins is None else builtins:
@@ -119,6 +196,8 @@ def load_plugins(
         try:
             module = importlib.import_module(dotted)
             plugins.register(instantiate(module), name, source="builtin")
+        except PluginLoadError:
+            raise
         except Exception as exc:
             _failed(plugins, name, "builtin", f"cannot load {dotted}: {type(exc).__name__}: {exc}", strict)
 
@@ -134,6 +213,8 @@ def load_plugins(
                 continue
             try:
                 plugins.register(instantiate(ep.load()), ep.name, source=source)
+            except PluginLoadError:
+                raise
             except Exception as exc:
                 _failed(
                     plugins, ep.name, source,
@@ -143,6 +224,8 @@ def load_plugins(
     for plugin in extra:
         try:
             plugins.register(plugin)
+        except PluginLoadError:
+            raise
         except Exception as exc:
             _failed(plugins, plugin_name(plugin), "manual", f"{type(exc).__name__}: {exc}", strict)
     return plugins

@@ -265,9 +265,6 @@ def detectors_for(enabled: Collection[str]) -> tuple[Detector, ...]:
     return tuple(d for d in DETECTORS if d.switch in enabled)
 
 
-ALL: Final[tuple[Detector, ...]] = DETECTORS
-
-
 @dataclass(frozen=True, slots=True)
 class _Plan:
     """One detector set, arranged for :func:`find`."""

@@ -334,23 +334,32 @@ def _clip(text: str, limit: int = MAX_QUOTE) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-_check: GroundednessCheck | None = None
+class GroundednessPlugin:
+    """One per observer (see ``create_plugin``): its own settings, judge pool
+    and observer to record judge verdicts with."""
+
+    CONFIG_SCHEMA: Final = CONFIG_SCHEMA
+
+    def __init__(self) -> None:
+        self.check: GroundednessCheck | None = None
+
+    @hookimpl
+    def configure(self, observer: Any, config: Mapping[str, Any]) -> None:
+        if self.check is not None:
+            self.check.close()
+        self.check = GroundednessCheck(config, observer)
+
+    @hookimpl
+    def register_checks(self, register: Register) -> None:
+        if self.check is None:
+            self.check = GroundednessCheck()
+        register(self.check)
+
+    @hookimpl
+    def shutdown(self) -> None:
+        if self.check is not None:
+            self.check.close()
 
 
-@hookimpl
-def configure(observer: Any, config: Mapping[str, Any]) -> None:
-    global _check
-    if _check is not None:
-        _check.close()
-    _check = GroundednessCheck(config, observer)
-
-
-@hookimpl
-def register_checks(register: Register) -> None:
-    register(_check if _check is not None else GroundednessCheck())
-
-
-@hookimpl
-def shutdown() -> None:
-    if _check is not None:
-        _check.close()
+def create_plugin() -> GroundednessPlugin:
+    return GroundednessPlugin()

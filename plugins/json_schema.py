@@ -139,15 +139,23 @@ def _message_like(value: Any) -> bool:
     )
 
 
-_check: JsonSchemaCheck | None = None
+class JsonSchemaPlugin:
+    """One per observer (see ``create_plugin``), so two observers in one
+    process can check against different schemas."""
+
+    CONFIG_SCHEMA: Final = CONFIG_SCHEMA
+
+    def __init__(self) -> None:
+        self.check: JsonSchemaCheck | None = None
+
+    @hookimpl
+    def configure(self, config: Mapping[str, Any]) -> None:
+        self.check = JsonSchemaCheck(config.get("schemas") or {})
+
+    @hookimpl
+    def register_checks(self, register: Register) -> None:
+        register(self.check if self.check is not None else JsonSchemaCheck())
 
 
-@hookimpl
-def configure(config: Mapping[str, Any]) -> None:
-    global _check
-    _check = JsonSchemaCheck(config.get("schemas") or {})
-
-
-@hookimpl
-def register_checks(register: Register) -> None:
-    register(_check if _check is not None else JsonSchemaCheck())
+def create_plugin() -> JsonSchemaPlugin:
+    return JsonSchemaPlugin()

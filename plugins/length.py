@@ -161,15 +161,25 @@ def calls_tools(reply: Any, _depth: int = 0) -> bool:
     return isinstance(nested, Mapping) and calls_tools(nested, _depth + 1)
 
 
-_check: LengthCheck | None = None
+class LengthPlugin:
+    """One per observer (see ``create_plugin``), so two observers in one
+    process can check with different settings."""
+
+    CONFIG_SCHEMA: Final = CONFIG_SCHEMA
+
+    def __init__(self) -> None:
+        self.check: LengthCheck | None = None
+
+    @hookimpl
+    def configure(self, config: Mapping[str, Any]) -> None:
+        # Built here so a bad option fails at startup, and handed to register_checks,
+        # which the host calls right after configuring this observer's plugins.
+        self.check = LengthCheck.from_config(config)
+
+    @hookimpl
+    def register_checks(self, register: Register) -> None:
+        register(self.check if self.check is not None else LengthCheck.from_config({}))
 
 
-@hookimpl
-def configure(config: Mapping[str, Any]) -> None:
-    global _check
-    _check = LengthCheck.from_config(config)
-
-
-@hookimpl
-def register_checks(register: Register) -> None:
-    register(_check if _check is not None else LengthCheck.from_config({}))
+def create_plugin() -> LengthPlugin:
+    return LengthPlugin()

@@ -226,27 +226,6 @@ def create_plugin() -> PricingPlugin:
     return PricingPlugin()
 
 
-# A process-wide default instance, for pricing outside an observer (scripts, tests).
-default = PricingPlugin()
-
-
-def price_span(span: Span) -> float | None:
-    """Price ``span`` with the default instance (see :class:`PricingPlugin`)."""
-    return default.price(span)
-
-
-def lookup(model: str, provider: str | None = None) -> ModelPrice | None:
-    return default.lookup(model, provider)
-
-
-def set_table(table: PriceTable) -> None:
-    default.set_table(table)
-
-
-def unpriced_counts() -> dict[str, int]:
-    return default.unpriced_counts()
-
-
 # ---- commands ---------------------------------------------------------------
 
 

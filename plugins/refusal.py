@@ -24,31 +24,36 @@ from typing import Any, Final
 from framework import hookimpl
 from framework.extension import Register
 from framework.model import Score, Span
-from plugins.text import any_of, fold, judges_answer, required_literals, span_answer
+from plugins.text import any_of, fold, judges_answer, span_answer
 
 NAME: Final = "refusal"
 
 _CANT = r"(?: can(?:no|')?t| cannot| can not| am (?:not able|unable) to|'m (?:not able|unable) to| won'?t(?: be able to)?| will not(?: be able to)?| must decline to| am not (?:allowed|permitted) to|'m not (?:allowed|permitted) to)"
 _VERB = r"(?:help|assist|provide|comply|fulfil+|do (?:that|this)|answer|support|share|create|generate|write|produce|give|engage|participate|complete|continue|discuss|offer|process|satisfy|accommodate)"
 
-# (family, pattern). Bounded, linear patterns; all compiled case-insensitive.
-PATTERNS: Final[tuple[tuple[str, str], ...]] = (
-    ("en:cannot-help", rf"\bI{_CANT} (?:\w+ ){{0,2}}{_VERB}\b"),
-    ("en:sorry-cannot", rf"\b(?:sorry|apologi[sz]e)\b[^.!?\n]{{0,60}}\bI{_CANT}\b"),
-    ("en:as-an-ai", r"\bas an? (?:AI|artificial intelligence|language model|AI (?:language )?model|AI assistant)\b[^.!?\n]{0,40}\bI (?:can(?:no|'|’)?t|cannot|do not|don't|am not able|am unable)\b"),
-    ("en:policy", r"\b(?:against|violates?|violation of|not (?:allowed|permitted) (?:by|under)) (?:my|our|the|OpenAI's|Anthropic's)? ?(?:(?:content|usage|safety|use) )?(?:polic(?:y|ies)|guidelines|terms of (?:use|service))\b"),
-    ("en:decline", r"\bI (?:must|have to|need to|will|'ll|am going to|'m going to) (?:respectfully |politely )?(?:decline|refuse)\b"),
-    ("en:not-comfortable", r"\bI'?m not comfortable (?:helping|providing|assisting|writing|creating|with)\b"),
-    ("en:unable-request", r"\b(?:unable|not able) to (?:help|assist|comply) with (?:that|this|your|the)\b"),
-    ("es", r"\b(?:no puedo|no me es posible|no estoy en condiciones de) (?:\w+ ){0,2}(?:ayudar(?:te|le)?|asistir(?:te|le)?|proporcionar|cumplir|hacer eso|responder|ofrecer|generar|crear|dar(?:te|le)?)\b|\blo siento, (?:pero )?no puedo\b"),
-    ("fr", r"\bje ne (?:peux|suis pas en mesure de|suis pas autorisé à) (?:pas )?(?:\w+ ){0,2}(?:aider|vous aider|t'aider|fournir|répondre|faire cela|générer|créer|donner|accéder)\b|\bdésolé,? (?:mais )?je ne peux pas\b"),
-    ("de", r"\bich kann (?:\w+ ){0,3}nicht (?:\w+ ){0,2}(?:helfen|unterstützen|beantworten|erfüllen|bereitstellen|geben|erstellen|tun|machen)\b|\bes tut mir leid, aber ich kann\b|\bdabei kann ich (?:dir |Ihnen )?nicht helfen\b"),
-    ("it", r"\bnon posso (?:\w+ ){0,2}(?:aiutarti|aiutarla|aiutare|assisterti|fornire|rispondere|soddisfare|fare questo|creare|generare)\b|\bmi dispiace, ma non posso\b"),
-    ("pt", r"\bnão (?:posso|consigo) (?:\w+ ){0,2}(?:ajudar|ajudá-lo|ajudá-la|auxiliar|fornecer|responder|atender|fazer isso|criar|gerar)\b|\bdesculpe, mas não posso\b"),
-    ("nl", r"\bik kan (?:je |u )?(?:daar |hier )?niet (?:mee )?(?:helpen|assisteren|beantwoorden|voldoen)\b"),
-    ("ru", r"(?:я не могу|не могу) (?:\w+ ){0,2}(?:помочь|предоставить|ответить|выполнить)"),
-    ("zh", r"(?:我不能|我无法|我不可以|抱歉，我(?:不能|无法))(?:帮助|帮你|协助|提供|回答|满足|完成)"),
-    ("ja", r"(?:申し訳(?:ありません|ございません)が|すみませんが)[^。\n]{0,30}(?:できません|お答えできません|お手伝いできません)"),
+# (family, cues, pattern). Bounded, linear patterns; all compiled case-insensitive.
+# Every match of a pattern holds one of its cues (lower case, looked for in
+# text.fold of the answer): most answers hold none, and their patterns need not
+# run. Keep them in step when a pattern changes (tests/plugins/test_refusal.py
+# checks the two agree on random texts made of the patterns' words).
+PATTERNS: Final[tuple[tuple[str, tuple[str, ...], str], ...]] = (
+    ("en:cannot-help", ("can", "won", "will not", "am not", "'m not", "unable", "must decline"),
+     rf"\bI{_CANT} (?:\w+ ){{0,2}}{_VERB}\b"),
+    ("en:sorry-cannot", ("sorry", "apologi"), rf"\b(?:sorry|apologi[sz]e)\b[^.!?\n]{{0,60}}\bI{_CANT}\b"),
+    ("en:as-an-ai", ("as a",), r"\bas an? (?:AI|artificial intelligence|language model|AI (?:language )?model|AI assistant)\b[^.!?\n]{0,40}\bI (?:can(?:no|'|’)?t|cannot|do not|don't|am not able|am unable)\b"),
+    ("en:policy", ("against", "violat", "allowed", "permitted"), r"\b(?:against|violates?|violation of|not (?:allowed|permitted) (?:by|under)) (?:my|our|the|OpenAI's|Anthropic's)? ?(?:(?:content|usage|safety|use) )?(?:polic(?:y|ies)|guidelines|terms of (?:use|service))\b"),
+    ("en:decline", ("decline", "refuse"), r"\bI (?:must|have to|need to|will|'ll|am going to|'m going to) (?:respectfully |politely )?(?:decline|refuse)\b"),
+    ("en:not-comfortable", ("not comfortable",), r"\bI'?m not comfortable (?:helping|providing|assisting|writing|creating|with)\b"),
+    ("en:unable-request", ("with",), r"\b(?:unable|not able) to (?:help|assist|comply) with (?:that|this|your|the)\b"),
+    ("es", ("puedo", "me es posible", "en condiciones de"), r"\b(?:no puedo|no me es posible|no estoy en condiciones de) (?:\w+ ){0,2}(?:ayudar(?:te|le)?|asistir(?:te|le)?|proporcionar|cumplir|hacer eso|responder|ofrecer|generar|crear|dar(?:te|le)?)\b|\blo siento, (?:pero )?no puedo\b"),
+    ("fr", ("je ne",), r"\bje ne (?:peux|suis pas en mesure de|suis pas autorisé à) (?:pas )?(?:\w+ ){0,2}(?:aider|vous aider|t'aider|fournir|répondre|faire cela|générer|créer|donner|accéder)\b|\bdésolé,? (?:mais )?je ne peux pas\b"),
+    ("de", ("ich kann", "kann ich"), r"\bich kann (?:\w+ ){0,3}nicht (?:\w+ ){0,2}(?:helfen|unterstützen|beantworten|erfüllen|bereitstellen|geben|erstellen|tun|machen)\b|\bes tut mir leid, aber ich kann\b|\bdabei kann ich (?:dir |Ihnen )?nicht helfen\b"),
+    ("it", ("non posso",), r"\bnon posso (?:\w+ ){0,2}(?:aiutarti|aiutarla|aiutare|assisterti|fornire|rispondere|soddisfare|fare questo|creare|generare)\b|\bmi dispiace, ma non posso\b"),
+    ("pt", ("posso", "consigo"), r"\bnão (?:posso|consigo) (?:\w+ ){0,2}(?:ajudar|ajudá-lo|ajudá-la|auxiliar|fornecer|responder|atender|fazer isso|criar|gerar)\b|\bdesculpe, mas não posso\b"),
+    ("nl", ("ik kan",), r"\bik kan (?:je |u )?(?:daar |hier )?niet (?:mee )?(?:helpen|assisteren|beantwoorden|voldoen)\b"),
+    ("ru", ("не могу",), r"(?:я не могу|не могу) (?:\w+ ){0,2}(?:помочь|предоставить|ответить|выполнить)"),
+    ("zh", ("我不能", "我无法", "我不可以"), r"(?:我不能|我无法|我不可以|抱歉，我(?:不能|无法))(?:帮助|帮你|协助|提供|回答|满足|完成)"),
+    ("ja", ("ありません", "ございません", "すみませんが"), r"(?:申し訳(?:ありません|ございません)が|すみませんが)[^。\n]{0,30}(?:できません|お答えできません|お手伝いできません)"),
 )
 
 CONFIG_SCHEMA: Final[dict[str, Any]] = {
@@ -87,20 +92,17 @@ class RefusalCheck:
         window_chars: int = 400,
         span_kinds: tuple[str, ...] = ("llm",),
     ) -> None:
-        compiled = [(family, re.compile(p, re.IGNORECASE)) for family, p in PATTERNS]
+        self._builtins = tuple((family, any_of(cues), re.compile(p, re.IGNORECASE))
+                               for family, cues, p in PATTERNS)
+        self._any = any_of(cue for _family, cues, _p in PATTERNS for cue in cues)
+        extras: list[tuple[str, re.Pattern[str]]] = []
         for i, pattern in enumerate(extra_patterns):
             try:
-                compiled.append((f"extra[{i}]", re.compile(pattern, re.IGNORECASE)))
+                extras.append((f"extra[{i}]", re.compile(pattern, re.IGNORECASE)))
             except re.error as exc:
                 raise ValueError(f"extra_patterns[{i}] is not a valid regular expression: {exc}") from exc
-        self.patterns = tuple(compiled)
-        # Literal prefilters (see text.required_literals), looked for in the
-        # folded head: one search for all of them, then one per pattern.
-        gates = [required_literals(pattern) for _family, pattern in compiled]
-        self._gates = tuple(any_of(g) if g is not None else None for g in gates)
-        self._any = None  # None: some pattern has no literals, so it always runs
-        if all(g is not None for g in gates):
-            self._any = any_of(s for g in gates for s in g or ())
+        self._extras = tuple(extras)  # no cues: they always run
+        self.patterns = (*((family, pattern) for family, _cues, pattern in self._builtins), *extras)
         self.window_chars = window_chars
         self.span_kinds = span_kinds
         # The last head searched and its family: a chain's root span usually
@@ -127,11 +129,11 @@ class RefusalCheck:
 
     def _search(self, head: str) -> str | None:
         folded = fold(head)
-        if self._any is not None and self._any.search(folded) is None:
-            return None  # most answers: no pattern's literals occur
-        for (family, pattern), gate in zip(self.patterns, self._gates, strict=True):
-            if gate is not None and gate.search(folded) is None:
-                continue
+        if self._any.search(folded) is not None:  # most answers: no cue of any pattern occurs
+            for family, cues, pattern in self._builtins:
+                if cues.search(folded) is not None and pattern.search(head):
+                    return family
+        for family, pattern in self._extras:
             if pattern.search(head):
                 return family
         return None
@@ -157,17 +159,25 @@ def _normalise(text: str) -> str:
     return _SPACES.sub(" ", text.replace("’", "'"))
 
 
-_check: RefusalCheck | None = None
+class RefusalPlugin:
+    """One per observer (see ``create_plugin``), so two observers in one
+    process can check with different settings."""
+
+    CONFIG_SCHEMA: Final = CONFIG_SCHEMA
+
+    def __init__(self) -> None:
+        self.check: RefusalCheck | None = None
+
+    @hookimpl
+    def configure(self, config: Mapping[str, Any]) -> None:
+        # Built here so a bad option fails at startup, and handed to register_checks,
+        # which the host calls right after configuring this observer's plugins.
+        self.check = RefusalCheck.from_config(config)
+
+    @hookimpl
+    def register_checks(self, register: Register) -> None:
+        register(self.check if self.check is not None else RefusalCheck.from_config({}))
 
 
-@hookimpl
-def configure(config: Mapping[str, Any]) -> None:
-    # Built here so a bad option fails at startup, and handed to register_checks,
-    # which the host calls right after configuring this observer's plugins.
-    global _check
-    _check = RefusalCheck.from_config(config)
-
-
-@hookimpl
-def register_checks(register: Register) -> None:
-    register(_check if _check is not None else RefusalCheck.from_config({}))
+def create_plugin() -> RefusalPlugin:
+    return RefusalPlugin()

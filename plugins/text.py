@@ -15,13 +15,12 @@ JSON form, which the same rules read).
   :func:`strings` lists them.
 * :func:`span_answer` is ``answer_text(span.outputs)`` read once for the
   checks of one span.
-* :func:`required_literals`, :func:`fold` and :func:`any_of` are literal
-  prefilters for the checks' regular expressions.
+* :func:`fold` and :func:`any_of` look for the literal cues that let the
+  checks skip their regular expressions on most text.
 """
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final
@@ -221,19 +220,18 @@ def judges_answer(span: Any, kinds: tuple[str, ...] = ("llm",)) -> bool:
     return span.kind in kinds or span.parent_id is None
 
 
-# ---- literal prefilters for regular expressions ------------------------------
+# ---- literal cues for regular expressions --------------------------------------
 
-_sre: Any = importlib.import_module("re._parser")  # the stdlib's pattern parser
-_REPEATS: Final = frozenset({"MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"})
 # Characters that IGNORECASE equates with "i" but that casefold to something
-# else; tests/plugins/test_text.py checks fold against the regex engine's
-# case equivalences for every character, so no other needs fixing.
+# else; tests/plugins/test_text.py checks, for every character of the
+# refusal patterns and cues, that fold maps what IGNORECASE equates with it
+# alike, so no other needs fixing.
 _FOLD_FIXES: Final = str.maketrans({"İ": "i", "ı": "i"})
 
 
 def fold(text: str) -> str:
-    """``text`` as the :func:`required_literals` of an IGNORECASE pattern are
-    looked for in: every character IGNORECASE equates folds the same way."""
+    """``text`` as the (lower-case) cues of an IGNORECASE pattern are looked
+    for in: every character IGNORECASE equates with a cue's folds the same way."""
     return text.lower() if text.isascii() else text.translate(_FOLD_FIXES).casefold()
 
 
@@ -258,70 +256,3 @@ def _trie(words: list[str]) -> str:
         groups.setdefault(word[0], []).append(word[1:])
     alternatives = [re.escape(first) + _trie(rest) for first, rest in groups.items()]
     return alternatives[0] if len(alternatives) == 1 else f"(?:{'|'.join(alternatives)})"
-
-
-def required_literals(pattern: re.Pattern[str]) -> tuple[str, ...] | None:
-    """Strings of which every match of ``pattern`` contains one, or None when
-    there are none to be sure of. For an IGNORECASE pattern they are folded,
-    to be looked for in :func:`fold` of the text.
-
-    A prefilter: a text that holds none of them cannot match, so the pattern
-    need not run. Derived from the parsed pattern (literal runs, alternatives,
-    repeats of at least one), so it follows any change to the pattern.
-    """
-    flags = pattern.flags
-    if flags & ~(re.IGNORECASE | re.UNICODE):
-        return None
-    found = _needed(_sre.parse(pattern.pattern, flags).data)
-    if found is None:
-        return None
-    if flags & re.IGNORECASE:
-        found = {fold(s) for s in found}
-    # a string that holds another of the set adds nothing
-    return tuple(sorted(s for s in found if not any(o != s and o in s for o in found)))
-
-
-def _needed(items: Any) -> set[str] | None:
-    """For a sequence of parsed items: the best set of strings one of which every match holds."""
-    best: set[str] | None = None
-    run: list[str] = []
-
-    def consider(candidate: set[str] | None) -> None:
-        nonlocal best
-        if candidate and (best is None or _rank(candidate) > _rank(best)):
-            best = candidate
-
-    for op, arg in items:
-        if str(op) == "LITERAL":
-            run.append(chr(arg))
-            continue
-        consider({"".join(run)} if run else None)
-        run = []
-        consider(_needed_item(str(op), arg))
-    consider({"".join(run)} if run else None)
-    return best
-
-
-def _needed_item(op: str, arg: Any) -> set[str] | None:
-    if op == "SUBPATTERN":
-        _group, add_flags, del_flags, sub = arg
-        return _needed(sub) if not add_flags and not del_flags else None
-    if op == "BRANCH":
-        union: set[str] = set()
-        for alternative in arg[1]:
-            need = _needed(alternative)
-            if need is None:
-                return None
-            union |= need
-        return union
-    if op in _REPEATS:
-        low, _high, sub = arg
-        return _needed(sub) if low >= 1 else None
-    if op == "ATOMIC_GROUP":
-        return _needed(arg)
-    return None  # classes, anchors, lookarounds, back references: no literal
-
-
-def _rank(strings: set[str]) -> tuple[int, int]:
-    # Longer shortest string first (rarer in text), then fewer strings.
-    return min(map(len, strings)), -len(strings)

@@ -33,7 +33,7 @@ from typing import Any, Final, Protocol, runtime_checkable
 from framework import hookimpl
 from framework.extension import Register
 from framework.model import Score, Span
-from plugins.text import all_text, any_of, judges_answer, required_literals, span_answer
+from plugins.text import all_text, any_of, judges_answer, span_answer
 
 NAME: Final = "toxicity"
 
@@ -74,20 +74,31 @@ PROFANITY: Final[dict[str, float]] = {
 # Words that make an insult or threat personal.
 _YOU = r"(?:you|u|ya|your|you're|youre|ur|you are)"
 
-RULES: Final[tuple[tuple[str, float, re.Pattern[str]], ...]] = (
-    ("threat", 0.9, re.compile(
+# (category, weight, cues, pattern): every match of a pattern holds one of
+# its cues, so a text with no cue and no lexicon term is clean without
+# weighing (tests/plugins/test_toxicity.py checks it on random texts).
+RULES: Final[tuple[tuple[str, float, tuple[str, ...], re.Pattern[str]], ...]] = (
+    ("threat", 0.9, ("kill", "murder", "hurt", "beat", "stab", "shoot", "rape", "destroy", "find", "hunt"),
+     re.compile(
         r"\b(?:i|we)(?: will|'ll| am going to|'m going to| gonna| are going to| shall)? ?(?:kill|murder|hurt|beat|stab|shoot|rape|destroy|find|hunt)(?: down)? (?:you|u|ya|your (?:family|kids|children)|him|her|them)\b"
     )),
-    ("threat", 0.9, re.compile(r"\b(?:you|u) (?:should|deserve to|ought to|better|will|are going to) (?:die|be killed|get killed|be shot|suffer)\b|\bkys\b|\bkill yourself\b|\bgo die\b")),
-    ("threat", 0.7, re.compile(r"\b(?:watch your back|you(?:'ll| will) regret (?:this|it)|i know where you live)\b")),
-    ("identity_hate", 0.85, re.compile(
+    ("threat", 0.9, ("should", "deserve to", "ought to", "better", "will", "are going to", "kys", "kill yourself", "go die"),
+     re.compile(r"\b(?:you|u) (?:should|deserve to|ought to|better|will|are going to) (?:die|be killed|get killed|be shot|suffer)\b|\bkys\b|\bkill yourself\b|\bgo die\b")),
+    ("threat", 0.7, ("watch your back", "regret", "i know where you live"),
+     re.compile(r"\b(?:watch your back|you(?:'ll| will) regret (?:this|it)|i know where you live)\b")),
+    ("identity_hate", 0.85, ("animals", "vermin", "subhuman", "parasites", "trash", "garbage", "scum", "inferior",
+                             "disgusting", "a disease", "rats", "cockroaches", "criminals", "terrorists"),
+     re.compile(
         r"\b(?:all|those|these|the|most)? ?(?:women|men|immigrants|refugees|muslims|jews|christians|blacks|whites|asians|gays|lesbians|trans people|foreigners|mexicans|arabs|africans)"
         r" (?:are|r) (?:all )?(?:animals|vermin|subhuman|parasites|trash|garbage|scum|inferior|disgusting|a disease|rats|cockroaches|criminals|terrorists)\b"
     )),
-    ("identity_hate", 0.85, re.compile(
+    ("identity_hate", 0.85, ("should", "must", "need to", "deserve to"),
+     re.compile(
         r"\b(?:women|immigrants|refugees|muslims|jews|christians|blacks|whites|asians|gays|trans people|foreigners) (?:should|must|need to|deserve to) (?:die|be (?:killed|exterminated|deported|eliminated|wiped out)|burn)\b"
     )),
-    ("harassment", 0.6, re.compile(rf"\b(?:shut up|shut the fuck up|nobody (?:likes|cares about) {_YOU}|{_YOU} (?:make|makes) me sick|go to hell|screw {_YOU}|piss off|get lost,? {_YOU})\b")),
+    ("harassment", 0.6, ("shut up", "shut the fuck up", "nobody", "me sick", "go to hell", "screw", "piss off",
+                         "get lost"),
+     re.compile(rf"\b(?:shut up|shut the fuck up|nobody (?:likes|cares about) {_YOU}|{_YOU} (?:make|makes) me sick|go to hell|screw {_YOU}|piss off|get lost,? {_YOU})\b")),
 )
 # An insult aimed at the reader: "you are an idiot", "you idiot", "your stupid ...".
 _TARGETED = re.compile(
@@ -111,18 +122,7 @@ _LEET_WORD = re.compile(r"\b(?=\w*[a-z])\w*[013457]\w*\b")
 _LEET_DIGIT = re.compile(r"[013457]")
 
 
-def _rule_literals() -> re.Pattern[str] | None:
-    """Every rule match holds one of these strings (None: some rule has none)."""
-    literals: list[str] = []
-    for _category, _weight, pattern in RULES:
-        needed = required_literals(pattern)
-        if needed is None:
-            return None
-        literals.extend(needed)
-    return any_of(literals)
-
-
-_RULE_LITERALS: Final = _rule_literals()
+_RULE_CUES: Final = any_of(cue for _category, _weight, cues, _pattern in RULES for cue in cues)
 
 
 def _normalise(text: str, unmask: dict[int, list[str]]) -> str:
@@ -186,9 +186,8 @@ class LexiconScorer:
 
     def _nothing_to_find(self, norm: str) -> bool:
         """True when no term occurs in ``norm`` and no rule can match it."""
-        # rules first: their literals ("will", "should") occur more often than terms
-        return (_RULE_LITERALS is not None and _RULE_LITERALS.search(norm) is None
-                and self._any_term.search(norm) is None)
+        # rules first: their cues ("will", "should") occur more often than terms
+        return _RULE_CUES.search(norm) is None and self._any_term.search(norm) is None
 
     def _weigh(self, norm: str) -> ToxicityResult:
         benign = [m.span() for m in _BENIGN.finditer(norm)]
@@ -214,7 +213,7 @@ class LexiconScorer:
             hit = self.terms.get(target)
             if hit is not None and hit[0] in ("insult", "custom") and not is_benign(match.start(1)):
                 add("insult", 0.5)  # on top of the word itself: it is aimed at someone
-        for category, weight, pattern in RULES:
+        for category, weight, _cues, pattern in RULES:
             for match in pattern.finditer(norm):
                 if not is_benign(match.start()):
                     add(category, weight)
@@ -337,17 +336,25 @@ class ToxicityCheck:
         return label, passed, comment
 
 
-_check: ToxicityCheck | None = None
+class ToxicityPlugin:
+    """One per observer (see ``create_plugin``), so two observers in one
+    process can check with different settings."""
+
+    CONFIG_SCHEMA: Final = CONFIG_SCHEMA
+
+    def __init__(self) -> None:
+        self.check: ToxicityCheck | None = None
+
+    @hookimpl
+    def configure(self, config: Mapping[str, Any]) -> None:
+        # Built here so a bad option fails at startup, and handed to register_checks,
+        # which the host calls right after configuring this observer's plugins.
+        self.check = ToxicityCheck.from_config(config)
+
+    @hookimpl
+    def register_checks(self, register: Register) -> None:
+        register(self.check if self.check is not None else ToxicityCheck.from_config({}))
 
 
-@hookimpl
-def configure(config: Mapping[str, Any]) -> None:
-    # Built here so a bad option fails at startup, and handed to register_checks,
-    # which the host calls right after configuring this observer's plugins.
-    global _check
-    _check = ToxicityCheck.from_config(config)
-
-
-@hookimpl
-def register_checks(register: Register) -> None:
-    register(_check if _check is not None else ToxicityCheck.from_config({}))
+def create_plugin() -> ToxicityPlugin:
+    return ToxicityPlugin()

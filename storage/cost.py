@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -390,10 +390,3 @@ def reprice(
             conn.execute(update, updates[i : i + UPDATE_CHUNK])
         refresh_trace_totals(conn, trace_ids)
     return result
-
-
-def span_costs(engine: sa.Engine, span_ids: Sequence[str]) -> dict[str, float | None]:
-    """``cost_usd`` of the given spans (tests, tools)."""
-    with engine.connect() as conn:
-        rows = conn.execute(sa.select(s.c.span_id, s.c.cost_usd).where(s.c.span_id.in_(span_ids)))
-        return {r.span_id: r.cost_usd for r in rows}

@@ -237,4 +237,3 @@ plugin_health = Table(
     Column("updated_ns", BigInteger, nullable=False),
 )
 
-TABLE_NAMES: Final[tuple[str, ...]] = tuple(metadata.tables)

@@ -31,9 +31,10 @@ Design (see docs/ARCHITECTURE.md):
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -473,127 +474,61 @@ class CallbackHandler(_Recorder, BaseCallbackHandler):
             self._failed("on_custom_event")
 
 
-class AsyncCallbackHandler(_Recorder, _LCAsyncHandler):
+class AsyncCallbackHandler(_LCAsyncHandler):
     """The same recorder as a LangChain ``AsyncCallbackHandler``.
 
     Prefer :class:`CallbackHandler` (it works in async chains too, inline on
-    the loop); use this one where an API insists on an async handler. Its
-    coroutines never await anything, so they run to completion in one step.
+    the loop); use this one where an API insists on an async handler. Each of
+    its callbacks is a coroutine that runs :class:`CallbackHandler`'s
+    callback of the same name on its own ``recorder``; none awaits anything,
+    so each runs to completion in one step.
     """
 
     run_inline = True
     raise_error = False
 
-    async def on_chain_start(self, serialized: dict[str, Any] | None, inputs: Any, *,
-                             run_id: UUID, parent_run_id: UUID | None = None,
-                             tags: list[str] | None = None,
-                             metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
-        self._chain_start(serialized, inputs, run_id, parent_run_id, tags, metadata, kwargs)
+    def __init__(
+        self,
+        observer: Observer | None = None,
+        *,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        tags: Sequence[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self.recorder = CallbackHandler(observer, user_id=user_id, session_id=session_id,
+                                        tags=tags, metadata=metadata)
 
-    async def on_chain_end(self, outputs: Any, *, run_id: UUID,
-                           parent_run_id: UUID | None = None, **kwargs: Any) -> None:
-        self._chain_end(outputs, run_id, kwargs)
+    @property
+    def observer(self) -> Observer:
+        return self.recorder.observer
 
-    async def on_chain_error(self, error: BaseException, *, run_id: UUID,
-                             parent_run_id: UUID | None = None, **kwargs: Any) -> None:
-        self._error(error, run_id, kwargs)
+    def span_for_run(self, run_id: UUID) -> Span | None:
+        return self.recorder.span_for_run(run_id)
 
-    async def on_chat_model_start(self, serialized: dict[str, Any],
-                                  messages: list[list[BaseMessage]], *, run_id: UUID,
-                                  parent_run_id: UUID | None = None,
-                                  tags: list[str] | None = None,
-                                  metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
-        self._llm_start(serialized, messages[0] if len(messages) == 1 else messages, run_id,
-                        parent_run_id, tags, metadata, kwargs)
+    @property
+    def open_runs(self) -> int:
+        return self.recorder.open_runs
 
-    async def on_llm_start(self, serialized: dict[str, Any], prompts: list[str], *, run_id: UUID,
-                           parent_run_id: UUID | None = None, tags: list[str] | None = None,
-                           metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
-        self._llm_start(serialized, prompts[0] if len(prompts) == 1 else prompts, run_id,
-                        parent_run_id, tags, metadata, kwargs)
+    @property
+    def internal_errors(self) -> int:
+        return self.recorder.internal_errors
 
-    async def on_llm_new_token(self, token: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        try:
-            self._new_token(run_id)
-        except Exception:
-            self._failed("on_llm_new_token")
 
-    async def on_llm_end(self, response: LLMResult, *, run_id: UUID,
-                         parent_run_id: UUID | None = None, **kwargs: Any) -> None:
-        self._llm_end(response, run_id)
+# The LangChain callbacks CallbackHandler implements (on_chain_start, ...).
+CALLBACKS: tuple[str, ...] = tuple(sorted(name for name in vars(CallbackHandler) if name.startswith("on_")))
 
-    async def on_llm_error(self, error: BaseException, *, run_id: UUID,
-                           parent_run_id: UUID | None = None, **kwargs: Any) -> None:
-        self._error(error, run_id, kwargs)
 
-    async def on_tool_start(self, serialized: dict[str, Any] | None, input_str: str, *,
-                            run_id: UUID, parent_run_id: UUID | None = None,
-                            tags: list[str] | None = None, metadata: dict[str, Any] | None = None,
-                            inputs: dict[str, Any] | None = None, **kwargs: Any) -> None:
-        try:
-            self._start(_name(serialized, kwargs, "tool"), "tool", run_id, parent_run_id,
-                        inputs if inputs is not None else input_str, tags, metadata)
-        except Exception:
-            self._failed("on_tool_start")
+def _coroutine(name: str) -> Callable[..., Coroutine[Any, Any, None]]:
+    callback = getattr(CallbackHandler, name)
 
-    async def on_tool_end(self, output: Any, *, run_id: UUID,
-                          parent_run_id: UUID | None = None, **kwargs: Any) -> None:
-        try:
-            self._end(run_id, output)
-        except Exception:
-            self._failed("on_tool_end")
+    async def run(self: AsyncCallbackHandler, *args: Any, **kwargs: Any) -> None:
+        callback(self.recorder, *args, **kwargs)
 
-    async def on_tool_error(self, error: BaseException, *, run_id: UUID,
-                            parent_run_id: UUID | None = None, **kwargs: Any) -> None:
-        self._error(error, run_id, kwargs)
+    functools.update_wrapper(run, callback)
+    run.__qualname__ = f"AsyncCallbackHandler.{name}"
+    return run
 
-    async def on_retriever_start(self, serialized: dict[str, Any] | None, query: str, *,
-                                 run_id: UUID, parent_run_id: UUID | None = None,
-                                 tags: list[str] | None = None,
-                                 metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
-        try:
-            self._start(_name(serialized, kwargs, "retriever"), "retriever", run_id,
-                        parent_run_id, query, tags, metadata)
-        except Exception:
-            self._failed("on_retriever_start")
 
-    async def on_retriever_end(self, documents: Sequence[Document], *, run_id: UUID,
-                               parent_run_id: UUID | None = None, **kwargs: Any) -> None:
-        try:
-            self._end(run_id, documents)
-        except Exception:
-            self._failed("on_retriever_end")
-
-    async def on_retriever_error(self, error: BaseException, *, run_id: UUID,
-                                 parent_run_id: UUID | None = None, **kwargs: Any) -> None:
-        self._error(error, run_id, kwargs)
-
-    async def on_agent_action(self, action: AgentAction, *, run_id: UUID,
-                              parent_run_id: UUID | None = None, **kwargs: Any) -> None:
-        self._agent_action(action, run_id)
-
-    async def on_agent_finish(self, finish: AgentFinish, *, run_id: UUID,
-                              parent_run_id: UUID | None = None, **kwargs: Any) -> None:
-        self._agent_finish(finish, run_id)
-
-    async def on_retry(self, retry_state: Any, *, run_id: UUID,
-                       parent_run_id: UUID | None = None, **kwargs: Any) -> None:
-        try:
-            self._event(run_id, "retry", attempt=getattr(retry_state, "attempt_number", None))
-        except Exception:
-            self._failed("on_retry")
-
-    async def on_text(self, text: str, *, run_id: UUID, parent_run_id: UUID | None = None,
-                      **kwargs: Any) -> None:
-        try:
-            self._event(run_id, "text", text=text)
-        except Exception:
-            self._failed("on_text")
-
-    async def on_custom_event(self, name: str, data: Any, *, run_id: UUID,
-                              tags: list[str] | None = None,
-                              metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
-        try:
-            self._event(run_id, name, data=data)
-        except Exception:
-            self._failed("on_custom_event")
+for _callback in CALLBACKS:
+    setattr(AsyncCallbackHandler, _callback, _coroutine(_callback))

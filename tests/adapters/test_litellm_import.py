@@ -29,7 +29,7 @@ def test_pricing_prices_without_importing_litellm() -> None:
         "import plugins.pricing as p\n"
         "from framework.model import Span\n"
         "s = Span('x', 'llm'); s.model = 'gpt-4o'; s.input_tokens = 1000; s.output_tokens = 100\n"
-        "print(p.price_span(s))\n"
+        "print(p.PricingPlugin().price(s))\n"
         "assert 'litellm' not in sys.modules, 'litellm imported'\n"
     )
     out = _run(code)

@@ -66,7 +66,7 @@ def test_nothing_imports_tui_but_its_command_plugin() -> None:
     assert offenders == []
 
 
-HOOKS = sorted(hookspecs.PIPELINE_HOOKS + hookspecs.STARTUP_HOOKS)
+HOOKS = sorted(name for name in dir(hookspecs) if hasattr(getattr(hookspecs, name), "chainsight_spec"))
 
 
 @pytest.mark.parametrize("hook", HOOKS)
@@ -79,11 +79,73 @@ def test_every_hook_has_a_test_implementing_it(hook: str) -> None:
     pytest.fail(f"no test implements the {hook!r} hook")
 
 
-def test_hookspec_lists_are_complete() -> None:
-    declared = {
-        name for name in dir(hookspecs)
-        if hasattr(getattr(hookspecs, name), "chainsight_spec")
-    }
-    assert declared == set(HOOKS)
-    for name in declared:
+def test_every_hook_is_documented() -> None:
+    assert len(HOOKS) >= 16
+    for name in HOOKS:
         assert (getattr(hookspecs, name).__doc__ or "").strip(), f"hook {name} is undocumented"
+
+
+# Extras whose package no module imports, because a library loads it by name.
+LOADED_BY_NAME = {"psycopg": "SQLAlchemy's postgresql+psycopg dialect (storage/engine.py)"}
+
+
+def _requirement_name(requirement: str) -> str:
+    name = requirement.split(";")[0].split("[")[0]
+    for stop in "<>=!~ ":
+        name = name.split(stop)[0]
+    return name.strip().lower().replace("_", "-")
+
+
+def test_every_extra_installs_only_what_code_imports() -> None:
+    """An extra installs packages some module of the distribution imports
+    (or that SQLAlchemy loads by URL); ``dev`` aside."""
+    import importlib.metadata
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    modules: dict[str, set[str]] = {}
+    for module, dists in importlib.metadata.packages_distributions().items():
+        for dist in dists:
+            modules.setdefault(dist.lower().replace("_", "-"), set()).add(module)
+    imported = {name.split(".")[0] for p in _python_files("framework", "plugins", "storage", "tui")
+                for name in _imports(p)}
+    unused = []
+    for extra, requirements in extras.items():
+        if extra == "dev":
+            continue
+        for requirement in requirements:
+            name = _requirement_name(requirement)
+            if name.startswith("chainsight") or name in LOADED_BY_NAME:
+                continue
+            assert name in modules, f"extra {extra!r}: {name} is not installed in this environment"
+            if not modules[name] & imported:
+                unused.append(f"{extra}: {name} (modules {sorted(modules[name])})")
+    assert unused == [], "extras install packages no code imports"
+    assert "postgresql+psycopg://" in (ROOT / "storage" / "engine.py").read_text()
+
+
+def test_required_dependencies_are_imported_without_a_fallback() -> None:
+    """A required dependency is imported plainly: no ``except ImportError``
+    around it that keeps a second code path alive."""
+    import importlib.metadata
+    import tomllib
+
+    required = {_requirement_name(r) for r in
+                tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}
+    dists = importlib.metadata.packages_distributions()
+    offenders = []
+    for path in _python_files("framework", "plugins", "storage", "tui"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Try):
+                continue
+            caught = {ast.unparse(h.type) for h in node.handlers if h.type is not None}
+            if not caught & {"ImportError", "ModuleNotFoundError"}:
+                continue
+            for stmt in node.body:
+                names = ([a.name for a in stmt.names] if isinstance(stmt, ast.Import) else
+                         [stmt.module] if isinstance(stmt, ast.ImportFrom) and stmt.module else [])
+                for name in names:
+                    owners = {d.lower().replace("_", "-") for d in dists.get(name.split(".")[0], [])}
+                    if owners & required:
+                        offenders.append(f"{path.relative_to(ROOT)}:{stmt.lineno}: {name}")
+    assert offenders == []

@@ -349,6 +349,43 @@ def test_register_commands_from_a_plugin(capsys: pytest.CaptureFixture[str]) -> 
     assert "say hello" in capsys.readouterr().out
 
 
+TYPO_SOURCE = '''
+from framework import hookimpl
+
+@hookimpl
+def trace_finish(root, spans):
+    return None
+
+@hookimpl
+def process_span(span):
+    return None
+'''
+
+
+def test_plugins_shows_a_misspelled_hook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "cs_typo.py").write_text(TYPO_SOURCE)
+    dist = site / "cs_typo-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: cs-typo\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[chainsight.plugins]\ntypo = cs_typo\n")
+    monkeypatch.syspath_prepend(str(site))
+
+    code, out, err = run(capsys, "plugins", "--json")
+    assert code == 0
+    info = {p["name"]: p for p in json.loads(out)}["typo"]
+    assert info["hooks"] == ["process_span"]
+    assert info["problems"] == ["unknown hook 'trace_finish' (did you mean 'trace_finished'?), not used"]
+    code, out, err = run(capsys, "plugins")
+    row = next(line for line in out.splitlines() if line.startswith("typo "))
+    assert row.rstrip().endswith("active: unknown hook 'trace_finish' (did you mean 'trace_finished'?), not used")
+    code, out, err = run(capsys, "config", "check")
+    assert code == 0
+    assert "warning: plugin 'typo': unknown hook 'trace_finish'" in err
+
+
 # ---- rendering -----------------------------------------------------------------------------
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
+from framework import hookimpl
 from framework.config import load_settings
+from framework.model import Score, Span
 from framework.plugin_manager import PluginLoadError, load_plugins
 
 
@@ -98,3 +101,139 @@ def test_two_observers_redact_by_their_own_config(tmp_path: Path) -> None:
     plain = observe("plain", "[plugins.redaction]\nemail = false\n")
     assert "jane.doe@example.com" not in masked and "[redacted:email]" in masked
     assert "jane.doe@example.com" in plain
+
+
+# ---- hook implementations the host would never call are refused at load ---------
+
+
+class Misspelled:
+    """A plugin whose ``trace_finished`` is misspelled ``trace_finish``."""
+
+    name = "misspelled"
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    @hookimpl
+    def trace_finish(self, root: Span, spans: Sequence[Span]) -> None:
+        self.seen.append("trace_finish")
+
+    @hookimpl
+    def process_span(self, span: Span) -> None:
+        span.add_tags(["processed"])
+
+
+class OnlyTypo:
+    name = "only_typo"
+
+    @hookimpl
+    def proces_span(self, span: Span) -> None:
+        raise AssertionError("never called")
+
+
+class Wrappers:
+    name = "wrappers"
+
+    @hookimpl(wrapper=True)
+    def process_span(self, span: Span) -> Iterator[None]:
+        span.add_tags(["wrapped"])
+        return (yield)
+
+    @hookimpl(hookwrapper=True, specname="spans_finished")
+    def old_style(self, spans: Sequence[Span]) -> Iterator[None]:
+        yield
+
+    @hookimpl
+    def process_score(self, score: Score) -> None:
+        return None
+
+
+class Optional:
+    name = "optional"
+
+    @hookimpl(optionalhook=True)
+    def some_future_hook(self) -> None: ...
+
+
+def test_misspelled_hook_is_an_error_in_strict_mode() -> None:
+    with pytest.raises(PluginLoadError, match=r"^plugin 'misspelled': unknown hook 'trace_finish' "
+                                              r"\(did you mean 'trace_finished'\?\)$"):
+        load_plugins(None, builtins=(), entry_points=False, extra=[Misspelled()], strict=True)
+
+
+def test_misspelled_hook_is_refused_with_a_warning_by_default(caplog: pytest.LogCaptureFixture) -> None:
+    plugins = load_plugins(None, builtins=(), entry_points=False, extra=[Misspelled(), OnlyTypo()])
+    info = plugins.info("misspelled")
+    assert info is not None
+    assert info.hooks == ("process_span",)  # the misspelled one is not counted
+    assert info.status == "active"
+    assert len(info.problems) == 1 and "unknown hook 'trace_finish'" in info.problems[0]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("'misspelled'" in w and "'trace_finish'" in w and "did you mean 'trace_finished'" in w
+               for w in warnings)
+    only = plugins.info("only_typo")
+    assert only is not None and only.status == "refused" and only.hooks == ()
+    assert "did you mean 'process_span'" in only.problems[0]
+    # Nothing unknown stays in the manager: pluggy's own check passes.
+    plugins.pm.check_pending()
+    assert not hasattr(plugins.pm.hook, "proces_span") or not plugins.pm.hook.proces_span.get_hookimpls()
+
+
+def test_refused_plugin_registered_after_startup(tmp_path: Path) -> None:
+    from framework.observer import Observer
+
+    obs = Observer(f"sqlite:///{tmp_path / 'x.db'}", builtins=(), entry_points=False, strict=True,
+                   spill_path=tmp_path / "spill")
+    try:
+        with pytest.raises(PluginLoadError, match="unknown hook 'trace_finish'"):
+            obs.register(Misspelled())
+        assert not obs.plugins.pm.has_plugin("misspelled")
+    finally:
+        obs.shutdown(5)
+
+
+def test_refused_hook_is_never_called(tmp_path: Path) -> None:
+    from framework.observer import Observer
+    from storage.query import Store
+
+    plugin = Misspelled()
+    wrappers = Wrappers()
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    obs = Observer(url, builtins=(), entry_points=False, strict=False, plugins=[plugin, wrappers],
+                   spill_path=tmp_path / "spill")
+    with obs.span("root") as span:
+        pass
+    assert obs.flush(10)
+    obs.shutdown(5)
+    detail = Store(url).get_trace(span.trace_id)
+    assert detail is not None
+    assert detail.spans[0].tags == ["processed"]  # the wrapper did not run, the plain hook did
+    assert plugin.seen == []
+
+
+def test_wrappers_are_refused_at_load(caplog: pytest.LogCaptureFixture) -> None:
+    with pytest.raises(PluginLoadError, match=r"plugin 'wrappers': .*hook wrapper on 'process_span' "
+                                              r"\(wrappers never run here: use a plain @hookimpl\)") as e:
+        load_plugins(None, builtins=(), entry_points=False, extra=[Wrappers()], strict=True)
+    assert "hook wrapper on 'spans_finished'" in str(e.value)
+
+    plugins = load_plugins(None, builtins=(), entry_points=False, extra=[Wrappers()])
+    info = plugins.info("wrappers")
+    assert info is not None and info.hooks == ("process_score",) and info.status == "active"
+    assert {p.split(" (")[0] for p in info.problems} == {
+        "hook wrapper on 'spans_finished'", "hook wrapper on 'process_span'"}
+    assert not plugins.pm.hook.process_span.get_hookimpls()
+    assert any("'wrappers'" in r.getMessage() and "'process_span'" in r.getMessage()
+               and r.levelname == "WARNING" for r in caplog.records)
+
+
+def test_optional_hooks_are_accepted_silently(caplog: pytest.LogCaptureFixture) -> None:
+    plugins = load_plugins(None, builtins=(), entry_points=False, extra=[Optional()], strict=True)
+    info = plugins.info("optional")
+    assert info is not None and info.problems == () and info.status == "active"
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_builtins_have_no_refused_hooks() -> None:
+    plugins = load_plugins(None, entry_points=False, strict=True)
+    assert all(not i.problems for i in plugins.infos)

@@ -88,7 +88,7 @@ def test_without_litellm_gpt_4o_mini_is_priced_from_the_snapshot(tmp_path: Path)
         span = Span("call", "llm")
         span.model, span.input_tokens, span.output_tokens = "gpt-4o-mini", 1000, 100
         source = price_table.default_source()
-        print(json.dumps({"cost": pricing.price_span(span), "kind": source and source.kind,
+        print(json.dumps({"cost": pricing.PricingPlugin().price(span), "kind": source and source.kind,
                           "litellm_imported": "litellm" in sys.modules}))
     ''')
     env = {**os.environ, "PYTHONPATH": str(REPO)}

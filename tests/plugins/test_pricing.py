@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +18,10 @@ from plugins.price_table import PriceTable, bundled_table_path, candidates, load
 pytestmark = pytest.mark.skipif(bundled_table_path() is None, reason="litellm is not installed")
 
 
-@pytest.fixture(autouse=True)
-def fresh_table() -> Iterator[None]:
-    pricing.set_table(PriceTable())
-    yield
-    pricing.set_table(PriceTable())
+@pytest.fixture
+def plugin() -> pricing.PricingPlugin:
+    """One pricing instance with the default table, as an observer has."""
+    return pricing.PricingPlugin(PriceTable())
 
 
 def llm_span(model: str, inp: int | None = 1000, out: int | None = 100, *, cached: int | None = None,
@@ -38,32 +36,32 @@ def llm_span(model: str, inp: int | None = 1000, out: int | None = 100, *, cache
 # ---- the bundled table --------------------------------------------------------
 
 
-def test_gpt4o_priced_to_the_fraction_of_a_cent() -> None:
+def test_gpt4o_priced_to_the_fraction_of_a_cent(plugin: pricing.PricingPlugin) -> None:
     # litellm's map: gpt-4o $2.50/1M input, $1.25/1M cached input, $10/1M output.
     # 1234 input tokens of which 200 cached, 567 output tokens, by hand:
     #   1034 * 2.50e-6 = 0.002585
     #    200 * 1.25e-6 = 0.000250
     #    567 * 10.0e-6 = 0.005670
     #                    0.008505
-    cost = pricing.price_span(llm_span("gpt-4o", 1234, 567, cached=200))
+    cost = plugin.price(llm_span("gpt-4o", 1234, 567, cached=200))
     assert cost == pytest.approx(0.008505, abs=1e-12)
-    assert pricing.price_span(llm_span("gpt-4o", 1234, 567)) == pytest.approx(
+    assert plugin.price(llm_span("gpt-4o", 1234, 567)) == pytest.approx(
         1234 * 2.5e-6 + 567 * 1e-5, abs=1e-12
     )
 
 
-def test_reasoning_tokens_use_their_rate_or_the_output_rate() -> None:
+def test_reasoning_tokens_use_their_rate_or_the_output_rate(plugin: pricing.PricingPlugin) -> None:
     table = load_table()
     with_rate = next(k for k, p in table.items()
                      if p.reasoning and p.reasoning != p.output and not p.is_zero)
     price = table[with_rate]
     assert price.reasoning is not None
-    cost = pricing.price_span(llm_span(with_rate, 100, 50, reasoning=30))
+    cost = plugin.price(llm_span(with_rate, 100, 50, reasoning=30))
     assert cost == pytest.approx(100 * price.input + 20 * price.output + 30 * price.reasoning)
     # o1 has no separate reasoning price: reasoning tokens are output tokens
     o1 = table["o1"]
     assert o1.reasoning is None
-    assert pricing.price_span(llm_span("o1", 100, 50, reasoning=30)) == pytest.approx(
+    assert plugin.price(llm_span("o1", 100, 50, reasoning=30)) == pytest.approx(
         100 * o1.input + 50 * o1.output
     )
 
@@ -101,54 +99,56 @@ def test_candidates_order() -> None:
     assert list(candidates("azure/gpt-4o", "azure")) == ["azure/gpt-4o", "gpt-4o"]
 
 
-def test_unknown_model_is_unpriced_and_counted() -> None:
-    assert pricing.price_span(llm_span("acme/totally-unknown-model")) is None
-    assert pricing.price_span(llm_span("acme/totally-unknown-model")) is None
-    assert pricing.unpriced_counts() == {"acme/totally-unknown-model": 2}
+def test_unknown_model_is_unpriced_and_counted(plugin: pricing.PricingPlugin) -> None:
+    assert plugin.price(llm_span("acme/totally-unknown-model")) is None
+    assert plugin.price(llm_span("acme/totally-unknown-model")) is None
+    assert plugin.unpriced_counts() == {"acme/totally-unknown-model": 2}
 
 
-def test_table_price_of_zero_is_unpriced_but_an_explicit_zero_override_is_free() -> None:
+def test_table_price_of_zero_is_unpriced_but_an_explicit_zero_override_is_free(
+    plugin: pricing.PricingPlugin,
+) -> None:
     zero = [k for k, p in load_table().items() if p.is_zero]
     assert zero, "the bundled map has no 0/0 model any more; pick another test model"
     model = zero[0]
-    assert pricing.price_span(llm_span(model)) is None
-    pricing.set_table(pricing.table_from_config(
+    assert plugin.price(llm_span(model)) is None
+    plugin.set_table(pricing.table_from_config(
         {"overrides": [{"model": model, "input_per_1m": 0, "output_per_1m": 0}]}))
-    assert pricing.price_span(llm_span(model)) == 0.0
+    assert plugin.price(llm_span(model)) == 0.0
 
 
 # ---- overrides, aliases, fees -----------------------------------------------------
 
 
-def test_override_wins_over_the_table_per_1m_and_per_1k() -> None:
-    pricing.set_table(pricing.table_from_config({"overrides": [
+def test_override_wins_over_the_table_per_1m_and_per_1k(plugin: pricing.PricingPlugin) -> None:
+    plugin.set_table(pricing.table_from_config({"overrides": [
         {"model": "gpt-4o", "input_per_1m": 1.0, "output_per_1m": 2.0},
         {"model": "gpt-4o-mini", "input_per_1k": 0.001, "output_per_1k": 0.002,
          "cached_input_per_1k": 0.0005},
     ]}))
-    assert pricing.price_span(llm_span("gpt-4o", 1000, 100)) == pytest.approx(0.0012)
+    assert plugin.price(llm_span("gpt-4o", 1000, 100)) == pytest.approx(0.0012)
     # the override covers prefixed names too
-    assert pricing.price_span(llm_span("openrouter/openai/gpt-4o", 1000, 100)) == pytest.approx(0.0012)
-    assert pricing.price_span(llm_span("gpt-4o-mini", 1000, 100, cached=400)) == pytest.approx(
+    assert plugin.price(llm_span("openrouter/openai/gpt-4o", 1000, 100)) == pytest.approx(0.0012)
+    assert plugin.price(llm_span("gpt-4o-mini", 1000, 100, cached=400)) == pytest.approx(
         600 * 1e-6 + 400 * 0.5e-6 + 100 * 2e-6)
-    price = pricing.lookup("gpt-4o")
+    price = plugin.lookup("gpt-4o")
     assert price is not None and price.source == "override"
 
 
-def test_custom_model_alias_and_per_request_fee() -> None:
-    pricing.set_table(pricing.table_from_config({
+def test_custom_model_alias_and_per_request_fee(plugin: pricing.PricingPlugin) -> None:
+    plugin.set_table(pricing.table_from_config({
         "overrides": [{"model": "my-finetune", "input_per_1m": 0.5, "output_per_1m": 1.5,
                        "per_request": 0.001}],
         "aliases": {"azure/my-deployment": "gpt-4o", "ft": "my-finetune"},
         "per_request": {"gpt-4o": 0.01},
     }))
-    assert pricing.price_span(llm_span("my-finetune", 1_000_000, 1_000_000)) == pytest.approx(2.001)
-    assert pricing.price_span(llm_span("ft", 1_000_000, 0)) == pytest.approx(0.501)
-    alias = pricing.lookup("azure/my-deployment")
+    assert plugin.price(llm_span("my-finetune", 1_000_000, 1_000_000)) == pytest.approx(2.001)
+    assert plugin.price(llm_span("ft", 1_000_000, 0)) == pytest.approx(0.501)
+    alias = plugin.lookup("azure/my-deployment")
     assert alias is not None
     assert (alias.source, alias.key, alias.alias) == ("table", "gpt-4o", "azure/my-deployment")
     assert "alias" in alias.describe()
-    assert pricing.price_span(llm_span("azure/my-deployment", 1000, 0)) == pytest.approx(
+    assert plugin.price(llm_span("azure/my-deployment", 1000, 0)) == pytest.approx(
         1000 * 2.5e-6 + 0.01)
 
 
@@ -192,13 +192,13 @@ def test_schema_accepts_the_documented_example_in_plugins_toml() -> None:
     pricing.table_from_config(resolved["pricing"])
 
 
-def test_custom_table_path(tmp_path: Path) -> None:
+def test_custom_table_path(tmp_path: Path, plugin: pricing.PricingPlugin) -> None:
     path = tmp_path / "prices.json"
     path.write_text(json.dumps({"house-model": {"input_cost_per_token": 1e-6,
                                                 "output_cost_per_token": 2e-6}}))
-    pricing.set_table(pricing.table_from_config({"table_path": str(path)}))
-    assert pricing.price_span(llm_span("house-model", 10, 10)) == pytest.approx(30e-6)
-    assert pricing.price_span(llm_span("gpt-4o")) is None
+    plugin.set_table(pricing.table_from_config({"table_path": str(path)}))
+    assert plugin.price(llm_span("house-model", 10, 10)) == pytest.approx(30e-6)
+    assert plugin.price(llm_span("gpt-4o")) is None
 
 
 # ---- through the observer pipeline --------------------------------------------------
@@ -248,7 +248,6 @@ def test_pipeline_prices_spans_and_another_plugin_wins(tmp_path: Path) -> None:
     assert costs["c"] == 42.0
     assert costs["d"] is None
     assert costs["e"] == 0.5
-    assert pricing.unpriced_counts() == {}  # the default instance was not involved
 
 
 def test_two_observers_price_with_their_own_configuration(tmp_path: Path) -> None:

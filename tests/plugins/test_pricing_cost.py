@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +27,6 @@ DAY2 = dt.datetime(2025, 3, 2, 12, 0)
 
 def ns(when: dt.datetime, seconds: float = 0) -> int:
     return int((when.timestamp() + seconds) * 1e9)
-
-
-@pytest.fixture(autouse=True)
-def fresh_table() -> Iterator[None]:
-    pricing.set_table(PriceTable())
-    yield
-    pricing.set_table(PriceTable())
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """The shared text helpers: the fast list walk agrees with the generator, the
-per-span answer memo never serves a stale answer, and the literal prefilters
-are sound."""
+per-span answer memo never serves a stale answer, and fold and any_of look for
+cues the way the regex engine would."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from plugins.text import (
     any_of,
     fold,
     iter_strings,
-    required_literals,
     span_answer,
     strings,
 )
@@ -81,33 +80,19 @@ def test_span_answer_follows_the_span_and_its_outputs() -> None:
 
 
 def test_fold_sees_every_ignorecase_spelling_of_the_pattern_characters() -> None:
-    # required_literals of an IGNORECASE pattern are looked for in fold(text):
-    # every character IGNORECASE equates with a pattern character must fold
+    # The cues of an IGNORECASE pattern are looked for in fold(text): every
+    # character IGNORECASE equates with a pattern (or cue) character must fold
     # the same way (the dotless and dotted i are the exceptions fold fixes).
     import re
     import sys
 
-    from plugins.refusal import RefusalCheck
+    from plugins.refusal import PATTERNS
 
     everything = "".join(map(chr, range(sys.maxunicode + 1)))
-    chars = {c for _family, pattern in RefusalCheck().patterns for c in pattern.pattern}
+    chars = {c for _family, cues, pattern in PATTERNS for c in pattern + "".join(cues)}
     for char in chars:
         for same in re.findall(re.escape(char), everything, re.IGNORECASE):
             assert fold(same) == fold(char), (char, same)
-
-
-def test_required_literals() -> None:
-    import re
-
-    assert required_literals(re.compile(r"\bfoo(?:bar|baz)+\b")) == ("foo",)  # fewer strings win a tie
-    assert required_literals(re.compile(r"\bfo(?:bar|qux)+\b")) == ("bar", "qux")  # longer win
-    assert required_literals(re.compile(r"ab(?:c|d)?e")) == ("ab",)
-    assert required_literals(re.compile(r"Sorry, I|apologi[sz]e", re.IGNORECASE)) == ("apologi", "sorry, i")
-    assert required_literals(re.compile(r"a|\d")) is None  # one alternative has no literal
-    assert required_literals(re.compile(r"(?:xyz)?\w+")) is None
-    assert required_literals(re.compile(r"(?s)abc")) is None  # other flags: not analysed
-    assert required_literals(re.compile(r"(?i:abc)")) is None  # scoped flags: not analysed
-    assert required_literals(re.compile(r"(?:ab){2,3}c")) == ("ab",)
 
 
 def test_any_of_matches_where_a_flat_alternation_does() -> None:
@@ -122,24 +107,3 @@ def test_any_of_matches_where_a_flat_alternation_does() -> None:
         assert (any_of(words).search(text) is None) == (flat.search(text) is None), text
     assert any_of([]).search("anything") is None
     assert any_of([""]).search("") is not None
-
-
-def test_fold_agrees_with_ignorecase_on_every_character() -> None:
-    # What makes required_literals sound for any IGNORECASE pattern (extra
-    # patterns included): the regex engine equates two characters when their
-    # simple lower cases are equal or its case-fix table pairs them; fold must
-    # map both to the same string.
-    import _sre
-    import sys
-    from collections import defaultdict
-    from re import _casefix  # type: ignore[attr-defined]
-
-    classes: defaultdict[int, list[int]] = defaultdict(list)
-    for code in range(sys.maxunicode + 1):
-        classes[_sre.unicode_tolower(code)].append(code)
-    for members in classes.values():
-        if len(members) > 1:
-            assert len({fold(chr(m)) for m in members}) == 1, [hex(m) for m in members]
-    for code, others in _casefix._EXTRA_CASES.items():
-        for other in others:
-            assert fold(chr(code)) == fold(chr(other)), (hex(code), hex(other))

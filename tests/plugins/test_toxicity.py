@@ -123,7 +123,7 @@ def test_normalise_matches_the_plain_rewrites() -> None:
 
 def test_clean_fast_path_agrees_with_full_scoring() -> None:
     # _score returns "clean" without weighing when no term and no rule
-    # literal occurs; the full weighing must agree on every text.
+    # cue occurs; the full weighing must agree on every text.
     import random
 
     from plugins import toxicity
@@ -143,3 +143,64 @@ def test_clean_fast_path_agrees_with_full_scoring() -> None:
             assert scorer._score(text) == full, text
             toxic += full.probability > 0
         assert 100 < toxic < len(texts) - 100  # both paths are exercised
+
+
+def _rule_examples() -> list[list[str]]:
+    """Per rule of toxicity.RULES, texts it matches holding exactly one of its
+    cues, one per cue (normalised text: lower case)."""
+    return [
+        [f"i will {verb} you" for verb in ("kill", "murder", "hurt", "beat", "stab", "shoot", "rape", "destroy",
+                                           "find", "hunt")],
+        [f"you {modal} die" for modal in ("should", "deserve to", "ought to", "better", "will", "are going to")]
+        + ["kys", "just kill yourself", "go die"],
+        ["watch your back", "you'll regret this", "i know where you live"],
+        [f"immigrants are {noun}" for noun in ("animals", "vermin", "subhuman", "parasites", "trash", "garbage",
+                                               "scum", "inferior", "disgusting", "a disease", "rats",
+                                               "cockroaches", "criminals", "terrorists")],
+        [f"immigrants {modal} die" for modal in ("should", "must", "need to", "deserve to")],
+        ["shut up", "shut the fuck up", "nobody likes you", "you make me sick", "go to hell", "screw you",
+         "piss off", "get lost you"],
+    ]
+
+
+def test_every_rule_cue_is_needed_by_an_example() -> None:
+    from plugins.toxicity import RULES
+
+    examples = _rule_examples()
+    assert len(examples) == len(RULES)
+    for (category, _weight, cues, pattern), texts in zip(RULES, examples, strict=True):
+        used = set()
+        for text in texts:
+            assert pattern.search(text), (category, text)
+            present = [cue for cue in cues if cue in text]
+            assert len(present) == 1, (category, text, present)
+            used.update(present)
+        assert used == set(cues), (category, set(cues) - used)
+
+
+def test_rule_cues_never_hide_a_match() -> None:
+    """Every match of a rule holds one of its cues, on the cases, the examples
+    and random texts made of the rules' own words."""
+    import random
+    import re
+
+    from plugins import toxicity
+    from plugins.text import any_of
+
+    by_length = LexiconScorer()._by_length
+    examples = [text for texts in _rule_examples() for text in texts]
+    words = sorted({w for text in examples for w in text.split()}
+                   | {w for *_rest, pattern in toxicity.RULES for w in re.findall(r"[a-z']+", pattern.pattern)})
+    rnd = random.Random(9)
+    texts = [text for text, _ in CASES] + examples + [
+        " ".join(rnd.choice(words) for _ in range(rnd.randint(1, 8))) for _ in range(20_000)
+    ]
+    rules = [(category, any_of(cues), pattern) for category, _weight, cues, pattern in toxicity.RULES]
+    matched = 0
+    for text in texts:
+        norm = toxicity._normalise(text, by_length)
+        for category, cues, pattern in rules:
+            if pattern.search(norm):
+                matched += 1
+                assert cues.search(norm), (category, text)
+    assert matched > 500  # the texts do reach the rules

@@ -19,16 +19,6 @@ from storage import serialize
 from storage.serialize import dumps, encode_capped, to_jsonable
 
 
-@pytest.fixture(autouse=True, params=["orjson", "stdlib"])
-def encoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every test runs with orjson (the fast path) and without it (the fallback)."""
-    if request.param == "orjson":
-        pytest.importorskip("orjson")
-    else:
-        monkeypatch.setattr(serialize, "_orjson", None)
-    return str(request.param)
-
-
 @dataclasses.dataclass
 class Node:
     name: str
