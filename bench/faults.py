@@ -96,7 +96,7 @@ def wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
 
 def observer(ctx: Ctx, *, url: str | None = None, builtins: Any = (), plugins: Any = (),
              **pipeline: Any) -> Any:
-    from framework.observer import Observer
+    from chainsight.framework.observer import Observer
 
     return Observer(url or ctx.url, builtins=builtins, entry_points=False, plugins=plugins,
                     spill_path=ctx.spill, pipeline={"shutdown_timeout_s": DEADLINE, **pipeline})
@@ -180,9 +180,9 @@ def spill_refused_row(ctx: Ctx) -> None:
 def spill_torn_tail(ctx: Ctx) -> None:
     """A spill file left by a process killed while appending: two whole
     batches and half of a third. A new process starts on it and records."""
-    from framework.model import Span
-    from framework.spill import frame
-    from storage.writer import StoreWriter, WriteBatch
+    from chainsight.framework.model import Span
+    from chainsight.framework.spill import frame
+    from chainsight.storage.writer import StoreWriter, WriteBatch
 
     def batch(prefix: str, count: int) -> bytes:
         spans = []
@@ -263,7 +263,7 @@ MP_CHILDREN, MP_SPANS = 3, 50
 
 def mp_work(n: int) -> int:
     """A multiprocessing child: its own default observer, no flush()."""
-    from framework.observer import get_observer
+    from chainsight.framework.observer import get_observer
 
     obs = get_observer()
     for i in range(MP_SPANS):
@@ -275,7 +275,7 @@ def mp_work(n: int) -> int:
 def multiprocessing_children(ctx: Ctx, method: str, how: str) -> None:
     import multiprocessing as mp
 
-    from framework.observer import get_observer
+    from chainsight.framework.observer import get_observer
 
     obs = get_observer()  # the parent has one too (a fork child inherits it)
     with obs.span("parent"):
@@ -311,7 +311,7 @@ def bad_store_url(ctx: Ctx, case: str) -> str:
         return f"sqlite:///{path}"
     # newer schema: a current store whose alembic version is from the future,
     # made with sqlite3 alone so that no engine of this process knows the file
-    from storage.engine import open_engine
+    from chainsight.storage.engine import open_engine
 
     open_engine(f"sqlite:///{ctx.dir / 'current.db'}").dispose()
     shutil.copy(ctx.dir / "current.db", ctx.dir / "newer.db")
@@ -369,7 +369,7 @@ def invalid_config(ctx: Ctx) -> None:
     from langchain_core.output_parsers import StrOutputParser
     from langchain_core.prompts import ChatPromptTemplate
 
-    from framework import CallbackHandler, get_observer
+    from chainsight.framework import CallbackHandler, get_observer
 
     (ctx.dir / "plugins.toml").write_text(BAD_CONFIG.format(url=ctx.url, deadline=DEADLINE))
     chain = (ChatPromptTemplate.from_messages([("human", "{q}")])
@@ -414,7 +414,7 @@ class HangingExporter:
 
 
 def plugin(check: Any = None, exporter: Any = None, hang_on_shutdown: bool = False) -> Any:
-    from framework import hookimpl
+    from chainsight.framework import hookimpl
 
     class Plugin:
         @hookimpl
@@ -453,7 +453,7 @@ def queue_overflow(ctx: Ctx) -> None:
 def redaction_raises(ctx: Ctx) -> None:
     from langchain_core.messages import AIMessage
 
-    from plugins.redaction import Redactor
+    from chainsight.plugins.redaction import Redactor
 
     def broken(self: Any, span: Any) -> Any:
         raise RuntimeError("redactor broken")
@@ -534,7 +534,7 @@ SIGTERM_THREADS = 4
 def sigterm_while_recording(ctx: Ctx) -> None:
     """get_observer() installs its SIGTERM handler; ours, wrapped around it,
     notes how many spans each thread had ended when the signal came."""
-    from framework import get_observer
+    from chainsight.framework import get_observer
 
     obs = get_observer()
     obs.pipeline.wait_started(30)
@@ -572,7 +572,7 @@ def first_call(ctx: Ctx) -> None:
     prompt = PromptTemplate.from_template("hello {name}")
     prompt.invoke({"name": "warm-up without a callback"})
     t0 = time.perf_counter()
-    from framework import CallbackHandler, get_observer
+    from chainsight.framework import CallbackHandler, get_observer
 
     imported = time.perf_counter()
     handler = CallbackHandler()
@@ -944,7 +944,7 @@ def count_where(r: Result) -> None:
     """Stored, spilled and dead-lettered spans of the scenario, each span
     counted once, by id: a batch can be both spilled at exit and stored (a
     write that lands after the exit rescue took it); it counts as stored."""
-    from framework.spill import RecordFile, SpillFile
+    from chainsight.framework.spill import RecordFile, SpillFile
 
     counts = r.scenario.counts
     if r.backend != "silent socket":  # a server that never answers stores nothing
@@ -1020,7 +1020,7 @@ def stored_late(r: Result, ended: list[int]) -> int:
 def postgres_schema(base: str) -> tuple[str, Callable[[], None]]:
     import sqlalchemy as sa
 
-    from storage.engine import normalize_url
+    from chainsight.storage.engine import normalize_url
 
     base = normalize_url(base)
     schema = f"faults_{uuid.uuid4().hex[:12]}"

@@ -33,10 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ingest import batches, make_spans
 
-from storage import schema
-from storage.bulk import BulkInsert
-from storage.engine import upgrade
-from storage.writer import StoreWriter, WriteBatch
+from chainsight.storage import schema
+from chainsight.storage.bulk import BulkInsert
+from chainsight.storage.engine import upgrade
+from chainsight.storage.writer import StoreWriter, WriteBatch
 
 BATCH = 1000
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from framework.observer import Observer
-from storage.query import Store
+from chainsight.framework.observer import Observer
+from chainsight.storage.query import Store
 
 
 def load_gpu(seconds: float) -> str:
@@ -47,7 +47,7 @@ def main() -> int:
         config = Path(tmp) / "plugins.toml"
         config.write_text("[plugins.gpu]\ninterval_s = 0.1\n")
         url = f"sqlite:///{tmp}/gpu.db"
-        obs = Observer(url, config_path=config, builtins=[("gpu", "plugins.gpu")],
+        obs = Observer(url, config_path=config, builtins=[("gpu", "chainsight.plugins.gpu")],
                        entry_points=False, strict=True, spill_path=Path(tmp) / "spill")
         with obs.span("idle", kind="other") as idle:
             time.sleep(1.5)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from framework.observer import Observer
+from chainsight.framework.observer import Observer
 
 
 class _Floor:

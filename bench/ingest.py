@@ -30,10 +30,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from framework.model import Span
-from storage import schema
-from storage.engine import normalize_url, upgrade
-from storage.writer import StoreWriter, WriteBatch
+from chainsight.framework.model import Span
+from chainsight.storage import schema
+from chainsight.storage.engine import normalize_url, upgrade
+from chainsight.storage.writer import StoreWriter, WriteBatch
 
 SPANS_PER_TRACE = 4
 
@@ -89,8 +89,8 @@ def raw_sqlite(path: Path, rows: list[list[dict[str, Any]]]) -> None:
 def stored_rows(count: int, size: int, workdir: Path) -> list[dict[str, list[dict[str, Any]]]]:
     """Per batch, the rows the default pipeline stores: spans (processed by
     the default plugins), their score rows and their traces' rows."""
-    from framework.observer import Observer
-    from storage.trace_summary import summarize_trace
+    from chainsight.framework.observer import Observer
+    from chainsight.storage.trace_summary import summarize_trace
 
     obs = Observer(f"sqlite:///{workdir}/scratch.db", spill_path=workdir / "scratch.spill.jsonl",
                    entry_points=False)
@@ -161,7 +161,7 @@ def writer_run(url: str, spans: list[Span], size: int) -> None:
 
 
 def pipeline_run(url: str, spans: list[Span], workdir: Path, *, plugins: bool = True) -> float:
-    from framework.observer import Observer
+    from chainsight.framework.observer import Observer
 
     # A queue that holds the whole run: this measures throughput, not the drop policy.
     obs = Observer(url, spill_path=workdir / "bench.spill.jsonl", entry_points=False,

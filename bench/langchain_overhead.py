@@ -48,8 +48,8 @@ from langchain_core.output_parsers import StrOutputParser  # noqa: E402
 from langchain_core.prompts import ChatPromptTemplate  # noqa: E402
 from langchain_core.runnables import Runnable, RunnableConfig  # noqa: E402
 
-from framework.adapters.langchain import CallbackHandler  # noqa: E402
-from framework.observer import Observer  # noqa: E402
+from chainsight.framework.adapters.langchain import CallbackHandler  # noqa: E402
+from chainsight.framework.observer import Observer  # noqa: E402
 
 SPANS_PER_INVOKE = 4
 

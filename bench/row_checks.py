@@ -16,10 +16,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from framework.model import Span
-from storage import writer as writer_module
-from storage.row_checks import RowChecker
-from storage.writer import StoreWriter, WriteBatch
+from chainsight.framework.model import Span
+from chainsight.storage import writer as writer_module
+from chainsight.storage.row_checks import RowChecker
+from chainsight.storage.writer import StoreWriter, WriteBatch
 
 
 def _spans(n: int) -> list[Span]:

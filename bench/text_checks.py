@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from plugins.refusal import RefusalCheck, _normalise
-from plugins.toxicity import LexiconScorer
+from chainsight.plugins.refusal import RefusalCheck, _normalise
+from chainsight.plugins.toxicity import LexiconScorer
 
 _TEXT = (
     "the model returns a summary of the document and you can use it to answer questions about "

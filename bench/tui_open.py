@@ -38,7 +38,7 @@ VERSION = "v1"
 
 def build(path: Path) -> str:
     """Write the store; returns the id of the 200-span trace."""
-    from storage.writer import StoreWriter, WriteBatch
+    from chainsight.storage.writer import StoreWriter, WriteBatch
     from tests.tui.tui_seed import NOW_NS, SECOND, make_trace
 
     url = f"sqlite:///{path}"
@@ -81,10 +81,10 @@ def store(path: Path, rebuild: bool) -> str:
 async def measure(url: str, big_id: str, started: float) -> dict[str, float]:
     from textual.widgets import DataTable
 
-    from tui.app import ChainsightApp
-    from tui.data import DataSource
-    from tui.screens.trace_detail import TraceDetailScreen
-    from tui.widgets.waterfall import SpanTree
+    from chainsight.tui.app import ChainsightApp
+    from chainsight.tui.data import DataSource
+    from chainsight.tui.screens.trace_detail import TraceDetailScreen
+    from chainsight.tui.widgets.waterfall import SpanTree
 
     imported_ui = time.perf_counter()
     store_open: list[float] = []
@@ -171,7 +171,7 @@ def main() -> int:
     ok = True
     for key, label, target in (("first_table_s", "launch -> first painted traces table", 1.0),
                                ("import_ui_s", "  of which: import Textual + tui", None),
-                               ("store_open_s", "  of which: import storage + open store", None),
+                               ("store_open_s", "  of which: import chainsight.storage + open store", None),
                                ("open_trace_s", f"open {BIG_SPANS}-span trace", 0.3),
                                ("next_page_s", "next page (cursor paging)", None)):
         value = results[key]

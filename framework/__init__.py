@@ -1,21 +1,20 @@
-"""Chainsight: local-first observability and evaluation for LLM chains and agents.
+"""The core's public API, re-exported by the top-level ``chainsight`` package.
 
-The public API lives here. Heavy integrations (LangChain, litellm) are imported
-lazily on first attribute access, so ``import framework`` never loads litellm or
-Textual.
+Heavy integrations (LangChain, litellm) are imported lazily on first attribute
+access, so ``import chainsight.framework`` never loads litellm or Textual.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from framework.hookspecs import hookimpl
-from framework.model import Alert, Sample, Score, Span, Trace
+from chainsight.framework.hookspecs import hookimpl
+from chainsight.framework.model import Alert, Sample, Score, Span, Trace
 
 if TYPE_CHECKING:
-    from framework.adapters.langchain import AsyncCallbackHandler, CallbackHandler
-    from framework.adapters.litellm import LitellmCallback
-    from framework.observer import Observer
+    from chainsight.framework.adapters.langchain import AsyncCallbackHandler, CallbackHandler
+    from chainsight.framework.adapters.litellm import LitellmCallback
+    from chainsight.framework.observer import Observer
 
 __all__ = [
     "Alert",
@@ -33,19 +32,19 @@ __all__ = [
 ]
 
 _LAZY = {
-    "CallbackHandler": "framework.adapters.langchain",
-    "AsyncCallbackHandler": "framework.adapters.langchain",
-    "LitellmCallback": "framework.adapters.litellm",
-    "Observer": "framework.observer",
-    "get_observer": "framework.observer",
-    "set_observer": "framework.observer",
+    "CallbackHandler": "chainsight.framework.adapters.langchain",
+    "AsyncCallbackHandler": "chainsight.framework.adapters.langchain",
+    "LitellmCallback": "chainsight.framework.adapters.litellm",
+    "Observer": "chainsight.framework.observer",
+    "get_observer": "chainsight.framework.observer",
+    "set_observer": "chainsight.framework.observer",
 }
 
 
 def __getattr__(name: str) -> Any:
     module_name = _LAZY.get(name)
     if module_name is None:
-        raise AttributeError(f"module 'framework' has no attribute {name!r}")
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     import importlib
 
     value = getattr(importlib.import_module(module_name), name)

@@ -23,14 +23,14 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from framework.cli_records import (
+from chainsight.framework.cli_records import (
     RecordsError,
     add_spill_arg,
     cmd_db_replay,
     cmd_deadletter_list,
     cmd_deadletter_show,
 )
-from framework.cli_render import (
+from chainsight.framework.cli_render import (
     MISSING,
     Column,
     fmt_cost,
@@ -43,11 +43,11 @@ from framework.cli_render import (
     short_id,
     tree_order,
 )
-from framework.config import ConfigError, ConfigProblem, Settings, read_settings
-from framework.extension import CommandRunner
+from chainsight.framework.config import ConfigError, ConfigProblem, Settings, read_settings
+from chainsight.framework.extension import CommandRunner
 
 if TYPE_CHECKING:
-    from framework.plugin_manager import PluginSet
+    from chainsight.framework.plugin_manager import PluginSet
 
 PROG = "chainsight"
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG = 0, 1, 2
@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _is_store_misconfigured(exc: BaseException) -> bool:
-    module = sys.modules.get("storage.engine")  # never imported just to check
+    module = sys.modules.get("chainsight.storage.engine")  # never imported just to check
     return module is not None and isinstance(exc, module.StoreMisconfigured)
 
 
@@ -135,7 +135,7 @@ def _run(argv: list[str], config: str | None, debug: bool) -> int:
 
 def _load_plugins(settings: Settings, debug: bool) -> PluginSet | None:
     try:
-        from framework.plugin_manager import load_plugins
+        from chainsight.framework.plugin_manager import load_plugins
 
         return load_plugins(settings, strict=False)
     except Exception as exc:  # never let a plugin stop the CLI from starting
@@ -209,7 +209,7 @@ def add_json_arg(parser: argparse.ArgumentParser) -> None:
 
 
 class CommandTable:
-    """Implements :class:`framework.extension.CommandRegistry` over argparse subparsers.
+    """Implements :class:`chainsight.framework.extension.CommandRegistry` over argparse subparsers.
 
     The first command registered under a name wins; a clash (with a built-in or
     another plugin's command) is reported on stderr and ignored, as is a
@@ -394,7 +394,7 @@ def plugin_setup_problems(plugins: PluginSet, configs: dict[str, dict[str, Any]]
 def _plugin_configs(settings: Settings, plugins: PluginSet) -> dict[str, dict[str, Any]]:
     """Every plugin's validated configuration, or {} when the file has problems
     (they are reported by the command's own checks)."""
-    from framework.config import resolve_plugin_configs
+    from chainsight.framework.config import resolve_plugin_configs
 
     failed = [i.name for i in plugins.infos if i.status == "failed"]
     try:
@@ -447,12 +447,12 @@ def parse_time(text: str, *, now_ns: int | None = None) -> int:
 
 
 def build_filter(ns: argparse.Namespace) -> Any:
-    """A ``storage.query.TraceFilter`` from the positional filter and the flags."""
-    from storage.query import TraceFilter
+    """A ``chainsight.storage.query.TraceFilter`` from the positional filter and the flags."""
+    from chainsight.storage.query import TraceFilter
 
     base: Any
     if ns.query:
-        from storage.filters import FilterError, parse_filter
+        from chainsight.storage.filters import FilterError, parse_filter
 
         try:
             base = parse_filter(ns.query)
@@ -486,7 +486,7 @@ def build_filter(ns: argparse.Namespace) -> Any:
 
 def open_store(url: str) -> Any:
     """The store at ``url`` for reading: never creates one (StoreNotFound instead)."""
-    from storage.query import Store
+    from chainsight.storage.query import Store
 
     return Store(url, create=False)
 
@@ -675,7 +675,7 @@ PLUGIN_COLUMNS = (
 def cmd_plugins(ns: argparse.Namespace) -> int:
     plugins: PluginSet | None = ns.plugin_set
     if plugins is None:
-        from framework.plugin_manager import load_plugins
+        from chainsight.framework.plugin_manager import load_plugins
 
         plugins = load_plugins(ns.settings, strict=False)
     health = {str(h["name"]): h for h in read_plugin_health(ns.db)}
@@ -734,7 +734,7 @@ def read_plugin_health(url: str) -> list[dict[str, Any]]:
     Never creates a store: no store at the URL means no data. A store that
     cannot be read is a warning, not a failure of the listing.
     """
-    from storage.engine import StoreNotFound
+    from chainsight.storage.engine import StoreNotFound
 
     try:
         store = open_store(url)
@@ -758,8 +758,8 @@ def cmd_config_check(ns: argparse.Namespace) -> int:
     syntax_broken = any(p.message.startswith(("invalid TOML", "cannot read", "not UTF-8",
                                              "configuration file not found")) for p in problems)
     if not syntax_broken:
-        from framework.config import resolve_plugin_configs
-        from framework.plugin_manager import load_plugins
+        from chainsight.framework.config import resolve_plugin_configs
+        from chainsight.framework.plugin_manager import load_plugins
 
         plugins = ns.plugin_set or load_plugins(settings, strict=False)
         failed = [i.name for i in plugins.infos if i.status == "failed"]
@@ -799,7 +799,7 @@ def cmd_config_check(ns: argparse.Namespace) -> int:
 
 
 def cmd_db_upgrade(ns: argparse.Namespace) -> int:
-    from storage.engine import upgrade
+    from chainsight.storage.engine import upgrade
 
     revision = upgrade(ns.db)
     if ns.json:
@@ -810,8 +810,8 @@ def cmd_db_upgrade(ns: argparse.Namespace) -> int:
 
 
 def display_url(url: str) -> str:
-    """The URL with its password masked (``storage.engine.display_url``)."""
-    from storage.engine import display_url as mask
+    """The URL with its password masked (``chainsight.storage.engine.display_url``)."""
+    from chainsight.storage.engine import display_url as mask
 
     return mask(url)
 

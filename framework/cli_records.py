@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from framework.cli_render import Column, clean, fmt_time, print_json, print_table
-from framework.pipeline import dead_letter_path
-from framework.spill import Damaged, RecordFile, SpillFile
+from chainsight.framework.cli_render import Column, clean, fmt_time, print_json, print_table
+from chainsight.framework.pipeline import dead_letter_path
+from chainsight.framework.spill import Damaged, RecordFile, SpillFile
 
 
 class RecordsError(Exception):
@@ -37,8 +37,8 @@ def add_spill_arg(parser: argparse.ArgumentParser) -> None:
 
 def cmd_db_replay(ns: argparse.Namespace) -> int:
     """Write every spilled batch into the store at ``--db``."""
-    from storage.engine import StoreUnavailable, display_url, open_engine
-    from storage.writer import StoreWriter
+    from chainsight.storage.engine import StoreUnavailable, display_url, open_engine
+    from chainsight.storage.writer import StoreWriter
 
     spill = SpillFile(spill_path(ns))
     letters = RecordFile(dead_letter_path(spill.path))

@@ -18,8 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
-from framework.model import children_by_parent
-from framework.units import format_cost, format_duration
+from chainsight.framework.model import children_by_parent
+from chainsight.framework.units import format_cost, format_duration
 
 MISSING = "—"
 

@@ -10,19 +10,19 @@ given place (redaction before everything else) say so with ``tryfirst`` /
 from __future__ import annotations
 
 DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
-    ("redaction", "plugins.redaction"),
-    ("token_estimate", "plugins.token_estimate"),
-    ("pricing", "plugins.pricing"),
-    ("length", "plugins.length"),
-    ("refusal", "plugins.refusal"),
-    ("pii", "plugins.pii"),
-    ("toxicity", "plugins.toxicity"),
-    ("groundedness", "plugins.groundedness"),
-    ("json_schema", "plugins.json_schema"),
-    ("feedback", "plugins.feedback"),
-    ("gpu", "plugins.gpu"),
-    ("demo", "plugins.demo"),
-    ("tui", "plugins.tui_command"),
+    ("redaction", "chainsight.plugins.redaction"),
+    ("token_estimate", "chainsight.plugins.token_estimate"),
+    ("pricing", "chainsight.plugins.pricing"),
+    ("length", "chainsight.plugins.length"),
+    ("refusal", "chainsight.plugins.refusal"),
+    ("pii", "chainsight.plugins.pii"),
+    ("toxicity", "chainsight.plugins.toxicity"),
+    ("groundedness", "chainsight.plugins.groundedness"),
+    ("json_schema", "chainsight.plugins.json_schema"),
+    ("feedback", "chainsight.plugins.feedback"),
+    ("gpu", "chainsight.plugins.gpu"),
+    ("demo", "chainsight.plugins.demo"),
+    ("tui", "chainsight.plugins.tui_command"),
 )
 
 # Built-ins that must never be skipped: if one of these (not disabled by the

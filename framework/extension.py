@@ -12,7 +12,7 @@ import argparse
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol, runtime_checkable
 
-from framework.model import Alert, Sample, Score, Span
+from chainsight.framework.model import Alert, Sample, Score, Span
 
 
 @runtime_checkable

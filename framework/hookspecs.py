@@ -12,7 +12,7 @@ unknown name (``trace_finish`` for :func:`trace_finished`; mark one meant for
 a later version ``@hookimpl(optionalhook=True)``) and a pluggy wrapper
 (``hookwrapper=True`` / ``wrapper=True``: the host calls every hook
 implementation by implementation, so wrappers would never run). In strict
-mode that is a :class:`~framework.plugin_manager.PluginLoadError`; otherwise a
+mode that is a :class:`~chainsight.framework.plugin_manager.PluginLoadError`; otherwise a
 warning naming the plugin and the hook, the implementation is not used, and
 ``chainsight plugins`` lists it as a problem of the plugin.
 
@@ -51,11 +51,11 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from framework.extension import CommandRegistry, Register
-from framework.model import Alert, Sample, Score, Span
+from chainsight.framework.extension import CommandRegistry, Register
+from chainsight.framework.model import Alert, Sample, Score, Span
 
 if TYPE_CHECKING:
-    from framework.observer import Observer
+    from chainsight.framework.observer import Observer
 
 PROJECT_NAME = "chainsight"
 ENTRY_POINT_GROUP = "chainsight.plugins"
@@ -92,8 +92,8 @@ def configure(observer: Observer, config: Mapping[str, Any]) -> None:
 @hookspec
 def register_checks(register: Register) -> None:
     """Register quality checks: objects with ``name`` and ``check_span`` and/or
-    ``check_trace`` (see :class:`framework.extension.SpanCheck` and
-    :class:`~framework.extension.TraceCheck`).
+    ``check_trace`` (see :class:`chainsight.framework.extension.SpanCheck` and
+    :class:`~chainsight.framework.extension.TraceCheck`).
 
     When: once at startup, after every plugin was configured. Thread:
     start-up (the pipeline worker; the builder of a strict observer). Call ``register(check)`` once per check; a second
@@ -103,7 +103,7 @@ def register_checks(register: Register) -> None:
 
 @hookspec
 def register_exporters(register: Register) -> None:
-    """Register exporters (:class:`framework.extension.Exporter`), which
+    """Register exporters (:class:`chainsight.framework.extension.Exporter`), which
     receive every finished batch of spans after it was stored.
 
     When/thread/return: as :func:`register_checks`.
@@ -112,7 +112,7 @@ def register_exporters(register: Register) -> None:
 
 @hookspec
 def register_samplers(register: Register) -> None:
-    """Register periodic samplers (:class:`framework.extension.Sampler`), run
+    """Register periodic samplers (:class:`chainsight.framework.extension.Sampler`), run
     on the host's sampler thread every ``interval_s`` seconds.
 
     When/thread/return: as :func:`register_checks`.
@@ -121,7 +121,7 @@ def register_samplers(register: Register) -> None:
 
 @hookspec
 def register_notifiers(register: Register) -> None:
-    """Register alert notifiers (:class:`framework.extension.Notifier`),
+    """Register alert notifiers (:class:`chainsight.framework.extension.Notifier`),
     called on every alert state change.
 
     When/thread/return: as :func:`register_checks`.
@@ -195,13 +195,13 @@ def process_score(score: Score) -> Score | None:
 
     When: on the pipeline worker, once per score and feedback item, before
     it is stored and before :func:`feedback_recorded`. Scores are frozen:
-    return a replacement :class:`~framework.model.Score` (e.g.
+    return a replacement :class:`~chainsight.framework.model.Score` (e.g.
     ``dataclasses.replace(score, comment=masked)``), or None to keep it. The
     implementations are called in pluggy's order, each with the score the
     previous ones left. Redaction implements it (``tryfirst``) and masks
     ``comment`` and ``label`` with the same detectors as span content; when
     it raises, the score is stored with both withheld
-    (:func:`framework.model.withhold_score`). Must not block.
+    (:func:`chainsight.framework.model.withhold_score`). Must not block.
     """
 
 
@@ -224,7 +224,7 @@ def trace_finished(root: Span, spans: Sequence[Span]) -> list[Score] | None:
     with ``parent_id`` None) was processed; ``spans`` holds every span of the
     trace the worker has seen, the root included (spans that ended more than
     ``[pipeline] trace_buffer_s`` seconds before their root may be missing).
-    Return: a list of :class:`~framework.model.Score` to store, or None.
+    Return: a list of :class:`~chainsight.framework.model.Score` to store, or None.
     """
 
 

@@ -25,15 +25,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from framework.defaults import FAIL_CLOSED_BUILTINS
-from framework.dispatch import GuardedDispatcher
-from framework.model import Alert, PipelineStats, Sample, Score, Span
-from framework.pipeline import Feedback, Pipeline, PipelineOptions, PipelineParts, Registered
-from framework.plugin_manager import PluginSet, load_plugins, plugin_name
+from chainsight.framework.defaults import FAIL_CLOSED_BUILTINS
+from chainsight.framework.dispatch import GuardedDispatcher
+from chainsight.framework.model import Alert, PipelineStats, Sample, Score, Span
+from chainsight.framework.pipeline import (
+    Feedback,
+    Pipeline,
+    PipelineOptions,
+    PipelineParts,
+    Registered,
+)
+from chainsight.framework.plugin_manager import PluginSet, load_plugins, plugin_name
 
 if TYPE_CHECKING:
-    from framework.config import ConfigProblem, Settings
-    from storage.writer import StoreWriter
+    from chainsight.framework.config import ConfigProblem, Settings
+    from chainsight.storage.writer import StoreWriter
 
 log = logging.getLogger("chainsight")
 
@@ -142,13 +148,13 @@ class Observer:
 
     def _startup(self) -> PipelineParts:
         """Configuration, plugins and the store (the worker, or the caller in strict mode)."""
-        from framework.config import (
+        from chainsight.framework.config import (
             ConfigError,
             Settings,
             read_settings,
             resolve_plugin_configs_leniently,
         )
-        from storage.writer import StoreWriter
+        from chainsight.storage.writer import StoreWriter
 
         given = self._given
         problems: list[ConfigProblem] = []
@@ -229,7 +235,7 @@ class Observer:
 
     def _configure_with_defaults(self, name: str, function: Callable[..., Any],
                                  argnames: Sequence[str]) -> bool:
-        from framework.config import apply_defaults
+        from chainsight.framework.config import apply_defaults
 
         args = {"observer": self, "config": apply_defaults(self.plugins.schemas.get(name), {})}
         try:
@@ -239,7 +245,13 @@ class Observer:
             return False
 
     def _collect_registrations(self) -> None:
-        from framework.extension import Exporter, Notifier, Sampler, SpanCheck, TraceCheck
+        from chainsight.framework.extension import (
+            Exporter,
+            Notifier,
+            Sampler,
+            SpanCheck,
+            TraceCheck,
+        )
 
         seen: dict[str, set[str]] = {}
 

@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from framework.dispatch import GuardedDispatcher
-from framework.model import (
+from chainsight.framework.dispatch import GuardedDispatcher
+from chainsight.framework.model import (
     Alert,
     PipelineStats,
     Sample,
@@ -47,8 +47,14 @@ from framework.model import (
     withhold_content,
     withhold_score,
 )
-from framework.spill import Damaged, RecordFile, SpillFile
-from framework.store_api import Rows, Store, StoreMisconfigured, StoreUnavailable, WriteBatch
+from chainsight.framework.spill import Damaged, RecordFile, SpillFile
+from chainsight.framework.store_api import (
+    Rows,
+    Store,
+    StoreMisconfigured,
+    StoreUnavailable,
+    WriteBatch,
+)
 
 log = logging.getLogger("chainsight.pipeline")
 
@@ -431,7 +437,7 @@ class Pipeline:
 
     def _shutdown_plugins(self, deadline: float) -> None:
         """Exporters' ``shutdown`` and the ``shutdown`` hooks, within the deadline."""
-        from framework.deadline import run_within
+        from chainsight.framework.deadline import run_within
 
         parts = self.parts
         if parts is None:

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pluggy
 
-from framework import hookspecs
-from framework.defaults import DEFAULT_PLUGINS
+from chainsight.framework import hookspecs
+from chainsight.framework.defaults import DEFAULT_PLUGINS
 
 if TYPE_CHECKING:
-    from framework.config import Settings
+    from chainsight.framework.config import Settings
 
 log = logging.getLogger("chainsight.plugins")
 
@@ -244,7 +244,7 @@ def _version_of(plugin: object) -> str | None:
         return version
     module = getattr(plugin, "__module__", None) or getattr(plugin, "__name__", "")
     top = str(module).split(".", 1)[0]
-    if top in {"plugins", "framework"}:
+    if top == "chainsight":
         try:
             return importlib.metadata.version("chainsight")
         except importlib.metadata.PackageNotFoundError:

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Final
 
-from framework.private_files import open_private
-from framework.store_api import Rows
+from chainsight.framework.private_files import open_private
+from chainsight.framework.store_api import Rows
 
 MAGIC: Final = "CS1"
 

@@ -1,7 +1,7 @@
 """What the pipeline needs from a store, and how a store says it cannot write.
 
 The core does not import ``storage``: the observer hands the pipeline an
-object with these methods (``storage.writer.StoreWriter``), and storage
+object with these methods (``chainsight.storage.writer.StoreWriter``), and storage
 raises these exceptions, so the pipeline can tell "retry later" from "the
 configuration is wrong" without knowing which database is behind it.
 """
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from framework.model import Alert, Sample, Score, Span
+from chainsight.framework.model import Alert, Sample, Score, Span
 
 Rows = dict[str, list[dict[str, Any]]]
 
@@ -50,7 +50,7 @@ class Rejected(Protocol):
 
 
 class Store(Protocol):
-    """The store as the pipeline sees it (``storage.writer.StoreWriter``)."""
+    """The store as the pipeline sees it (``chainsight.storage.writer.StoreWriter``)."""
 
     url: str
 

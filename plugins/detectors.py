@@ -29,7 +29,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from plugins.text import any_of
+from chainsight.plugins.text import any_of
 
 SECRETS: Final = "secrets"
 PII_KINDS: Final[tuple[str, ...]] = (

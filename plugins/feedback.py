@@ -19,8 +19,8 @@ import json
 import sys
 from typing import Any, Final
 
-from framework import hookimpl
-from framework.extension import CommandRegistry
+from chainsight.framework import hookimpl
+from chainsight.framework.extension import CommandRegistry
 
 COMMAND: Final = "feedback"
 
@@ -48,7 +48,7 @@ def _resolve(url: str, trace_text: str, span_text: str | None) -> tuple[str, str
     """The full trace id (and span id) for what the user typed: an id, or a
     unique end or start of one, as ``chainsight show`` accepts. Raises
     CliError when none or several match, StoreNotFound when there is no store."""
-    from framework.cli import open_store, resolve_span, resolve_trace
+    from chainsight.framework.cli import open_store, resolve_span, resolve_trace
 
     store = open_store(url)
     try:
@@ -65,17 +65,17 @@ def _run(ns: argparse.Namespace) -> int:
         return _error("give --up, --down, --rating N or --comment TEXT")
     if ns.rating is not None and not 1 <= ns.rating <= 5:
         return _error(f"--rating must be from 1 to 5, got {ns.rating}")
-    from storage.engine import display_url
+    from chainsight.storage.engine import display_url
 
     url = ns.db
     # Unknown or ambiguous ids and a missing store are CliError / StoreMisconfigured:
     # the CLI prints them as one line and exits 1.
     trace_id, span_id = _resolve(url, ns.trace_id, ns.span)
 
-    from framework.observer import Observer
+    from chainsight.framework.observer import Observer
 
     settings = getattr(ns, "settings", None)
-    from framework.defaults import DEFAULT_PLUGINS
+    from chainsight.framework.defaults import DEFAULT_PLUGINS
 
     redaction = tuple(p for p in DEFAULT_PLUGINS if p[0] == "redaction")
     observer = Observer(url, settings=settings, builtins=redaction)

@@ -25,9 +25,9 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from framework import hookimpl
-from framework.extension import CommandRegistry, Register
-from framework.model import Sample
+from chainsight.framework import hookimpl
+from chainsight.framework.extension import CommandRegistry, Register
+from chainsight.framework.model import Sample
 
 log = logging.getLogger("chainsight.gpu")
 

@@ -43,10 +43,10 @@ from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 from typing import Any, Final
 
-from framework import hookimpl
-from framework.extension import Register
-from framework.model import Score, Span
-from plugins.text import all_text, answer_text
+from chainsight.framework import hookimpl
+from chainsight.framework.extension import Register
+from chainsight.framework.model import Score, Span
+from chainsight.plugins.text import all_text, answer_text
 
 log = logging.getLogger("chainsight.plugins.groundedness")
 

@@ -27,10 +27,10 @@ from typing import Any, Final
 import jsonschema
 from jsonschema.exceptions import ValidationError
 
-from framework import hookimpl
-from framework.extension import Register
-from framework.model import Score, Span
-from plugins.text import answer_text
+from chainsight.framework import hookimpl
+from chainsight.framework.extension import Register
+from chainsight.framework.model import Score, Span
+from chainsight.plugins.text import answer_text
 
 NAME: Final = "json_schema"
 MAX_ERRORS: Final = 3

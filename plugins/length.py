@@ -26,10 +26,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from framework import hookimpl
-from framework.extension import Register
-from framework.model import Score, Span
-from plugins.text import judges_answer, span_answer
+from chainsight.framework import hookimpl
+from chainsight.framework.extension import Register
+from chainsight.framework.model import Score, Span
+from chainsight.plugins.text import judges_answer, span_answer
 
 NAME: Final = "length"
 BOUNDS: Final[tuple[str, ...]] = ("min_chars", "max_chars", "min_tokens", "max_tokens")

@@ -17,7 +17,7 @@ already masked. Redaction records what it masked on the span
 (``attributes["chainsight.redacted"]``, kind -> count); this check adds those
 counts to what it finds in the remaining text (kinds redaction is switched off
 for). Redaction counts cover the whole span (inputs, outputs, attributes,
-metadata, error). Detectors are shared with redaction: :mod:`plugins.detectors`.
+metadata, error). Detectors are shared with redaction: :mod:`chainsight.plugins.detectors`.
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any, Final
 
-from framework import hookimpl
-from framework.extension import Register
-from framework.model import Score, Span
-from plugins import detectors
-from plugins.redaction import ATTRIBUTE
-from plugins.text import judges_answer, strings
+from chainsight.framework import hookimpl
+from chainsight.framework.extension import Register
+from chainsight.framework.model import Score, Span
+from chainsight.plugins import detectors
+from chainsight.plugins.redaction import ATTRIBUTE
+from chainsight.plugins.text import judges_answer, strings
 
 NAME: Final = "pii"
 

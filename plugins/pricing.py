@@ -4,7 +4,7 @@
 span's input, cached-input, output and reasoning tokens, plus any per-request
 fee, from litellm's bundled price map (read offline, without importing
 litellm) or, without litellm, the dated snapshot of it shipped with
-Chainsight (see :mod:`plugins.price_table`), and the ``[plugins.pricing]``
+Chainsight (see :mod:`chainsight.plugins.price_table`), and the ``[plugins.pricing]``
 overrides and aliases. Without any table it says so (``setup_problems``,
 shown by ``chainsight plugins`` and ``chainsight config check``, and a
 warning when an observer configures it). A model with no price returns None: the span is stored
@@ -43,14 +43,14 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
-from framework.hookspecs import hookimpl
-from framework.model import Span
-from plugins.price_table import ModelPrice, PriceTable
+from chainsight.framework.hookspecs import hookimpl
+from chainsight.framework.model import Span
+from chainsight.plugins.price_table import ModelPrice, PriceTable
 
 if TYPE_CHECKING:
-    from framework.config import Settings
-    from framework.extension import CommandRegistry
-    from storage.cost import PricedCall
+    from chainsight.framework.config import Settings
+    from chainsight.framework.extension import CommandRegistry
+    from chainsight.storage.cost import PricedCall
 
 log = logging.getLogger("chainsight.pricing")
 
@@ -231,8 +231,8 @@ def create_plugin() -> PricingPlugin:
 
 def _settings_table(settings: Settings | None) -> PriceTable:
     """The price table the configuration describes (the CLI has no observer)."""
-    from framework.cli import CliError
-    from framework.config import ConfigError, Settings, resolve_plugin_configs
+    from chainsight.framework.cli import CliError
+    from chainsight.framework.config import ConfigError, Settings, resolve_plugin_configs
 
     settings = settings if settings is not None else Settings()
     others = [name for name in settings.plugins if name != "pricing"]
@@ -248,7 +248,7 @@ def _settings_table(settings: Settings | None) -> PriceTable:
 def _engine(url: str) -> Any:
     """The store at ``url``; the commands here only read (or reprice) an
     existing one, so none is created (StoreNotFound instead)."""
-    from storage.engine import open_engine
+    from chainsight.storage.engine import open_engine
 
     return open_engine(url, create=False)
 
@@ -262,7 +262,7 @@ def _configure_pricing(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_pricing(ns: argparse.Namespace) -> int:
-    from framework.cli import CliError
+    from chainsight.framework.cli import CliError
 
     if ns.action == "show":
         if not ns.model:
@@ -272,8 +272,8 @@ def _run_pricing(ns: argparse.Namespace) -> int:
 
 
 def _show(ns: argparse.Namespace) -> int:
-    from framework.cli import CliError
-    from framework.cli_render import print_json, print_lines
+    from chainsight.framework.cli import CliError
+    from chainsight.framework.cli_render import print_json, print_lines
 
     table = _settings_table(getattr(ns, "settings", None))
     price = table.lookup(ns.model, ns.provider)
@@ -317,9 +317,16 @@ def _show(ns: argparse.Namespace) -> int:
 
 
 def _unpriced_cmd(ns: argparse.Namespace) -> int:
-    from framework.cli import parse_time
-    from framework.cli_render import Column, fmt_int, fmt_time, print_json, print_lines, print_table
-    from storage.cost import unpriced_models
+    from chainsight.framework.cli import parse_time
+    from chainsight.framework.cli_render import (
+        Column,
+        fmt_int,
+        fmt_time,
+        print_json,
+        print_lines,
+        print_table,
+    )
+    from chainsight.storage.cost import unpriced_models
 
     since = parse_time(ns.since) if ns.since else None
     models = unpriced_models(_engine(ns.db), since_ns=since)
@@ -340,7 +347,7 @@ def _unpriced_cmd(ns: argparse.Namespace) -> int:
 
 
 def _configure_cost(parser: argparse.ArgumentParser) -> None:
-    from storage.cost import GROUPINGS
+    from chainsight.storage.cost import GROUPINGS
 
     parser.add_argument("--since", default="7d",
                         help="start of the window: 30m, 7d, or an ISO date (default 7d)")
@@ -351,9 +358,9 @@ def _configure_cost(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_cost(ns: argparse.Namespace) -> int:
-    from framework.cli import parse_time
-    from framework.cli_render import Column, fmt_cost, fmt_int, print_json, print_table
-    from storage.cost import cost_report
+    from chainsight.framework.cli import parse_time
+    from chainsight.framework.cli_render import Column, fmt_cost, fmt_int, print_json, print_table
+    from chainsight.storage.cost import cost_report
 
     since = parse_time(ns.since) if ns.since else None
     until = parse_time(ns.until) if ns.until else None
@@ -390,9 +397,9 @@ def _configure_reprice(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_reprice(ns: argparse.Namespace) -> int:
-    from framework.cli import CliError, parse_time
-    from framework.cli_render import fmt_cost, print_json, print_lines
-    from storage.cost import reprice
+    from chainsight.framework.cli import CliError, parse_time
+    from chainsight.framework.cli_render import fmt_cost, print_json, print_lines
+    from chainsight.storage.cost import reprice
 
     if not ns.since and not ns.all:
         raise CliError("reprice needs --since (e.g. --since 30d) or --all")

@@ -3,7 +3,7 @@
 ``process_span`` is ``tryfirst``, so it runs before every other
 ``process_span`` implementation, and the pipeline runs checks, storage and
 sinks after ``process_span``: no check, table row, exporter or log line ever
-sees the original values (patterns: :mod:`plugins.detectors`).
+sees the original values (patterns: :mod:`chainsight.plugins.detectors`).
 
 What is masked: strings anywhere in ``inputs``, ``outputs``, ``attributes``
 and ``metadata`` (nested dicts, lists, tuples, LangChain messages and
@@ -19,8 +19,8 @@ groups by.
 When in doubt, redact: a container deeper than ``MAX_DEPTH`` (the
 serialiser's own limit) becomes ``[redacted:too_deep]`` and one met again
 inside itself ``[redacted:cycle]``; bytes are stored as their length and
-hash only (:mod:`storage.serialize`). A span the walk fails on is stored
-without its content (:func:`framework.model.withhold_content`), and the
+hash only (:mod:`chainsight.storage.serialize`). A span the walk fails on is stored
+without its content (:func:`chainsight.framework.model.withhold_content`), and the
 plugin is ``FAIL_CLOSED``: the host counts and reports its failures but never
 degrades it into being skipped.
 
@@ -54,13 +54,13 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-from framework import hookimpl
-from framework.model import WITHHELD as WITHHELD  # re-exported: it used to live here
-from framework.model import Score, Span, withhold_content
-from framework.model_classes import ClassMemo, plain_pydantic_class
-from plugins import detectors
-from plugins.detectors import SECRETS, SENSITIVE_KEY, SWITCHES, Detector
-from storage.serialize import MAX_DEPTH, dumps, key_to_text
+from chainsight.framework import hookimpl
+from chainsight.framework.model import WITHHELD as WITHHELD  # re-exported: it used to live here
+from chainsight.framework.model import Score, Span, withhold_content
+from chainsight.framework.model_classes import ClassMemo, plain_pydantic_class
+from chainsight.plugins import detectors
+from chainsight.plugins.detectors import SECRETS, SENSITIVE_KEY, SWITCHES, Detector
+from chainsight.storage.serialize import MAX_DEPTH, dumps, key_to_text
 
 ATTRIBUTE: Final = "chainsight.redacted"
 TOO_DEEP: Final = "too_deep"

@@ -21,10 +21,10 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
-from framework import hookimpl
-from framework.extension import Register
-from framework.model import Score, Span
-from plugins.text import any_of, fold, judges_answer, span_answer
+from chainsight.framework import hookimpl
+from chainsight.framework.extension import Register
+from chainsight.framework.model import Score, Span
+from chainsight.plugins.text import any_of, fold, judges_answer, span_answer
 
 NAME: Final = "refusal"
 

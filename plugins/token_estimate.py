@@ -25,8 +25,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from framework.hookspecs import hookimpl
-from framework.model import Span
+from chainsight.framework.hookspecs import hookimpl
+from chainsight.framework.model import Span
 
 CHARS_PER_TOKEN = 4
 _MAX_DEPTH = 6

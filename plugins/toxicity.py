@@ -30,10 +30,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, runtime_checkable
 
-from framework import hookimpl
-from framework.extension import Register
-from framework.model import Score, Span
-from plugins.text import all_text, any_of, judges_answer, span_answer
+from chainsight.framework import hookimpl
+from chainsight.framework.extension import Register
+from chainsight.framework.model import Score, Span
+from chainsight.plugins.text import all_text, any_of, judges_answer, span_answer
 
 NAME: Final = "toxicity"
 
@@ -260,7 +260,7 @@ CONFIG_SCHEMA: Final[dict[str, Any]] = {
             "description": "A span fails when its toxicity probability reaches this.",
         },
         "scorer": {
-            "type": "string", "default": "plugins.toxicity:LexiconScorer",
+            "type": "string", "default": "chainsight.plugins.toxicity:LexiconScorer",
             "description": "Dotted path of the scorer factory (package.module:factory).",
         },
         "scorer_options": {
@@ -297,7 +297,7 @@ class ToxicityCheck:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> ToxicityCheck:
-        path = str(config.get("scorer", "plugins.toxicity:LexiconScorer"))
+        path = str(config.get("scorer", "chainsight.plugins.toxicity:LexiconScorer"))
         return cls(
             load_scorer(path, config.get("scorer_options") or {}),
             float(config.get("threshold", 0.5)),

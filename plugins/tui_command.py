@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from framework import hookimpl
-from framework.extension import CommandRegistry
+from chainsight.framework import hookimpl
+from chainsight.framework.extension import CommandRegistry
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
@@ -24,17 +24,17 @@ def _run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     try:
-        from tui.app import ChainsightApp
+        from chainsight.tui.app import ChainsightApp
     except ImportError as error:  # Textual is an optional dependency
         print(f"chainsight tui needs Textual: pip install 'chainsight[tui]' ({error})",
               file=sys.stderr)
         return 2
     url = getattr(args, "db", None)
     if not url:
-        from framework.config import load_settings
+        from chainsight.framework.config import load_settings
 
         url = load_settings().storage_url
-    from storage.engine import open_engine
+    from chainsight.storage.engine import open_engine
 
     # A reader: no store at the URL is an error (StoreNotFound, printed by the
     # CLI as one line), never a new empty store.

@@ -25,7 +25,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from plugins.price_table import (  # noqa: E402
+from chainsight.plugins.price_table import (  # noqa: E402
     PRICE_FIELDS,
     SNAPSHOT_FILE,
     SNAPSHOT_KEY,

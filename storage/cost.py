@@ -23,7 +23,7 @@ from typing import Any, Final
 
 import sqlalchemy as sa
 
-from storage import schema
+from chainsight.storage import schema
 
 GROUPINGS: Final = ("model", "provider", "user", "tag", "day", "month")
 UPDATE_CHUNK: Final = 500
@@ -342,7 +342,7 @@ def reprice(
     spans are updated and their traces' totals recomputed in one transaction.
     ``dry_run`` computes the result without writing.
     """
-    from storage.trace_summary import refresh_trace_totals
+    from chainsight.storage.trace_summary import refresh_trace_totals
 
     tokens = sa.func.coalesce(s.c.input_tokens, 0) + sa.func.coalesce(s.c.output_tokens, 0)
     conds: list[sa.ColumnElement[bool]] = [s.c.model.is_not(None), tokens > 0]

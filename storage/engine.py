@@ -33,11 +33,11 @@ from sqlalchemy import event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 
-from framework.private_files import make_private_dirs
-from framework.store_api import StoreMisconfigured, StoreUnavailable
+from chainsight.framework.private_files import make_private_dirs
+from chainsight.framework.store_api import StoreMisconfigured, StoreUnavailable
 
 __all__ = ["StoreMisconfigured", "StoreUnavailable", "open_engine", "upgrade"]
-from storage.serialize import dumps
+from chainsight.storage.serialize import dumps
 
 if TYPE_CHECKING:
     from alembic.config import Config

@@ -1,4 +1,4 @@
-"""The filter-bar syntax, parsed into a :class:`~storage.query.TraceFilter`.
+"""The filter-bar syntax, parsed into a :class:`~chainsight.storage.query.TraceFilter`.
 
     status:error model:gpt-4o cost>0.01 latency>2s user:alice session:s1
     tag:prod name:rag since:1h until:2024-05-01T12:00 "free text" bare words
@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any, Final
 
-from storage.query import TraceFilter
+from chainsight.storage.query import TraceFilter
 
 FIELDS: Final[dict[str, str]] = {
     "status": "status",

@@ -25,7 +25,7 @@ from typing import Any, Final
 
 import sqlalchemy as sa
 
-from storage import schema
+from chainsight.storage import schema
 
 BINS: Final = 10
 _T = schema.traces
@@ -87,7 +87,7 @@ class QualityMetrics:
 def _engine(bind: sa.Engine | str) -> tuple[sa.Engine, bool]:
     if isinstance(bind, sa.Engine):
         return bind, False
-    from storage.engine import open_engine
+    from chainsight.storage.engine import open_engine
 
     return open_engine(bind), True
 

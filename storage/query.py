@@ -34,9 +34,9 @@ from typing import Any, Final
 
 import sqlalchemy as sa
 
-from framework.model import SPAN_FIELDS, Alert, Sample, Score, Span, Trace
-from storage import schema
-from storage.engine import open_engine, translate_errors
+from chainsight.framework.model import SPAN_FIELDS, Alert, Sample, Score, Span, Trace
+from chainsight.storage import schema
+from chainsight.storage.engine import open_engine, translate_errors
 
 T = schema.traces
 S = schema.spans
@@ -347,7 +347,7 @@ PIPELINE_COUNTERS: Final = ("written", "dropped", "failed", "spilled", "dead_let
 class Store:
     """Read access to one store (SQLite file or PostgreSQL database).
 
-    ``create=False``: raise :class:`storage.engine.StoreNotFound` instead of
+    ``create=False``: raise :class:`chainsight.storage.engine.StoreNotFound` instead of
     making a new, empty store when there is none at ``url`` (what read-only
     commands want: a typo in a path must not look like an empty store).
     """

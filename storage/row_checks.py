@@ -80,7 +80,7 @@ class RowChecker:
                 floats.append(column.name)
             elif not isinstance(kind, sa.JSON):
                 text.append(column.name)
-            # JSON columns hold text from storage.serialize, valid by construction.
+            # JSON columns hold text from chainsight.storage.serialize, valid by construction.
         self.text, self.ints, self.floats, self.bools = tuple(text), tuple(ints), tuple(floats), tuple(bools)
         self.required = tuple(defaults.items())  # NOT NULL columns and their stand-ins
         self._get_text = _getter(self.text)

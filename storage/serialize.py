@@ -27,7 +27,7 @@ from typing import Any, Final
 
 import orjson
 
-from framework.model_classes import ClassMemo, plain_pydantic_class
+from chainsight.framework.model_classes import ClassMemo, plain_pydantic_class
 
 MAX_DEPTH: Final = 64
 """How deep the careful walk below goes, and redaction too (plugins.redaction

@@ -36,9 +36,9 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from framework.model import tpot_seconds
-from storage import schema
-from storage.bulk import BulkInsert
+from chainsight.framework.model import tpot_seconds
+from chainsight.storage import schema
+from chainsight.storage.bulk import BulkInsert
 
 TRACE_CHUNK: Final = 500
 

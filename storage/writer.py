@@ -7,9 +7,9 @@ idempotent: an id that exists already is skipped (alerts are upserted: each
 state change of an alert carries the same ``alert_id``), and the trace rows
 stay exact whatever order the spans of a trace arrive in.
 
-Trace rows are kept by :mod:`storage.trace_summary` in the same transaction.
+Trace rows are kept by :mod:`chainsight.storage.trace_summary` in the same transaction.
 
-Rows go in through :class:`storage.bulk.BulkInsert` (driver SQL, multi-row
+Rows go in through :class:`chainsight.storage.bulk.BulkInsert` (driver SQL, multi-row
 statements on SQLite).
 """
 
@@ -25,14 +25,19 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from framework.model import Alert, Sample, Score, Span, new_ordered_id
-from framework.store_api import WriteBatch
-from storage import schema
-from storage.bulk import BulkInsert
-from storage.engine import DEFAULT_BUSY_TIMEOUT_MS, StoreUnavailable, open_engine, translate_errors
-from storage.row_checks import RowChecker
-from storage.serialize import BatchEncoder, dumps, encode_capped, key_text
-from storage.trace_summary import write_trace_totals
+from chainsight.framework.model import Alert, Sample, Score, Span, new_ordered_id
+from chainsight.framework.store_api import WriteBatch
+from chainsight.storage import schema
+from chainsight.storage.bulk import BulkInsert
+from chainsight.storage.engine import (
+    DEFAULT_BUSY_TIMEOUT_MS,
+    StoreUnavailable,
+    open_engine,
+    translate_errors,
+)
+from chainsight.storage.row_checks import RowChecker
+from chainsight.storage.serialize import BatchEncoder, dumps, encode_capped, key_text
+from chainsight.storage.trace_summary import write_trace_totals
 
 log = logging.getLogger("chainsight.storage")
 SEARCH_PREVIEW: Final = 2000

@@ -49,7 +49,7 @@ def postgres_url() -> Iterator[str]:
         pytest.skip(f"set {POSTGRES_ENV} to run PostgreSQL tests")
     import sqlalchemy as sa
 
-    from storage.engine import normalize_url
+    from chainsight.storage.engine import normalize_url
 
     base = normalize_url(base)
     schema_name = f"t_{uuid.uuid4().hex[:12]}"

@@ -10,8 +10,8 @@ import pytest
 os.environ.setdefault("LANGSMITH_TRACING", "false")
 pytest.importorskip("langgraph")
 
-from framework.cli import main as cli_main
-from plugins.demo import workload
+from chainsight.framework.cli import main as cli_main
+from chainsight.plugins.demo import workload
 
 
 def test_plan_is_deterministic_and_covers_every_scenario() -> None:
@@ -33,7 +33,7 @@ def test_demo_records_traces_and_prints_a_summary(tmp_path: Path, monkeypatch: p
     out = capsys.readouterr().out
     assert "traces        40" in out and "p95 TTFT" in out and "total cost" in out
 
-    from storage.query import Store, TraceFilter
+    from chainsight.storage.query import Store, TraceFilter
 
     store = Store(url)
     traces = store.list_traces(TraceFilter(), limit=100).items
@@ -70,7 +70,7 @@ def test_without_langgraph_the_demo_says_it_skipped_the_graph_scenario(
     assert [line for line in err.splitlines() if "langgraph" in line.lower()] == [
         "langgraph is not installed: skipped the LangGraph scenario (pip install langgraph to include it)"]
 
-    from storage.query import Store, TraceFilter
+    from chainsight.storage.query import Store, TraceFilter
 
     names = {t.name for t in Store(url).list_traces(TraceFilter(), limit=100).items}
     assert "demo-langgraph" not in names and "demo-rag" in names
@@ -80,7 +80,7 @@ def test_without_langgraph_the_demo_says_it_skipped_the_graph_scenario(
 def test_the_summary_never_prints_the_store_password(capsys: pytest.CaptureFixture[str]) -> None:
     import json
 
-    from plugins.demo.summary import print_summary
+    from chainsight.plugins.demo.summary import print_summary
 
     summary = {"traces": 3, "spans": 9, "errors": 0, "p95_latency_s": 0.2, "p95_ttft_s": 0.05,
                "cost_usd": 0.01, "unpriced": 0, "input_tokens": 10, "output_tokens": 20}

@@ -13,16 +13,16 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from tui.data import DataSource, StoreDown
-from tui.export import default_dir, export_path, trace_json, write_private
-from tui.safe_text import clean
-from tui.screens.alerts import AlertsScreen
-from tui.screens.experiments import ExperimentsScreen
-from tui.screens.help import HelpScreen
-from tui.screens.metrics import MetricsScreen
-from tui.screens.trace_detail import TraceDetailScreen
-from tui.screens.traces import TracesScreen
-from tui.widgets.health import Health, HealthBar
+from chainsight.tui.data import DataSource, StoreDown
+from chainsight.tui.export import default_dir, export_path, trace_json, write_private
+from chainsight.tui.safe_text import clean
+from chainsight.tui.screens.alerts import AlertsScreen
+from chainsight.tui.screens.experiments import ExperimentsScreen
+from chainsight.tui.screens.help import HelpScreen
+from chainsight.tui.screens.metrics import MetricsScreen
+from chainsight.tui.screens.trace_detail import TraceDetailScreen
+from chainsight.tui.screens.traces import TracesScreen
+from chainsight.tui.widgets.health import Health, HealthBar
 
 SCREENS = Binding.Group("Screens")  # the footer labels 1-4 together when narrow
 PIPELINE_SAMPLES = {
@@ -186,7 +186,7 @@ class ChainsightApp(App[None]):
         """The Observer used for feedback, created on first use (worker thread)."""
         with self._observer_lock:
             if self._observer is None:
-                from framework.observer import Observer
+                from chainsight.framework.observer import Observer
 
                 self._observer = Observer(self.store_url, builtins=(), entry_points=False)
             return self._observer
@@ -230,7 +230,7 @@ class ChainsightApp(App[None]):
 
 
 def _display_url(url: str) -> str:
-    from storage.engine import display_url
+    from chainsight.storage.engine import display_url
 
     return display_url(url)
 

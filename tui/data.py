@@ -1,6 +1,6 @@
 """Worker-side data access: the TUI's only door to the store.
 
-Every method here blocks (it runs SQL through :class:`storage.query.Store`), so
+Every method here blocks (it runs SQL through :class:`chainsight.storage.query.Store`), so
 it is only ever called from a thread worker. A lost connection (the file is
 locked or gone, Postgres restarted) closes the store, reconnects once, and if
 that fails too raises :class:`StoreDown`; the screens show the message and try
@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from framework.model import Alert, Sample, Score
+from chainsight.framework.model import Alert, Sample, Score
 
 T = TypeVar("T")
 
@@ -25,7 +25,7 @@ class StoreDown(Exception):
 def _is_connection_error(error: BaseException) -> bool:
     from sqlalchemy import exc
 
-    from storage.engine import StoreUnavailable, is_unavailable
+    from chainsight.storage.engine import StoreUnavailable, is_unavailable
 
     if isinstance(error, StoreUnavailable):
         return True
@@ -49,7 +49,7 @@ class DataSource:
             if self._factory is not None:
                 self._store = self._factory(self.url)
             else:
-                from storage.query import Store
+                from chainsight.storage.query import Store
 
                 self._store = Store(self.url)
         return self._store
@@ -142,7 +142,7 @@ def parse(filter_text: str, now_ns: int | None = None) -> Any:
     """The filter bar's text as a TraceFilter (None when empty); raises FilterError."""
     if not filter_text.strip():
         return None
-    from storage.filters import parse_filter
+    from chainsight.storage.filters import parse_filter
 
     return parse_filter(filter_text, now_ns=now_ns)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Final
 
-from framework.units import format_cost, format_duration
+from chainsight.framework.units import format_cost, format_duration
 
 DASH: Final = "—"
 

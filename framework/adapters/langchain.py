@@ -2,7 +2,7 @@
 
 Usage::
 
-    from framework import CallbackHandler
+    from chainsight.framework import CallbackHandler
     chain.invoke(x, config={"callbacks": [CallbackHandler(user_id="u1")]})
 
 Design (see docs/ARCHITECTURE.md):
@@ -14,7 +14,7 @@ Design (see docs/ARCHITECTURE.md):
 * The callbacks do O(1) work on the caller's thread: build or finish a span,
   keep *references* to inputs and outputs (messages, documents, dicts) and hand
   the span to the observer's queue. Serialising, token estimation
-  (``plugins.token_estimate``), pricing and every plugin run on the pipeline
+  (``chainsight.plugins.token_estimate``), pricing and every plugin run on the pipeline
   worker.
 * One handler may be shared by any number of threads and asyncio tasks. The
   only shared state is ``self._runs`` (run id -> open span); LangChain's run
@@ -41,7 +41,7 @@ from uuid import UUID
 from langchain_core.callbacks import AsyncCallbackHandler as _LCAsyncHandler
 from langchain_core.callbacks import BaseCallbackHandler
 
-from framework.model import Span
+from chainsight.framework.model import Span
 
 if TYPE_CHECKING:
     from langchain_core.agents import AgentAction, AgentFinish
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from langchain_core.messages import BaseMessage
     from langchain_core.outputs import LLMResult
 
-    from framework.observer import Observer
+    from chainsight.framework.observer import Observer
 
 __all__ = ["AsyncCallbackHandler", "CallbackHandler"]
 
@@ -108,7 +108,7 @@ class _Recorder:
         """The observer spans go to (the process default unless one was given)."""
         observer = self._observer
         if observer is None:
-            from framework.observer import get_observer
+            from chainsight.framework.observer import get_observer
 
             observer = self._observer = get_observer()
         return observer

@@ -4,7 +4,7 @@ becomes one ``llm`` span.
 Usage::
 
     import litellm
-    from framework import LitellmCallback
+    from chainsight.framework import LitellmCallback
 
     callback = LitellmCallback()          # the process observer (get_observer())
     litellm.callbacks = [callback]
@@ -13,8 +13,8 @@ Usage::
     callback.flush()                      # sync programs: before exit (optional)
     await callback.aflush()               # async programs: before the loop ends
 
-Importing this module imports litellm (seconds, ~200 MB); ``import framework``
-does not (``framework.LitellmCallback`` is resolved lazily).
+Importing this module imports litellm (seconds, ~200 MB); ``import chainsight``
+does not (``chainsight.LitellmCallback`` is resolved lazily).
 
 How the span is built
     * ``log_pre_api_call`` runs on the caller's thread, in the caller's context
@@ -66,11 +66,11 @@ from typing import TYPE_CHECKING, Any, Final
 
 from litellm.integrations.custom_logger import CustomLogger
 
-from framework.model import Span
-from framework.observer import current_span
+from chainsight.framework.model import Span
+from chainsight.framework.observer import current_span
 
 if TYPE_CHECKING:
-    from framework.observer import Observer
+    from chainsight.framework.observer import Observer
 
 log = logging.getLogger("chainsight.litellm")
 
@@ -166,7 +166,7 @@ class _StreamSeen:
 class LitellmCallback(CustomLogger):
     """A litellm ``CustomLogger`` that records each call as an ``llm`` span.
 
-    ``observer``: where spans go (default: :func:`framework.get_observer`, looked
+    ``observer``: where spans go (default: :func:`chainsight.get_observer`, looked
     up at the first event). ``capture_content``: record messages and the
     response (False: timings, tokens and cost only).
     """
@@ -189,7 +189,7 @@ class LitellmCallback(CustomLogger):
     @property
     def observer(self) -> Observer:
         if self._observer is None:
-            from framework.observer import get_observer
+            from chainsight.framework.observer import get_observer
 
             self._observer = get_observer()
         return self._observer

@@ -16,10 +16,10 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from framework.hookspecs import hookimpl
+from chainsight.framework.hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from framework.extension import CommandRegistry
+    from chainsight.framework.extension import CommandRegistry
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -30,8 +30,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run_demo(ns: argparse.Namespace) -> int:
     try:
-        from framework.adapters.langchain import CallbackHandler
-        from plugins.demo import workload
+        from chainsight.framework.adapters.langchain import CallbackHandler
+        from chainsight.plugins.demo import workload
     except ImportError as exc:
         sys.stderr.write(f"chainsight demo needs LangChain: {exc}\n"
                          "install it with: pip install 'chainsight[langchain]' langgraph\n")
@@ -39,7 +39,7 @@ def run_demo(ns: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from framework.observer import Observer
+    from chainsight.framework.observer import Observer
 
     console = Console(stderr=True)
     if ns.count < 1:
@@ -61,7 +61,7 @@ def run_demo(ns: argparse.Namespace) -> int:
     observer.flush(timeout=60)
     url = observer.storage_url
     observer.shutdown()
-    from plugins.demo.summary import print_summary, summarize
+    from chainsight.plugins.demo.summary import print_summary, summarize
 
     return print_summary(summarize(url, started_ns), url, as_json=bool(getattr(ns, "json", False)))
 

@@ -8,7 +8,7 @@ from typing import Any
 
 
 def summarize(url: str, since_ns: int) -> dict[str, Any]:
-    from storage.query import Store, TraceFilter
+    from chainsight.storage.query import Store, TraceFilter
 
     store = Store(url)
     (row, *_) = store.aggregates(since_ns=since_ns)
@@ -36,7 +36,7 @@ def _fmt(value: float | None, unit: str) -> str:
 
 
 def print_summary(summary: dict[str, Any], url: str, *, as_json: bool = False) -> int:
-    from storage.engine import display_url
+    from chainsight.storage.engine import display_url
 
     shown = display_url(url)  # never the password
     if as_json:

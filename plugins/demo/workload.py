@@ -2,7 +2,7 @@
 
 :func:`plan` turns a seed into a deterministic list of :class:`Job`s (scenario,
 model, user, session, answer); :func:`run` executes them concurrently through
-one shared :class:`~framework.adapters.langchain.CallbackHandler`.
+one shared :class:`~chainsight.framework.adapters.langchain.CallbackHandler`.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import RunnableConfig, RunnableLambda, RunnablePassthrough
 from langchain_core.tools import BaseTool, tool
 
-from framework.adapters.langchain import CallbackHandler
-from plugins.demo.models import ScriptedDemoModel, StreamingDemoModel
+from chainsight.framework.adapters.langchain import CallbackHandler
+from chainsight.plugins.demo.models import ScriptedDemoModel, StreamingDemoModel
 
 # (model, provider, weight). The self-hosted model has no public price: its
 # calls are stored unpriced and listed by `chainsight pricing unpriced`.

@@ -12,8 +12,8 @@ import pytest
 
 os.environ.setdefault("LANGSMITH_TRACING", "false")
 
-from framework.adapters.langchain import CallbackHandler
-from framework.observer import Observer
+from chainsight.framework.adapters.langchain import CallbackHandler
+from chainsight.framework.observer import Observer
 
 
 @pytest.fixture
@@ -23,11 +23,11 @@ def lc_db_url(tmp_path: Path) -> str:
 
 @pytest.fixture
 def lc_observer(lc_db_url: str, tmp_path: Path) -> Iterator[Observer]:
-    import plugins.token_estimate
+    from chainsight.plugins import token_estimate
 
     obs = Observer(
         lc_db_url, builtins=(), entry_points=False, strict=True,
-        spill_path=tmp_path / "spill.jsonl", plugins=[plugins.token_estimate],
+        spill_path=tmp_path / "spill.jsonl", plugins=[token_estimate],
     )
     yield obs
     obs.shutdown(timeout=10)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from framework.model import Span
-from framework.observer import Observer
+from chainsight.framework.model import Span
+from chainsight.framework.observer import Observer
 
 
 def trace_spans(observer: Observer, root_run_id: str) -> list[Span]:
@@ -18,7 +18,7 @@ def trace_spans(observer: Observer, root_run_id: str) -> list[Span]:
 
 def all_traces(observer: Observer) -> dict[str, list[Span]]:
     """Flush, then {root span id: spans} for every stored trace."""
-    from storage.query import Store, TraceFilter
+    from chainsight.storage.query import Store, TraceFilter
 
     assert observer.flush(timeout=20)
     store = Store(observer.storage_url)

@@ -21,9 +21,9 @@ from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 from langchain_core.tools import tool
 from tenacity import Future, RetryCallState, Retrying
 
-from framework.adapters.langchain import AsyncCallbackHandler, CallbackHandler
-from framework.model import Span
-from framework.observer import Observer
+from chainsight.framework.adapters.langchain import AsyncCallbackHandler, CallbackHandler
+from chainsight.framework.model import Span
+from chainsight.framework.observer import Observer
 
 sys.path.insert(0, str(Path(__file__).parent))
 from langchain_helpers import trace_spans

@@ -12,8 +12,8 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable
 
-from framework.adapters.langchain import CallbackHandler
-from framework.observer import Observer
+from chainsight.framework.adapters.langchain import CallbackHandler
+from chainsight.framework.observer import Observer
 
 sys.path.insert(0, str(Path(__file__).parent))
 from langchain_helpers import trace_spans, tree
@@ -112,7 +112,7 @@ def test_handler_attached_mid_tree_starts_a_new_trace(lc_observer: Observer,
     runnable = prompt | model.with_config(callbacks=[handler])
     runnable.invoke({"q": "x"})
     assert lc_observer.flush(10)
-    from storage.query import Store, TraceFilter
+    from chainsight.storage.query import Store, TraceFilter
 
     page = Store(lc_observer.storage_url).list_traces(TraceFilter(), limit=10)
     assert len(page.items) == 1

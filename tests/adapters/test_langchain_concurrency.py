@@ -14,8 +14,8 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable
 
-from framework.adapters.langchain import AsyncCallbackHandler, CallbackHandler
-from framework.observer import Observer
+from chainsight.framework.adapters.langchain import AsyncCallbackHandler, CallbackHandler
+from chainsight.framework.observer import Observer
 
 sys.path.insert(0, str(Path(__file__).parent))
 from langchain_helpers import all_traces, trace_spans, tree

@@ -17,9 +17,9 @@ from langchain_core.tools import tool
 from langgraph.graph import START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
 
-from framework.adapters.langchain import CallbackHandler
-from framework.model import Span
-from framework.observer import Observer
+from chainsight.framework.adapters.langchain import CallbackHandler
+from chainsight.framework.model import Span
+from chainsight.framework.observer import Observer
 
 sys.path.insert(0, str(Path(__file__).parent))
 from langchain_helpers import trace_spans, tree

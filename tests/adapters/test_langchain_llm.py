@@ -10,8 +10,8 @@ from typing import Any
 from langchain_core.language_models import FakeListLLM, GenericFakeChatModel
 from langchain_core.messages import AIMessage
 
-from framework.adapters.langchain import CallbackHandler
-from framework.observer import Observer
+from chainsight.framework.adapters.langchain import CallbackHandler
+from chainsight.framework.observer import Observer
 
 sys.path.insert(0, str(Path(__file__).parent))
 from langchain_helpers import trace_spans, tree

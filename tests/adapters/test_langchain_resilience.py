@@ -11,10 +11,10 @@ from langchain_core.language_models import FakeListChatModel
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 
-from framework.adapters.langchain import CallbackHandler
-from framework.hookspecs import hookimpl
-from framework.model import Span
-from framework.observer import Observer
+from chainsight.framework.adapters.langchain import CallbackHandler
+from chainsight.framework.hookspecs import hookimpl
+from chainsight.framework.model import Span
+from chainsight.framework.observer import Observer
 
 sys.path.insert(0, str(Path(__file__).parent))
 from langchain_helpers import trace_spans, tree

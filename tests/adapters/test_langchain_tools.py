@@ -17,8 +17,8 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import RunnableLambda, RunnablePassthrough
 from langchain_core.tools import tool
 
-from framework.adapters.langchain import CallbackHandler
-from framework.observer import Observer
+from chainsight.framework.adapters.langchain import CallbackHandler
+from chainsight.framework.observer import Observer
 
 sys.path.insert(0, str(Path(__file__).parent))
 from langchain_helpers import trace_spans, tree
@@ -64,7 +64,7 @@ def test_tool_error_marks_span_and_trace(lc_observer: Observer, handler: Callbac
     assert set(failed) == {"RunnableSequence", "broken"}
     assert failed["broken"].error_type == "ConnectionError"
     assert failed["broken"].error == "weather service down for Oslo"
-    from storage.query import Store
+    from chainsight.storage.query import Store
 
     detail = Store(lc_observer.storage_url).get_trace(failed["RunnableSequence"].trace_id)
     assert detail is not None and detail.trace.status == "error"

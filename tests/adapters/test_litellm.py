@@ -26,9 +26,9 @@ litellm = pytest.importorskip("litellm")
 
 from litellm.integrations.custom_logger import CustomLogger  # noqa: E402
 
-from framework.adapters.litellm import LitellmCallback  # noqa: E402
-from framework.config import Settings  # noqa: E402
-from framework.observer import Observer  # noqa: E402
+from chainsight.framework.adapters.litellm import LitellmCallback  # noqa: E402
+from chainsight.framework.config import Settings  # noqa: E402
+from chainsight.framework.observer import Observer  # noqa: E402
 
 MESSAGES = [{"role": "user", "content": "Say hello"}]
 # gpt-4o in litellm's bundled map: $2.50 / 1M input, $10 / 1M output.
@@ -69,7 +69,7 @@ def db_url(tmp_path: Path) -> str:
 def observer(db_url: str, tmp_path: Path) -> Iterator[Observer]:
     obs = Observer(
         db_url, settings=Settings(), strict=True, entry_points=False,
-        builtins=[("pricing", "plugins.pricing")], spill_path=tmp_path / "spill.jsonl",
+        builtins=[("pricing", "chainsight.plugins.pricing")], spill_path=tmp_path / "spill.jsonl",
     )
     try:
         yield obs
@@ -85,7 +85,7 @@ def callback(observer: Observer) -> LitellmCallback:
 
 
 def spans(db_url: str) -> list[dict[str, Any]]:
-    from storage.engine import open_engine
+    from chainsight.storage.engine import open_engine
 
     engine = open_engine(db_url)  # migrated, so an empty store has the tables
     with engine.connect() as conn:
@@ -187,8 +187,8 @@ def test_a_call_that_failed_before_it_ran_has_no_tokens_and_no_cost(
 ) -> None:
     """With the default token estimate on, a failed call is not charged an estimate of its prompt."""
     obs = Observer(db_url, settings=Settings(), strict=True, entry_points=False,
-                   builtins=[("token_estimate", "plugins.token_estimate"),
-                             ("pricing", "plugins.pricing")],
+                   builtins=[("token_estimate", "chainsight.plugins.token_estimate"),
+                             ("pricing", "chainsight.plugins.pricing")],
                    spill_path=tmp_path / "spill.jsonl")
     try:
         cb = LitellmCallback(obs)
@@ -350,7 +350,7 @@ def test_call_inside_langchain_runnable_nests_under_it(
     pytest.importorskip("langchain_core")
     from langchain_core.runnables import RunnableLambda
 
-    from framework.adapters.langchain import CallbackHandler
+    from chainsight.framework.adapters.langchain import CallbackHandler
 
     def ask(question: str) -> str:
         response = litellm.completion(
@@ -380,7 +380,7 @@ def test_async_call_inside_langchain_runnable_nests_under_it(
     pytest.importorskip("langchain_core")
     from langchain_core.runnables import RunnableLambda
 
-    from framework.adapters.langchain import CallbackHandler
+    from chainsight.framework.adapters.langchain import CallbackHandler
 
     async def ask(question: str) -> str:
         response = await litellm.acompletion(
@@ -406,7 +406,7 @@ def test_manual_span_inside_runnable_is_the_innermost_parent(
     pytest.importorskip("langchain_core")
     from langchain_core.runnables import RunnableLambda
 
-    from framework.adapters.langchain import CallbackHandler
+    from chainsight.framework.adapters.langchain import CallbackHandler
 
     def step(x: str) -> str:
         with observer.span("inner-step"):

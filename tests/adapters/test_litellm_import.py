@@ -17,8 +17,8 @@ def _run(code: str) -> subprocess.CompletedProcess[str]:
                           cwd=ROOT, env=env, timeout=120)
 
 
-def test_import_framework_does_not_import_litellm() -> None:
-    out = _run("import framework; import sys; assert 'litellm' not in sys.modules; print('ok')")
+def test_import_chainsight_does_not_import_litellm() -> None:
+    out = _run("import chainsight; import sys; assert 'litellm' not in sys.modules; print('ok')")
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
 
@@ -26,8 +26,8 @@ def test_import_framework_does_not_import_litellm() -> None:
 def test_pricing_prices_without_importing_litellm() -> None:
     code = (
         "import sys\n"
-        "import plugins.pricing as p\n"
-        "from framework.model import Span\n"
+        "import chainsight.plugins.pricing as p\n"
+        "from chainsight.framework.model import Span\n"
         "s = Span('x', 'llm'); s.model = 'gpt-4o'; s.input_tokens = 1000; s.output_tokens = 100\n"
         "print(p.PricingPlugin().price(s))\n"
         "assert 'litellm' not in sys.modules, 'litellm imported'\n"
@@ -39,8 +39,8 @@ def test_pricing_prices_without_importing_litellm() -> None:
 
 def test_lazy_attribute_loads_the_adapter() -> None:
     out = _run(
-        "import sys, framework\n"
-        "cb = framework.LitellmCallback\n"
+        "import sys, chainsight\n"
+        "cb = chainsight.LitellmCallback\n"
         "from litellm.integrations.custom_logger import CustomLogger\n"
         "assert issubclass(cb, CustomLogger)\n"
         "assert 'litellm' in sys.modules\n"

@@ -7,9 +7,9 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from framework import hookimpl
-from framework.extension import CommandRegistry, Register
-from framework.model import Alert, Sample, Score, Span
+from chainsight.framework import hookimpl
+from chainsight.framework.extension import CommandRegistry, Register
+from chainsight.framework.model import Alert, Sample, Score, Span
 
 
 class EveryHook:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from framework import hookspecs
+from chainsight.framework import hookspecs
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,21 +29,41 @@ def _python_files(*packages: str) -> list[Path]:
     return [p for pkg in packages for p in (ROOT / pkg).rglob("*.py")]
 
 
-def test_import_framework_loads_neither_litellm_nor_textual() -> None:
+def _within(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
+
+
+def test_packages_import_each_other_only_through_chainsight() -> None:
+    """The folders are installed as ``chainsight.*``: an import of a bare
+    ``framework``/``plugins``/``storage``/``tui`` would load a second copy (or
+    an application's own package of that name)."""
+    bare = {"framework", "plugins", "storage", "tui"}
+    offenders = [
+        f"{p.relative_to(ROOT)}: {name}"
+        for p in _python_files("chainsight", "framework", "plugins", "storage", "tui", "tests", "bench",
+                               "scripts")
+        for name in _imports(p)
+        if name.split(".")[0] in bare
+    ]
+    assert offenders == []
+
+
+def test_import_chainsight_loads_neither_litellm_nor_textual() -> None:
     code = (
-        "import sys, framework, framework.observer, framework.cli, framework.config\n"
+        "import sys, chainsight, chainsight.framework.observer, chainsight.framework.cli\n"
+        "import chainsight.framework.config\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'litellm', 'textual', 'langchain_core'})\n"
         "print(','.join(bad))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
-    assert out.stdout.strip() == "", f"import framework pulled in: {out.stdout.strip()}"
+    assert out.stdout.strip() == "", f"import chainsight pulled in: {out.stdout.strip()}"
 
 
 def test_framework_never_imports_plugins_by_name() -> None:
     offenders = [
         str(p.relative_to(ROOT))
         for p in _python_files("framework", "storage")
-        if any(name == "plugins" or name.startswith("plugins.") for name in _imports(p))
+        if any(_within(name, "chainsight.plugins") for name in _imports(p))
     ]
     assert offenders == []
 
@@ -61,7 +81,7 @@ def test_nothing_imports_tui_but_its_command_plugin() -> None:
     offenders = [
         str(p.relative_to(ROOT))
         for p in _python_files("framework", "storage", "plugins")
-        if p.name != "tui_command.py" and any(n == "tui" or n.startswith("tui.") for n in _imports(p))
+        if p.name != "tui_command.py" and any(_within(n, "chainsight.tui") for n in _imports(p))
     ]
     assert offenders == []
 

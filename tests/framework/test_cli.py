@@ -13,10 +13,17 @@ from typing import Any
 
 import pytest
 
-from framework import cli
-from framework.cli import main, parse_duration, parse_time
-from framework.cli_render import Column, clean, fmt_cost, fmt_seconds, print_table, tree_order
-from framework.model import Score, Span
+from chainsight.framework import cli
+from chainsight.framework.cli import main, parse_duration, parse_time
+from chainsight.framework.cli_render import (
+    Column,
+    clean,
+    fmt_cost,
+    fmt_seconds,
+    print_table,
+    tree_order,
+)
+from chainsight.framework.model import Score, Span
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -181,7 +188,7 @@ def test_config_check_subprocess_exit_code_and_no_traceback(tmp_path: Path) -> N
     bad = tmp_path / "bad.toml"
     bad.write_text(BAD_TOML)
     script = Path(sys.executable).parent / "chainsight"
-    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "framework.cli"]
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "chainsight.framework.cli"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("CHAINSIGHT_CONFIG", None)
     proc = subprocess.run(
@@ -225,8 +232,8 @@ def test_plugins_shows_disabled(tmp_path: Path, capsys: pytest.CaptureFixture[st
 def test_plugins_shows_degraded_status_recorded_by_an_observer(
     sqlite_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from framework.dispatch import PluginHealth
-    from storage.writer import StoreWriter
+    from chainsight.framework.dispatch import PluginHealth
+    from chainsight.storage.writer import StoreWriter
 
     writer = StoreWriter(sqlite_url)
     writer.write_plugin_health([
@@ -251,7 +258,7 @@ def test_plugins_shows_degraded_status_recorded_by_an_observer(
 
 PLUGIN_SOURCE = '''
 import json
-from framework import hookimpl
+from chainsight.framework import hookimpl
 
 @hookimpl
 def register_commands(cli):
@@ -279,7 +286,7 @@ def setup_problems(config):
 '''
 
 RAISING_SOURCE = '''
-from framework import hookimpl
+from chainsight.framework import hookimpl
 
 @hookimpl
 def register_commands(cli):
@@ -350,7 +357,7 @@ def test_register_commands_from_a_plugin(capsys: pytest.CaptureFixture[str]) -> 
 
 
 TYPO_SOURCE = '''
-from framework import hookimpl
+from chainsight.framework import hookimpl
 
 @hookimpl
 def trace_finish(root, spans):
@@ -425,8 +432,8 @@ def test_tree_order_nests_children_under_parents() -> None:
 
 
 def _record_traces(url: str) -> tuple[str, str]:
-    pytest.importorskip("storage.query")
-    from storage.writer import StoreWriter, WriteBatch
+    pytest.importorskip("chainsight.storage.query")
+    from chainsight.storage.writer import StoreWriter, WriteBatch
 
     now = time.time_ns()
     t1, t2 = "a1" * 16, "a1b2" * 8  # share the prefix "a1"
@@ -512,7 +519,7 @@ def test_traces_and_show(store_url: str, capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_invalid_filter_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("storage.filters")
+    pytest.importorskip("chainsight.storage.filters")
     code, _, err = run(capsys, "traces", "latency>>>", "--db", f"sqlite:///{tmp_path / 'x.db'}")
     assert code == 1
     assert err.startswith("chainsight: error: invalid filter 'latency>>>'")
@@ -528,7 +535,7 @@ def test_db_upgrade(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_unreachable_store_is_a_clean_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("storage.query")
+    pytest.importorskip("chainsight.storage.query")
     (tmp_path / "a-file").write_text("")
     url = f"sqlite:///{tmp_path / 'a-file' / 'x.db'}"  # a parent that is a file
     code, _, err = run(capsys, "traces", "--db", url)

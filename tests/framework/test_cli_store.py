@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from framework.cli import main
-from storage import engine
-from storage.engine import (
+from chainsight.framework.cli import main
+from chainsight.storage import engine
+from chainsight.storage.engine import (
     StoreMisconfigured,
     StoreNotFound,
     StoreUnavailable,

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from framework import config
-from framework.config import (
+from chainsight.framework import config
+from chainsight.framework.config import (
     ConfigError,
     ConfigProblem,
     Settings,
@@ -357,7 +357,7 @@ def test_every_commented_plugin_example_in_plugins_toml_is_valid(tmp_path: Path)
     """Uncomment each `# [plugins.NAME]` block of the repository's plugins.toml
     (one `# ` level; `# # ` lines stay comments) and validate it against the
     installed plugin's real CONFIG_SCHEMA, so the documentation cannot drift."""
-    from framework.plugin_manager import load_plugins
+    from chainsight.framework.plugin_manager import load_plugins
 
     blocks: list[str] = []
     current: list[str] | None = None

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from framework import hookimpl
-from framework.dispatch import SLOW_WALL_FACTOR, GuardedDispatcher
-from framework.model import Span
-from framework.plugin_manager import new_plugin_manager
+from chainsight.framework import hookimpl
+from chainsight.framework.dispatch import SLOW_WALL_FACTOR, GuardedDispatcher
+from chainsight.framework.model import Span
+from chainsight.framework.plugin_manager import new_plugin_manager
 
 
 class Raiser:

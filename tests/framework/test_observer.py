@@ -14,10 +14,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from recording_plugin import EveryHook, RaisesEverywhere
 
-from framework.cli import main as cli_main
-from framework.model import Alert, Span
-from framework.observer import Observer, current_span
-from storage.query import Store
+from chainsight.framework.cli import main as cli_main
+from chainsight.framework.model import Alert, Span
+from chainsight.framework.observer import Observer, current_span
+from chainsight.storage.query import Store
 
 
 @pytest.fixture

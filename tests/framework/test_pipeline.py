@@ -20,11 +20,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from tcp_proxy import TcpProxy
 
-from framework import hookimpl
-from framework.observer import Observer
-from storage.engine import open_engine
-from storage.query import Store
-from storage.writer import StoreWriter
+from chainsight.framework import hookimpl
+from chainsight.framework.observer import Observer
+from chainsight.storage.engine import open_engine
+from chainsight.storage.query import Store
+from chainsight.storage.writer import StoreWriter
 
 
 def _span_names(url: str) -> list[str]:
@@ -146,9 +146,9 @@ def test_postgres_outage_spills_and_replays(postgres_url: str, tmp_path: Path) -
 
 
 def test_spill_left_by_a_dead_process_is_replayed_on_start(sqlite_url: str, tmp_path: Path) -> None:
-    from framework.model import Span
-    from framework.spill import SpillFile
-    from storage.writer import WriteBatch
+    from chainsight.framework.model import Span
+    from chainsight.framework.spill import SpillFile
+    from chainsight.storage.writer import WriteBatch
 
     spill = SpillFile(tmp_path / "spill.jsonl")
     orphan = Span("orphan")
@@ -166,7 +166,7 @@ def test_sigterm_drains_the_queue(tmp_path: Path) -> None:
         f"""
         import os, signal, sys, time
         os.environ["CHAINSIGHT_STORAGE_URL"] = "sqlite:///{db}"
-        from framework import get_observer
+        from chainsight.framework import get_observer
         obs = get_observer()
         for i in range(500):
             with obs.span(f"span-{{i}}"):

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from framework import hookimpl
-from framework.config import load_settings
-from framework.model import Score, Span
-from framework.plugin_manager import PluginLoadError, load_plugins
+from chainsight.framework import hookimpl
+from chainsight.framework.config import load_settings
+from chainsight.framework.model import Score, Span
+from chainsight.framework.plugin_manager import PluginLoadError, load_plugins
 
 
 def _install_entry_points(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, entries: dict[str, str]) -> None:
@@ -22,7 +22,7 @@ def _install_entry_points(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, entri
     lines = "\n".join(f"{name} = {target}" for name, target in entries.items())
     (dist / "entry_points.txt").write_text(f"[chainsight.plugins]\n{lines}\n")
     (tmp_path / "good_plugin.py").write_text(
-        "from framework import hookimpl\n"
+        "from chainsight.framework import hookimpl\n"
         "@hookimpl\n"
         "def process_span(span):\n"
         "    span.add_tags(['good'])\n"
@@ -72,22 +72,22 @@ def test_unknown_builtin_module_is_reported_not_fatal() -> None:
 
 
 def test_create_plugin_factory_gives_each_manager_its_own_instance() -> None:
-    first = load_plugins(None, builtins=[("redaction", "plugins.redaction")], entry_points=False)
-    second = load_plugins(None, builtins=[("redaction", "plugins.redaction")], entry_points=False)
+    first = load_plugins(None, builtins=[("redaction", "chainsight.plugins.redaction")], entry_points=False)
+    second = load_plugins(None, builtins=[("redaction", "chainsight.plugins.redaction")], entry_points=False)
     a, b = first.pm.get_plugin("redaction"), second.pm.get_plugin("redaction")
     assert a is not None and b is not None and a is not b
     assert first.schemas["redaction"] is not None
 
 
 def test_two_observers_redact_by_their_own_config(tmp_path: Path) -> None:
-    from framework.observer import Observer
-    from storage.query import Store
+    from chainsight.framework.observer import Observer
+    from chainsight.storage.query import Store
 
     def observe(name: str, config: str) -> str:
         path = tmp_path / f"{name}.toml"
         path.write_text(config)
         obs = Observer(f"sqlite:///{tmp_path / name}.db", config_path=path, entry_points=False,
-                       builtins=[("redaction", "plugins.redaction")], strict=True,
+                       builtins=[("redaction", "chainsight.plugins.redaction")], strict=True,
                        spill_path=tmp_path / f"{name}.spill")
         with obs.span("root") as span:
             span.outputs = "write to jane.doe@example.com"
@@ -180,7 +180,7 @@ def test_misspelled_hook_is_refused_with_a_warning_by_default(caplog: pytest.Log
 
 
 def test_refused_plugin_registered_after_startup(tmp_path: Path) -> None:
-    from framework.observer import Observer
+    from chainsight.framework.observer import Observer
 
     obs = Observer(f"sqlite:///{tmp_path / 'x.db'}", builtins=(), entry_points=False, strict=True,
                    spill_path=tmp_path / "spill")
@@ -193,8 +193,8 @@ def test_refused_plugin_registered_after_startup(tmp_path: Path) -> None:
 
 
 def test_refused_hook_is_never_called(tmp_path: Path) -> None:
-    from framework.observer import Observer
-    from storage.query import Store
+    from chainsight.framework.observer import Observer
+    from chainsight.storage.query import Store
 
     plugin = Misspelled()
     wrappers = Wrappers()

@@ -7,12 +7,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from framework import hookimpl
-from framework.model import Score, Span
-from framework.observer import Observer
+from chainsight.framework import hookimpl
+from chainsight.framework.model import Score, Span
+from chainsight.framework.observer import Observer
 from tests.plugins.cases.store import rows
 
-CHECKS = [("refusal", "plugins.refusal"), ("length", "plugins.length"), ("toxicity", "plugins.toxicity")]
+CHECKS = [("refusal", "chainsight.plugins.refusal"), ("length", "chainsight.plugins.length"), ("toxicity", "chainsight.plugins.toxicity")]
 
 
 class Bad:

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from plugins import detectors
-from plugins.detectors import count, dni_valid, find, iban_valid, luhn_valid, redact
+from chainsight.plugins import detectors
+from chainsight.plugins.detectors import count, dni_valid, find, iban_valid, luhn_valid, redact
 
 
 def test_validators() -> None:

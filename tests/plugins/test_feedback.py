@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from framework import hookimpl
-from framework.cli import main
-from framework.model import Score
-from framework.observer import Observer
+from chainsight.framework import hookimpl
+from chainsight.framework.cli import main
+from chainsight.framework.model import Score
+from chainsight.framework.observer import Observer
 from tests.plugins.cases.store import rows
 
 
@@ -42,7 +42,7 @@ def test_api_feedback_is_stored_and_announced(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'f.db'}"
     trace_id = make_trace(url, tmp_path)
     listener = Listener()
-    obs = Observer(url, strict=True, entry_points=False, builtins=[("feedback", "plugins.feedback")],
+    obs = Observer(url, strict=True, entry_points=False, builtins=[("feedback", "chainsight.plugins.feedback")],
                    plugins=[listener], spill_path=tmp_path / "spill")
     try:
         obs.feedback(trace_id, thumbs=1, comment="great")
@@ -74,7 +74,7 @@ def test_cli_feedback_up_rating_and_json(cli_env: Path, capsys: pytest.CaptureFi
     trace_id = make_trace(url, cli_env)
     # feedback_recorded fires in the CLI's observer too (plugins from entry points)
     listener = Listener()
-    import framework.observer as observer_module
+    import chainsight.framework.observer as observer_module
 
     real = observer_module.Observer
 
@@ -149,7 +149,7 @@ def make_traces(url: str, tmp_path: Path, count: int) -> list[tuple[str, str]]:
 def test_cli_feedback_resolves_a_short_id_to_the_full_trace_id(
     cli_env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from framework.cli_render import short_id
+    from chainsight.framework.cli_render import short_id
 
     url = f"sqlite:///{cli_env / 'short.db'}"
     (first, first_span), (second, _) = make_traces(url, cli_env, 2)

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from framework.cli import main as cli_main
-from framework.observer import Observer
-from plugins.gpu import GpuPlugin, NvmlSampler
-from storage.query import Store
+from chainsight.framework.cli import main as cli_main
+from chainsight.framework.observer import Observer
+from chainsight.plugins.gpu import GpuPlugin, NvmlSampler
+from chainsight.storage.query import Store
 
 
 class NVMLError(Exception):
@@ -103,7 +103,7 @@ def test_observer_stores_gpu_samples(sqlite_url: str, tmp_path: Path,
     monkeypatch.setitem(sys.modules, "pynvml", FakeNvml())  # what `import pynvml` finds
     config = tmp_path / "plugins.toml"
     config.write_text("[plugins.gpu]\ninterval_s = 0.05\n")
-    obs = Observer(sqlite_url, config_path=config, builtins=[("gpu", "plugins.gpu")],
+    obs = Observer(sqlite_url, config_path=config, builtins=[("gpu", "chainsight.plugins.gpu")],
                    entry_points=False, strict=True, spill_path=tmp_path / "spill")
     plugin = obs.plugins.pm.get_plugin("gpu")
     assert isinstance(plugin, GpuPlugin) and plugin.sampler.interval_s == 0.05
@@ -119,7 +119,7 @@ def test_observer_stores_gpu_samples(sqlite_url: str, tmp_path: Path,
 
 def test_gpu_command_without_nvml_says_so(capsys: pytest.CaptureFixture[str],
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    import plugins.gpu as gpu
+    import chainsight.plugins.gpu as gpu
 
     monkeypatch.setattr(gpu, "NvmlSampler", lambda: NvmlSampler(nvml=FakeNvml(fail_init=True)))
     assert cli_main(["gpu", "--json"]) == 1

@@ -10,10 +10,10 @@ from pathlib import Path
 from langchain_core.documents import Document
 from langchain_core.messages import AIMessage
 
-from framework.config import Settings
-from framework.model import Span
-from framework.observer import Observer
-from plugins.groundedness import GroundednessCheck, lexical_verdict, parse_judge_reply
+from chainsight.framework.config import Settings
+from chainsight.framework.model import Span
+from chainsight.framework.observer import Observer
+from chainsight.plugins.groundedness import GroundednessCheck, lexical_verdict, parse_judge_reply
 from tests.plugins.cases.store import rows
 
 DOCS = [Document(page_content="The Eiffel Tower was completed in 1889 in Paris. It is 330 metres tall."),
@@ -83,7 +83,7 @@ def test_llm_judge_through_litellm_mock_response(tmp_path: Path) -> None:
     settings = Settings(plugins={"groundedness": {"mode": "both", "judge_model": "gpt-4o-mini",
                                                   "judge_options": {"mock_response": reply}}})
     obs = Observer(url, settings=settings, strict=True, entry_points=False,
-                   builtins=[("groundedness", "plugins.groundedness")], spill_path=tmp_path / "spill")
+                   builtins=[("groundedness", "chainsight.plugins.groundedness")], spill_path=tmp_path / "spill")
     try:
         (check,) = obs.registered.trace_checks
         assert isinstance(check, GroundednessCheck) and check.mode == "both"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from langchain_core.messages import AIMessage
 
-from framework.model import Span
-from plugins.json_schema import JsonSchemaCheck
+from chainsight.framework.model import Span
+from chainsight.plugins.json_schema import JsonSchemaCheck
 
 INVOICE = {"type": "object", "required": ["total", "items"],
            "properties": {"total": {"type": "number"},

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from framework.model import Span
-from plugins.length import LengthCheck
+from chainsight.framework.model import Span
+from chainsight.plugins.length import LengthCheck
 
 
 def answer(text: object, name: str = "model", tags: list[str] | None = None, tokens: int | None = None) -> Span:
@@ -76,13 +76,13 @@ def test_tool_calling_agent_through_the_pipeline_scores_only_the_answer(tmp_path
     from langchain_core.language_models import GenericFakeChatModel
     from langchain_core.messages import AIMessage, HumanMessage
 
-    from framework.adapters.langchain import CallbackHandler
-    from framework.observer import Observer
+    from chainsight.framework.adapters.langchain import CallbackHandler
+    from chainsight.framework.observer import Observer
     from tests.plugins.cases.store import rows
 
     url = f"sqlite:///{tmp_path / 'len.db'}"
     obs = Observer(url, strict=True, entry_points=False, spill_path=tmp_path / "spill",
-                   builtins=[("redaction", "plugins.redaction"), ("length", "plugins.length")])
+                   builtins=[("redaction", "chainsight.plugins.redaction"), ("length", "chainsight.plugins.length")])
     model = GenericFakeChatModel(messages=iter([
         AIMessage(content="", tool_calls=[{"name": "lookup", "args": {"q": "x"}, "id": "c1"}]),
         AIMessage(content="The order shipped."),

@@ -9,16 +9,16 @@ import pytest
 from langchain_core.documents import Document
 from langchain_core.messages import AIMessage, HumanMessage
 
-from framework import hookimpl
-from framework.extension import Register
-from framework.model import Score, Span
-from framework.observer import Observer
+from chainsight.framework import hookimpl
+from chainsight.framework.extension import Register
+from chainsight.framework.model import Score, Span
+from chainsight.framework.observer import Observer
 from tests.plugins.cases.store import all_text_rows, rows
 
 MARKERS = ("zebracorn", "quasarmilk", "plumbusfleeb", "glorptonic", "wizzleberry")
 
-CHECKS = [("pii", "plugins.pii"), ("refusal", "plugins.refusal"), ("toxicity", "plugins.toxicity"),
-          ("length", "plugins.length"), ("groundedness", "plugins.groundedness")]
+CHECKS = [("pii", "chainsight.plugins.pii"), ("refusal", "chainsight.plugins.refusal"), ("toxicity", "chainsight.plugins.toxicity"),
+          ("length", "chainsight.plugins.length"), ("groundedness", "chainsight.plugins.groundedness")]
 
 
 def run(obs: Observer) -> str:

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from framework.config import apply_defaults
-from framework.defaults import DEFAULT_PLUGINS
-from framework.model import Score, Span
-from framework.observer import Observer
-from framework.plugin_manager import PluginSet, load_plugins
+from chainsight.framework.config import apply_defaults
+from chainsight.framework.defaults import DEFAULT_PLUGINS
+from chainsight.framework.model import Score, Span
+from chainsight.framework.observer import Observer
+from chainsight.framework.plugin_manager import PluginSet, load_plugins
 from tests.plugins.cases.store import rows
 
 CHECKS = ("length", "refusal", "toxicity", "pii", "json_schema", "groundedness")

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from framework.model import Span
-from plugins import detectors
-from plugins.pii import CONFIG_SCHEMA, PiiCheck
-from plugins.redaction import ATTRIBUTE, Redactor
+from chainsight.framework.model import Span
+from chainsight.plugins import detectors
+from chainsight.plugins.pii import CONFIG_SCHEMA, PiiCheck
+from chainsight.plugins.redaction import ATTRIBUTE, Redactor
 from tests.plugins.cases import precision_recall
 from tests.plugins.cases.pii_cases import CASES
 

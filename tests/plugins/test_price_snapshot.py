@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from framework.cli import main
-from plugins import price_table
-from plugins.price_table import (
+from chainsight.framework.cli import main
+from chainsight.plugins import price_table
+from chainsight.plugins.price_table import (
     PRICE_FIELDS,
     SNAPSHOT_FILE,
     SNAPSHOT_KEY,
@@ -53,7 +53,7 @@ def test_snapshot_is_dated_small_and_keeps_only_what_pricing_reads() -> None:
         assert entry.get("input_cost_per_token") or entry.get("output_cost_per_token")
     # it is shipped in the wheel, not only in the checkout
     config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
-    assert SNAPSHOT_FILE.name in config["tool"]["setuptools"]["package-data"]["plugins"]
+    assert SNAPSHOT_FILE.name in config["tool"]["setuptools"]["package-data"]["chainsight.plugins"]
 
 
 def test_snapshot_script_keeps_chat_models_priced_by_the_token(tmp_path: Path) -> None:
@@ -81,8 +81,8 @@ def test_without_litellm_gpt_4o_mini_is_priced_from_the_snapshot(tmp_path: Path)
     """A subprocess where litellm cannot be imported, as with `pip install chainsight[langchain]`."""
     script = BLOCK_LITELLM + textwrap.dedent('''
         import json, sys
-        from plugins import price_table, pricing
-        from framework.model import Span
+        from chainsight.plugins import price_table, pricing
+        from chainsight.framework.model import Span
 
         assert price_table.bundled_table_path() is None
         span = Span("call", "llm")
@@ -100,7 +100,7 @@ def test_without_litellm_gpt_4o_mini_is_priced_from_the_snapshot(tmp_path: Path)
     assert result["cost"] == pytest.approx(1000 * 0.15e-6 + 100 * 0.6e-6)
 
     # the command a user runs: `chainsight pricing show gpt-4o-mini`
-    cli = BLOCK_LITELLM + "from framework.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    cli = BLOCK_LITELLM + "from chainsight.framework.cli import main\nsys.exit(main(sys.argv[1:]))\n"
     done = subprocess.run([sys.executable, "-c", cli, "pricing", "show", "gpt-4o-mini", "--json"],
                           capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
@@ -157,7 +157,7 @@ def test_a_pricing_plugin_without_a_table_says_so(capsys: pytest.CaptureFixture[
     assert "no price for 'gpt-4o-mini': no price table" in capsys.readouterr().err
 
     # an observer that configures it logs the same, once
-    import plugins.pricing as pricing
+    import chainsight.plugins.pricing as pricing
 
     with caplog.at_level("WARNING", logger="chainsight.pricing"):
         pricing.PricingPlugin().configure({})

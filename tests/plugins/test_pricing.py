@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-import plugins.pricing as pricing
-from framework.config import ConfigError, Settings, resolve_plugin_configs
-from framework.hookspecs import hookimpl
-from framework.model import Span
-from framework.observer import Observer
-from plugins.price_table import PriceTable, bundled_table_path, candidates, load_table
+import chainsight.plugins.pricing as pricing
+from chainsight.framework.config import ConfigError, Settings, resolve_plugin_configs
+from chainsight.framework.hookspecs import hookimpl
+from chainsight.framework.model import Span
+from chainsight.framework.observer import Observer
+from chainsight.plugins.price_table import PriceTable, bundled_table_path, candidates, load_table
 
 pytestmark = pytest.mark.skipif(bundled_table_path() is None, reason="litellm is not installed")
 
@@ -207,7 +207,7 @@ def test_custom_table_path(tmp_path: Path, plugin: pricing.PricingPlugin) -> Non
 def _stored_costs(url: str) -> dict[str, float | None]:
     import sqlalchemy as sa
 
-    from storage.engine import open_engine
+    from chainsight.storage.engine import open_engine
 
     with open_engine(url).connect() as conn:
         return {r.name: r.cost_usd for r in conn.execute(sa.text("SELECT name, cost_usd FROM spans"))}
@@ -225,7 +225,7 @@ def test_pipeline_prices_spans_and_another_plugin_wins(tmp_path: Path) -> None:
     settings = Settings(plugins={"pricing": {"overrides": [
         {"model": "gpt-4o-mini", "input_per_1m": 100, "output_per_1m": 100}]}})
     obs = Observer(url, settings=settings, strict=True, entry_points=False,
-                   builtins=[("pricing", "plugins.pricing")], plugins=[HousePrices()],
+                   builtins=[("pricing", "chainsight.plugins.pricing")], plugins=[HousePrices()],
                    spill_path=tmp_path / "spill.jsonl")
     try:
         for name, model in [("a", "gpt-4o"), ("b", "gpt-4o-mini"), ("c", "house-special"),
@@ -255,7 +255,7 @@ def test_two_observers_price_with_their_own_configuration(tmp_path: Path) -> Non
         settings = Settings(plugins={"pricing": {"overrides": [
             {"model": "m", "input_per_1m": price, "output_per_1m": price}]}})
         return Observer(f"sqlite:///{tmp_path / f'{n}.db'}", settings=settings, strict=True,
-                        entry_points=False, builtins=[("pricing", "plugins.pricing")],
+                        entry_points=False, builtins=[("pricing", "chainsight.plugins.pricing")],
                         spill_path=tmp_path / f"spill{n}.jsonl")
 
     first, second = observer(1, 1.0), observer(2, 2.0)
@@ -277,5 +277,5 @@ def test_pipeline_rejects_a_bad_override_in_strict_mode(tmp_path: Path) -> None:
         {"model": "m", "input_per_1k": 1, "input_per_1m": 1}]}})
     with pytest.raises(ValueError, match="not both"):
         Observer(f"sqlite:///{tmp_path / 'x.db'}", settings=settings, strict=True,
-                 entry_points=False, builtins=[("pricing", "plugins.pricing")],
+                 entry_points=False, builtins=[("pricing", "chainsight.plugins.pricing")],
                  spill_path=tmp_path / "spill.jsonl")

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-import plugins.pricing as pricing
-from framework.cli import main
-from framework.config import Settings
-from framework.observer import Observer
-from plugins.price_table import PriceTable, bundled_table_path
-from storage.cost import PricedCall, cost_report, reprice, unpriced_models
-from storage.engine import open_engine
+import chainsight.plugins.pricing as pricing
+from chainsight.framework.cli import main
+from chainsight.framework.config import Settings
+from chainsight.framework.observer import Observer
+from chainsight.plugins.price_table import PriceTable, bundled_table_path
+from chainsight.storage.cost import PricedCall, cost_report, reprice, unpriced_models
+from chainsight.storage.engine import open_engine
 
 pytestmark = pytest.mark.skipif(bundled_table_path() is None, reason="litellm is not installed")
 
@@ -39,7 +39,7 @@ def record(url: str, tmp_path: Path, calls: list[dict[str, Any]],
     """Record each call as a root chain span with one llm child; returns trace ids."""
     settings = Settings(plugins={"pricing": plugins_config or {}})
     obs = Observer(url, settings=settings, strict=True, entry_points=False,
-                   builtins=[("pricing", "plugins.pricing")], spill_path=tmp_path / "spill.jsonl")
+                   builtins=[("pricing", "chainsight.plugins.pricing")], spill_path=tmp_path / "spill.jsonl")
     traces = []
     try:
         for call in calls:
@@ -261,12 +261,12 @@ def test_cost_by_tag_leaves_out_the_tags_langchain_adds(url: str, tmp_path: Path
     from langchain_core.output_parsers import StrOutputParser
     from langchain_core.prompts import ChatPromptTemplate
 
-    from framework.adapters.langchain import CallbackHandler
-    from plugins.demo.models import StreamingDemoModel
-    from storage.cost import is_internal_tag
+    from chainsight.framework.adapters.langchain import CallbackHandler
+    from chainsight.plugins.demo.models import StreamingDemoModel
+    from chainsight.storage.cost import is_internal_tag
 
     obs = Observer(url, settings=Settings(), strict=True, entry_points=False,
-                   builtins=[("pricing", "plugins.pricing")], spill_path=tmp_path / "spill.jsonl")
+                   builtins=[("pricing", "chainsight.plugins.pricing")], spill_path=tmp_path / "spill.jsonl")
     chain = (ChatPromptTemplate.from_messages([("human", "{q}")])
              | StreamingDemoModel(responses=["fine"], sleep=0, model_label="gpt-4o-mini")
              | StrOutputParser())

@@ -13,13 +13,13 @@ import pytest
 from langchain_core.documents import Document
 from langchain_core.messages import AIMessage, HumanMessage
 
-from framework import hookimpl
-from framework.model import Score, Span
-from framework.observer import Observer
-from plugins import redaction
-from plugins.detectors import SWITCHES
-from plugins.redaction import ATTRIBUTE, Redactor
-from storage.serialize import dumps
+from chainsight.framework import hookimpl
+from chainsight.framework.model import Score, Span
+from chainsight.framework.observer import Observer
+from chainsight.plugins import redaction
+from chainsight.plugins.detectors import SWITCHES
+from chainsight.plugins.redaction import ATTRIBUTE, Redactor
+from chainsight.storage.serialize import dumps
 from tests.plugins.cases.store import all_text_rows, rows
 
 EMAIL = "seeded.person@example.com"
@@ -135,7 +135,7 @@ def test_per_kind_switches() -> None:
 
 
 def test_schema_defaults_turn_everything_on() -> None:
-    from framework.config import apply_defaults
+    from chainsight.framework.config import apply_defaults
 
     config = apply_defaults(redaction.CONFIG_SCHEMA, {})
     assert all(config[k] is True for k in SWITCHES)
@@ -151,7 +151,7 @@ def test_redaction_runs_before_other_process_span_hooks(tmp_path: Path) -> None:
             seen.append(span.outputs)
 
     obs = Observer(f"sqlite:///{tmp_path / 'r.db'}", strict=True, entry_points=False,
-                   builtins=[("redaction", "plugins.redaction")], plugins=[Early()],
+                   builtins=[("redaction", "chainsight.plugins.redaction")], plugins=[Early()],
                    spill_path=tmp_path / "spill")
     try:
         with obs.span("root") as span:
@@ -184,9 +184,9 @@ class Collector:
         register(self)
 
 
-CHECKS = [("redaction", "plugins.redaction"), ("pii", "plugins.pii"), ("refusal", "plugins.refusal"),
-          ("toxicity", "plugins.toxicity"), ("length", "plugins.length"),
-          ("groundedness", "plugins.groundedness")]
+CHECKS = [("redaction", "chainsight.plugins.redaction"), ("pii", "chainsight.plugins.pii"), ("refusal", "chainsight.plugins.refusal"),
+          ("toxicity", "chainsight.plugins.toxicity"), ("length", "chainsight.plugins.length"),
+          ("groundedness", "chainsight.plugins.groundedness")]
 
 
 def run_seeded_chain(obs: Observer) -> str:
@@ -269,7 +269,7 @@ def test_a_span_redaction_fails_on_is_stored_without_its_content(tmp_path: Path)
     """Fail closed: the failure is counted like any plugin failure, and the
     span is stored with its content withheld, never unredacted."""
     db_url = f"sqlite:///{tmp_path / 'r.db'}"
-    obs = Observer(db_url, entry_points=False, builtins=[("redaction", "plugins.redaction")],
+    obs = Observer(db_url, entry_points=False, builtins=[("redaction", "chainsight.plugins.redaction")],
                    spill_path=tmp_path / "spill")
     try:
         with obs.span("bad") as bad:
@@ -292,7 +292,7 @@ def test_a_span_redaction_fails_on_is_stored_without_its_content(tmp_path: Path)
 
 
 def test_withheld_marker_and_function_live_in_the_core() -> None:
-    from framework import model
+    from chainsight.framework import model
 
     assert redaction.WITHHELD is model.WITHHELD
     assert redaction.withhold_content is model.withhold_content
@@ -350,7 +350,7 @@ class LaterScorer:
 
 
 def test_process_score_through_pluggy_redaction_first() -> None:
-    from framework.plugin_manager import new_plugin_manager
+    from chainsight.framework.plugin_manager import new_plugin_manager
 
     pm = new_plugin_manager()
     pm.register(redaction.create_plugin(), name="redaction")

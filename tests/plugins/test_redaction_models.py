@@ -12,10 +12,10 @@ import pytest
 from pydantic import BaseModel, ConfigDict, PrivateAttr, RootModel, create_model
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from framework.model_classes import MAX_CLASSES
-from plugins import redaction
-from plugins.redaction import Redactor
-from storage.serialize import dumps
+from chainsight.framework.model_classes import MAX_CLASSES
+from chainsight.plugins import redaction
+from chainsight.plugins.redaction import Redactor
+from chainsight.storage.serialize import dumps
 
 EMAIL = "seeded.person@example.com"
 API_KEY = "sk-proj-SEEDk3y0123456789abcdefGHIJ"

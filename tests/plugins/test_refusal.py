@@ -7,10 +7,10 @@ import re
 import pytest
 from langchain_core.messages import AIMessage
 
-from framework.model import Span
-from plugins import refusal
-from plugins.refusal import RefusalCheck
-from plugins.text import any_of, fold
+from chainsight.framework.model import Span
+from chainsight.plugins import refusal
+from chainsight.plugins.refusal import RefusalCheck
+from chainsight.plugins.text import any_of, fold
 from tests.plugins.cases import precision_recall
 from tests.plugins.cases.refusal_cases import CASES
 

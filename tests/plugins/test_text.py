@@ -10,8 +10,8 @@ from typing import Any
 from langchain_core.documents import Document
 from langchain_core.messages import AIMessage, HumanMessage
 
-from framework.model import Span
-from plugins.text import (
+from chainsight.framework.model import Span
+from chainsight.plugins.text import (
     MAX_DEPTH,
     all_text,
     answer_text,
@@ -86,7 +86,7 @@ def test_fold_sees_every_ignorecase_spelling_of_the_pattern_characters() -> None
     import re
     import sys
 
-    from plugins.refusal import PATTERNS
+    from chainsight.plugins.refusal import PATTERNS
 
     everything = "".join(map(chr, range(sys.maxunicode + 1)))
     chars = {c for _family, cues, pattern in PATTERNS for c in pattern + "".join(cues)}
@@ -98,7 +98,7 @@ def test_fold_sees_every_ignorecase_spelling_of_the_pattern_characters() -> None
 def test_any_of_matches_where_a_flat_alternation_does() -> None:
     import re
 
-    from plugins.toxicity import INSULTS, PROFANITY
+    from chainsight.plugins.toxicity import INSULTS, PROFANITY
 
     words = [*INSULTS, *PROFANITY, "a.b", "x*", "(", "hell", "hello", "ab", "abc", "b"]
     flat = re.compile("|".join(map(re.escape, words)))

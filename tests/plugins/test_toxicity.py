@@ -7,8 +7,8 @@ import types
 
 import pytest
 
-from framework.model import Span
-from plugins.toxicity import LexiconScorer, ToxicityCheck, ToxicityResult, load_scorer
+from chainsight.framework.model import Span
+from chainsight.plugins.toxicity import LexiconScorer, ToxicityCheck, ToxicityResult, load_scorer
 from tests.plugins.cases import precision_recall
 from tests.plugins.cases.toxicity_cases import CASES
 
@@ -102,7 +102,7 @@ def test_normalise_matches_the_plain_rewrites() -> None:
     import random
     import re
 
-    from plugins import toxicity
+    from chainsight.plugins import toxicity
 
     every_word = re.compile(r"\b\w*[a-z]\w*\b")
     every_mask = re.compile(r"[a-z]*[*#]+[a-z*#]*")
@@ -126,7 +126,7 @@ def test_clean_fast_path_agrees_with_full_scoring() -> None:
     # cue occurs; the full weighing must agree on every text.
     import random
 
-    from plugins import toxicity
+    from chainsight.plugins import toxicity
 
     words = ["you", "are", "an", "idiot", "i", "will", "kill", "u", "not", "stupid", "m0r0n", "f*ck", "women",
              "vermin", "shut", "up", "go", "to", "hell", "hello", "shell", "kys", "die", "should", "watch", "your",
@@ -164,7 +164,7 @@ def _rule_examples() -> list[list[str]]:
 
 
 def test_every_rule_cue_is_needed_by_an_example() -> None:
-    from plugins.toxicity import RULES
+    from chainsight.plugins.toxicity import RULES
 
     examples = _rule_examples()
     assert len(examples) == len(RULES)
@@ -184,8 +184,8 @@ def test_rule_cues_never_hide_a_match() -> None:
     import random
     import re
 
-    from plugins import toxicity
-    from plugins.text import any_of
+    from chainsight.plugins import toxicity
+    from chainsight.plugins.text import any_of
 
     by_length = LexiconScorer()._by_length
     examples = [text for texts in _rule_examples() for text in texts]

@@ -15,7 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from storage.engine import open_engine
+from chainsight.storage.engine import open_engine
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -21,16 +21,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from reliability_helpers import REPO, run_script, span_names, span_rows
 
-from framework.spill import SpillFile
+from chainsight.framework.spill import SpillFile
 
 DEADLINE = 2.0
 SLACK = 0.5
 
 PRELUDE = """
 import sys, threading, time
-from framework.model import Score
-from framework.observer import Observer
-from framework import hookimpl
+from chainsight.framework.model import Score
+from chainsight.framework.observer import Observer
+from chainsight.framework import hookimpl
 
 class HangingCheck:
     name = "hanging_check"
@@ -193,7 +193,7 @@ def test_a_backlog_at_exit_is_stored_within_the_deadline(tmp_path: Path, sqlite_
     assert "without content" not in err  # a busy worker is not a hung redaction
     import sqlalchemy as sa
 
-    from storage.engine import open_engine
+    from chainsight.storage.engine import open_engine
     with open_engine(sqlite_url).connect() as conn:
         inputs = [r[0] for r in conn.execute(sa.text("SELECT inputs FROM spans"))]
     assert all("[redacted:email]" in text for text in inputs)  # redacted, not withheld
@@ -204,7 +204,7 @@ def test_sigterm_while_threads_record_exits_promptly(tmp_path: Path) -> None:
     script = textwrap.dedent(f"""
         import os, sys, threading, time
         os.environ["CHAINSIGHT_STORAGE_URL"] = "sqlite:///{db}"
-        from framework import get_observer
+        from chainsight.framework import get_observer
         obs = get_observer()
         obs.pipeline.wait_started(30)
 
@@ -239,8 +239,8 @@ def test_the_first_traced_call_pays_no_start_up(tmp_path: Path) -> None:
         from langchain_core.prompts import PromptTemplate
         prompt = PromptTemplate.from_template("hello {{name}}")
         prompt.invoke({{"name": "warm-up without a callback"}})
-        from framework import CallbackHandler, get_observer
-        import framework.observer  # importing is not building: timed apart
+        from chainsight.framework import CallbackHandler, get_observer
+        import chainsight.framework.observer  # importing is not building: timed apart
         t0 = time.perf_counter()
         handler = CallbackHandler()
         obs = get_observer()
@@ -250,7 +250,7 @@ def test_the_first_traced_call_pays_no_start_up(tmp_path: Path) -> None:
         first = time.perf_counter() - t0
         assert obs.flush(30)
         import sqlalchemy as sa
-        from storage.engine import open_engine
+        from chainsight.storage.engine import open_engine
         with open_engine("sqlite:///{tmp_path / 'first.db'}").connect() as conn:
             latency = conn.execute(sa.text("SELECT latency_ms FROM spans")).scalar()
         print(json.dumps({{"built": built, "first": first, "latency_ms": latency}}))

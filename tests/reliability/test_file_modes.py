@@ -16,8 +16,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from reliability_helpers import wait_for
 
-from framework.observer import Observer
-from framework.spill import RecordFile, SpillFile
+from chainsight.framework.observer import Observer
+from chainsight.framework.spill import RecordFile, SpillFile
 
 
 @pytest.fixture

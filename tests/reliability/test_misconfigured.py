@@ -17,9 +17,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from reliability_helpers import span_names, wait_for
 
-from framework.observer import Observer, get_observer, set_observer
-from framework.spill import SpillFile
-from storage.engine import open_engine
+from chainsight.framework.observer import Observer, get_observer, set_observer
+from chainsight.framework.spill import SpillFile
+from chainsight.storage.engine import open_engine
 
 
 def _not_a_database(tmp_path: Path) -> str:
@@ -116,8 +116,8 @@ def test_an_invalid_configuration_is_said_once_and_capture_goes_on(
     from langchain_core.output_parsers import StrOutputParser
     from langchain_core.prompts import ChatPromptTemplate
 
-    from framework.adapters.langchain import CallbackHandler
-    from framework.cli import main as cli_main
+    from chainsight.framework.adapters.langchain import CallbackHandler
+    from chainsight.framework.cli import main as cli_main
 
     config = tmp_path / "plugins.toml"
     config.write_text(BAD_CONFIG.format(url=sqlite_url))
@@ -148,7 +148,7 @@ def test_an_invalid_configuration_is_said_once_and_capture_goes_on(
 
 def test_db_replay_stores_what_a_bad_url_spilled(tmp_path: Path, sqlite_url: str,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    from framework.cli import main as cli_main
+    from chainsight.framework.cli import main as cli_main
 
     spill = tmp_path / "spill.jsonl"
     obs = Observer("postgresql+psycopg2://u:secret@127.0.0.1:1/db", builtins=(), entry_points=False,

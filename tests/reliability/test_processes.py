@@ -20,7 +20,7 @@ def test_an_observer_built_before_fork_records_in_the_child(tmp_path: Path) -> N
     url = f"sqlite:///{tmp_path / 'fork.db'}"
     proc, _ = run_script(f"""
         import os
-        from framework.observer import Observer
+        from chainsight.framework.observer import Observer
         obs = Observer("{url}", builtins=(), entry_points=False, spill_path="{tmp_path / 's.jsonl'}")
         with obs.span("parent-before"):
             pass
@@ -53,7 +53,7 @@ def test_multiprocessing_children_store_without_flush(method: str, how: str, tmp
     module = tmp_path / "mp_work.py"
     # Spawned children import the target by module: it must live in a file.
     module.write_text("""
-from framework.observer import Observer, get_observer
+from chainsight.framework.observer import Observer, get_observer
 
 def work(n):
     obs = get_observer()
@@ -81,7 +81,7 @@ def work(n):
     proc, _ = run_script(f"""
 import multiprocessing as mp
 import mp_work
-from framework.observer import get_observer
+from chainsight.framework.observer import get_observer
 
 if __name__ == "__main__":
     obs = get_observer()  # the parent has one too (a fork child inherits it)

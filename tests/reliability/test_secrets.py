@@ -20,13 +20,13 @@ from typing import Any
 import pytest
 from langchain_core.messages import AIMessage
 
-from framework.cli import main
-from framework.dispatch import GuardedDispatcher
-from framework.model import WITHHELD, Score, Span
-from framework.observer import Observer
-from plugins import redaction
-from plugins.redaction import Redactor
-from storage.serialize import MAX_DEPTH, encode_capped
+from chainsight.framework.cli import main
+from chainsight.framework.dispatch import GuardedDispatcher
+from chainsight.framework.model import WITHHELD, Score, Span
+from chainsight.framework.observer import Observer
+from chainsight.plugins import redaction
+from chainsight.plugins.redaction import Redactor
+from chainsight.storage.serialize import MAX_DEPTH, encode_capped
 from tests.plugins.cases.store import rows
 
 SECRET = "sk-test-0123456789abcdef0123456789abcdef"
@@ -254,7 +254,7 @@ def test_redaction_failing_on_every_span_is_never_degraded_and_stores_no_secret(
 
 
 def test_the_redaction_plugin_is_fail_closed() -> None:
-    from framework.plugin_manager import new_plugin_manager
+    from chainsight.framework.plugin_manager import new_plugin_manager
 
     pm = new_plugin_manager()
     pm.register(redaction.create_plugin(), name="redaction")
@@ -277,7 +277,7 @@ def _record_every_bypass(obs: Observer) -> None:
 @pytest.mark.parametrize("with_redaction", [True, False], ids=["redacted", "control"])
 def test_no_bypass_reaches_the_raw_store(tmp_path: Path, with_redaction: bool) -> None:
     url = f"sqlite:///{tmp_path / 'bypass.db'}"
-    builtins = [("redaction", "plugins.redaction")] if with_redaction else []
+    builtins = [("redaction", "chainsight.plugins.redaction")] if with_redaction else []
     obs = Observer(url, strict=True, entry_points=False, builtins=builtins,
                    spill_path=tmp_path / "spill.jsonl")
     try:
@@ -326,10 +326,10 @@ def test_litellm_api_base_credentials_are_not_stored(
 ) -> None:
     """A real call (refused by a closed local port) lands its api_base in the
     span's attributes; its token and password are masked there."""
-    from framework.adapters.litellm import LitellmCallback
+    from chainsight.framework.adapters.litellm import LitellmCallback
 
     url = f"sqlite:///{tmp_path / 'litellm.db'}"
-    builtins = [("redaction", "plugins.redaction")] if with_redaction else []
+    builtins = [("redaction", "chainsight.plugins.redaction")] if with_redaction else []
     obs = Observer(url, strict=True, entry_points=False, builtins=builtins,
                    spill_path=tmp_path / "spill.jsonl")
     api_base = f"http://user:{URL_PASSWORD}@127.0.0.1:{_closed_port()}/v1?api_key={URL_TOKEN}&x=1"

@@ -17,10 +17,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from reliability_helpers import poison, span_names, wait_for
 
-from framework.model import Span
-from framework.observer import Observer
-from framework.spill import MAGIC, RecordFile, SpillFile, frame
-from storage.writer import StoreWriter, WriteBatch
+from chainsight.framework.model import Span
+from chainsight.framework.observer import Observer
+from chainsight.framework.spill import MAGIC, RecordFile, SpillFile, frame
+from chainsight.storage.writer import StoreWriter, WriteBatch
 
 
 def _observer(url: str, spill: Path, **pipeline: Any) -> Observer:
@@ -217,7 +217,7 @@ SECRET_MAIL = "alice.secret@example.com"
 
 def test_no_secret_reaches_the_spill_or_dead_letter_files(sqlite_url: str, tmp_path: Path) -> None:
     spill = tmp_path / "spill.jsonl"
-    obs = Observer(sqlite_url, builtins=(("redaction", "plugins.redaction"),), entry_points=False,
+    obs = Observer(sqlite_url, builtins=(("redaction", "chainsight.plugins.redaction"),), entry_points=False,
                    spill_path=spill, pipeline={"flush_interval_s": 0.05})
     try:
         assert obs.pipeline.wait_started(10)

@@ -16,10 +16,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from reliability_helpers import poison, span_rows, wait_for
 
-from framework.cli import main as cli_main
-from framework.model import Span
-from framework.observer import Observer
-from framework.spill import RecordFile
+from chainsight.framework.cli import main as cli_main
+from chainsight.framework.model import Span
+from chainsight.framework.observer import Observer
+from chainsight.framework.spill import RecordFile
 
 NEIGHBOURS = 100
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from framework.model import Span
+from chainsight.framework.model import Span
 
 MS = 1_000_000
 

@@ -4,8 +4,8 @@ import datetime as dt
 
 import pytest
 
-from storage.filters import FilterError, parse_duration, parse_filter
-from storage.query import TraceFilter
+from chainsight.storage.filters import FilterError, parse_duration, parse_filter
+from chainsight.storage.query import TraceFilter
 
 NOW = 1_700_000_000_000_000_000
 

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from storage import schema
-from storage.engine import head_revision, open_engine, upgrade
+from chainsight.storage import schema
+from chainsight.storage.engine import head_revision, open_engine, upgrade
 
 
 def test_upgrade_creates_every_table_and_is_idempotent(store_url: str) -> None:
@@ -42,7 +42,7 @@ def test_sqlite_settings(sqlite_url: str) -> None:
 
 
 def test_schema_head_constant_matches_the_migrations() -> None:
-    from storage.engine import SCHEMA_HEAD, head_revision
+    from chainsight.storage.engine import SCHEMA_HEAD, head_revision
 
     assert head_revision() == SCHEMA_HEAD, "update storage.engine.SCHEMA_HEAD with the new migration"
 
@@ -55,7 +55,7 @@ def test_opening_a_store_at_head_does_not_import_alembic(tmp_path: Path) -> None
     upgrade(url)
     code = (
         "import sys\n"
-        "from storage.query import Store\n"
+        "from chainsight.storage.query import Store\n"
         f"Store({url!r}).list_traces(limit=1)\n"
         "print('alembic' in sys.modules)\n"
     )

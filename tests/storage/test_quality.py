@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from framework.model import Score
-from framework.observer import Observer
-from storage.quality import quality_by_model, quality_metrics, quality_over_time
+from chainsight.framework.model import Score
+from chainsight.framework.observer import Observer
+from chainsight.storage.quality import quality_by_model, quality_metrics, quality_over_time
 
-CHECKS = [("refusal", "plugins.refusal"), ("pii", "plugins.pii"), ("toxicity", "plugins.toxicity")]
+CHECKS = [("refusal", "chainsight.plugins.refusal"), ("pii", "chainsight.plugins.pii"), ("toxicity", "chainsight.plugins.toxicity")]
 HOUR = 3600 * 10**9
 T0 = 1_700_000_000 * 10**9 // HOUR * HOUR
 

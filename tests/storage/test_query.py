@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 from storage_builders import MS, three_level_trace
 
-from framework.model import Sample, Score
-from storage.query import Store, TraceFilter, percentile
-from storage.writer import StoreWriter, WriteBatch
+from chainsight.framework.model import Sample, Score
+from chainsight.storage.query import Store, TraceFilter, percentile
+from chainsight.storage.writer import StoreWriter, WriteBatch
 
 T0 = 1_700_000_000_000_000_000
 S = 1_000_000_000

@@ -14,9 +14,9 @@ import pytest
 from pydantic import BaseModel, RootModel, create_model
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from framework.model_classes import MAX_CLASSES
-from storage import serialize
-from storage.serialize import dumps, encode_capped, to_jsonable
+from chainsight.framework.model_classes import MAX_CLASSES
+from chainsight.storage import serialize
+from chainsight.storage.serialize import dumps, encode_capped, to_jsonable
 
 
 @dataclasses.dataclass
@@ -298,8 +298,8 @@ def test_prepared_batch_rows_match_rows_of_single_spans() -> None:
     from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
     from langchain_core.prompt_values import ChatPromptValue
 
-    from framework.model import Span
-    from storage.writer import StoreWriter, WriteBatch, _span_row
+    from chainsight.framework.model import Span
+    from chainsight.storage.writer import StoreWriter, WriteBatch, _span_row
 
     messages = [SystemMessage("Be brief."), HumanMessage("Weather in Paris? ana@example.com")]
     answer = AIMessage(content="Sunny.", tool_calls=[{"name": "w", "args": {}, "id": "c1"}])

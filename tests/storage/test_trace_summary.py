@@ -8,11 +8,11 @@ import random
 import pytest
 import sqlalchemy as sa
 
-from framework.model import Span
-from storage import schema, trace_summary
-from storage.engine import open_engine
-from storage.trace_summary import TRACE_COLUMNS, refresh_trace_totals
-from storage.writer import StoreWriter, WriteBatch
+from chainsight.framework.model import Span
+from chainsight.storage import schema, trace_summary
+from chainsight.storage.engine import open_engine
+from chainsight.storage.trace_summary import TRACE_COLUMNS, refresh_trace_totals
+from chainsight.storage.writer import StoreWriter, WriteBatch
 
 T0 = 1_700_000_000_000_000_000
 MODELS = ("gpt-4o-mini", "claude-3-haiku", None)

@@ -7,9 +7,9 @@ import time
 import pytest
 from storage_builders import three_level_trace
 
-from storage.engine import StoreUnavailable, open_engine
-from storage.query import Store
-from storage.writer import StoreWriter, WriteBatch
+from chainsight.storage.engine import StoreUnavailable, open_engine
+from chainsight.storage.query import Store
+from chainsight.storage.writer import StoreWriter, WriteBatch
 
 
 def test_locked_sqlite_raises_store_unavailable(sqlite_url: str) -> None:

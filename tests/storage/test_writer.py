@@ -6,11 +6,11 @@ import pytest
 import sqlalchemy as sa
 from storage_builders import MS, three_level_trace
 
-from framework.model import Alert, Sample, Score
-from storage import schema
-from storage.engine import open_engine
-from storage.query import Store
-from storage.writer import StoreWriter, WriteBatch
+from chainsight.framework.model import Alert, Sample, Score
+from chainsight.storage import schema
+from chainsight.storage.engine import open_engine
+from chainsight.storage.query import Store
+from chainsight.storage.writer import StoreWriter, WriteBatch
 
 T0 = 1_700_000_000_000_000_000
 
@@ -130,7 +130,7 @@ def test_content_is_capped(store_url: str) -> None:
 
 
 def test_plugin_health_is_upserted(store_url: str) -> None:
-    from framework.dispatch import PluginHealth
+    from chainsight.framework.dispatch import PluginHealth
 
     writer = StoreWriter(store_url)
     writer.write_plugin_health([PluginHealth("pii", calls=3)])

@@ -11,18 +11,18 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Static
 
-from framework.cli_render import short_id
-from storage.query import Store
-from tui import format as fmt
-from tui.app import ChainsightApp
-from tui.export import export_path, write_private
-from tui.screens.alerts import AlertsScreen
-from tui.screens.experiments import ExperimentsScreen
-from tui.screens.help import HelpScreen
-from tui.screens.metrics import CALLS_TITLE, TRACES_TITLE, MetricsScreen
-from tui.screens.trace_detail import TraceDetailScreen
-from tui.screens.traces import TracesScreen
-from tui.widgets.waterfall import SpanTree
+from chainsight.framework.cli_render import short_id
+from chainsight.storage.query import Store
+from chainsight.tui import format as fmt
+from chainsight.tui.app import ChainsightApp
+from chainsight.tui.export import export_path, write_private
+from chainsight.tui.screens.alerts import AlertsScreen
+from chainsight.tui.screens.experiments import ExperimentsScreen
+from chainsight.tui.screens.help import HelpScreen
+from chainsight.tui.screens.metrics import CALLS_TITLE, TRACES_TITLE, MetricsScreen
+from chainsight.tui.screens.trace_detail import TraceDetailScreen
+from chainsight.tui.screens.traces import TracesScreen
+from chainsight.tui.widgets.waterfall import SpanTree
 
 
 def screen_text(app: ChainsightApp) -> str:
@@ -317,7 +317,7 @@ async def test_live_tail_shows_new_traces(fresh_url: str, now_ns: int) -> None:
 
     from tui_seed import make_trace
 
-    from storage.writer import StoreWriter, WriteBatch
+    from chainsight.storage.writer import StoreWriter, WriteBatch
 
     app = make_app(fresh_url, now_ns, live_interval=0.1)
     async with app.run_test(size=(120, 40)) as pilot:

@@ -24,18 +24,18 @@ from textual.widgets import DataTable, Static, Tree
 from tui_fake_store import FakeStore
 from tui_seed import NOW_NS
 
-from framework.model import Trace
-from tui.app import ChainsightApp
-from tui.data import DataSource
-from tui.screens.alerts import AlertsScreen
-from tui.screens.experiments import ExperimentsScreen
-from tui.screens.help import HelpScreen
-from tui.screens.metrics import MetricsScreen
-from tui.screens.prompts import CommentScreen, RatingScreen
-from tui.screens.trace_detail import TraceDetailScreen
-from tui.screens.traces import TracesScreen
-from tui.widgets.keybar import KeyBar, shown_bindings
-from tui.widgets.waterfall import SpanTree
+from chainsight.framework.model import Trace
+from chainsight.tui.app import ChainsightApp
+from chainsight.tui.data import DataSource
+from chainsight.tui.screens.alerts import AlertsScreen
+from chainsight.tui.screens.experiments import ExperimentsScreen
+from chainsight.tui.screens.help import HelpScreen
+from chainsight.tui.screens.metrics import MetricsScreen
+from chainsight.tui.screens.prompts import CommentScreen, RatingScreen
+from chainsight.tui.screens.trace_detail import TraceDetailScreen
+from chainsight.tui.screens.traces import TracesScreen
+from chainsight.tui.widgets.keybar import KeyBar, shown_bindings
+from chainsight.tui.widgets.waterfall import SpanTree
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ from test_app import screen_text, settle, wait_for
 from tui_fake_store import FakeStore
 from tui_seed import NOW_NS
 
-from framework.model import Trace
-from tui.app import ChainsightApp
-from tui.data import DataSource, StoreDown
+from chainsight.framework.model import Trace
+from chainsight.tui.app import ChainsightApp
+from chainsight.tui.data import DataSource, StoreDown
 
 
 def _app() -> ChainsightApp:

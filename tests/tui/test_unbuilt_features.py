@@ -16,10 +16,10 @@ import pytest
 from test_app import make_app, screen_text, settle
 from tui_seed import NOW_NS
 
-from framework.cli import main
-from storage.writer import StoreWriter
-from tui.screens.alerts import AlertsScreen
-from tui.screens.experiments import ExperimentsScreen
+from chainsight.framework.cli import main
+from chainsight.storage.writer import StoreWriter
+from chainsight.tui.screens.alerts import AlertsScreen
+from chainsight.tui.screens.experiments import ExperimentsScreen
 
 COMMAND = re.compile(r"\bchainsight((?:\s+[a-z][a-z0-9_-]*)+)")
 PLUGIN_TABLE = re.compile(r"\[plugins\.([A-Za-z0-9_-]+)\]")

@@ -8,11 +8,11 @@ from rich.text import Text
 from test_app import make_app, screen_text, settle
 from tui_seed import HOSTILE
 
-from tui.safe_text import clean, safe
-from tui.screens.alerts import AlertsScreen
-from tui.screens.metrics import MetricsScreen
-from tui.screens.trace_detail import TraceDetailScreen
-from tui.screens.traces import TracesScreen
+from chainsight.tui.safe_text import clean, safe
+from chainsight.tui.screens.alerts import AlertsScreen
+from chainsight.tui.screens.metrics import MetricsScreen
+from chainsight.tui.screens.trace_detail import TraceDetailScreen
+from chainsight.tui.screens.traces import TracesScreen
 
 LITERALS = ("[/]", "[bold", "[@click=app.quit]x[/]", "␛[31mred␛[0m", r"RTL\u202egnp.exe")
 INVISIBLE = "\u061c\u200b\u200e\u200f\u2028\u2029\u202a\u202b\u202c\u202d\u202e\u2060\u2066\u2067\u2068\u2069\ufeff"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from framework.model import Alert, Sample, Score, Span, Trace
+from chainsight.framework.model import Alert, Sample, Score, Span, Trace
 
 
 @dataclass
@@ -37,7 +37,7 @@ class FakeStore:
 
     def _check(self) -> None:
         if FakeStore.down:
-            from storage.engine import StoreUnavailable
+            from chainsight.storage.engine import StoreUnavailable
 
             raise StoreUnavailable("database is locked")
 

@@ -10,8 +10,8 @@ import random
 from collections.abc import Iterator
 from typing import Final
 
-from framework.model import Alert, Sample, Score, Span
-from storage.writer import StoreWriter, WriteBatch
+from chainsight.framework.model import Alert, Sample, Score, Span
+from chainsight.storage.writer import StoreWriter, WriteBatch
 
 NOW_NS: Final = 1_750_000_000_000_000_000  # 2025-06-15 15:06:40 UTC
 SECOND: Final = 1_000_000_000

@@ -11,11 +11,11 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
-from tui import format as fmt
-from tui.data import StoreDown
-from tui.safe_text import clean, safe
-from tui.widgets.health import HealthBar
-from tui.widgets.keybar import KeyBar
+from chainsight.tui import format as fmt
+from chainsight.tui.data import StoreDown
+from chainsight.tui.safe_text import clean, safe
+from chainsight.tui.widgets.health import HealthBar
+from chainsight.tui.widgets.keybar import KeyBar
 
 # No built-in plugin evaluates alert rules yet: say so, and name no command or
 # [plugins.X] table that does not exist (tests check what this screen names).

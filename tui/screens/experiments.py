@@ -11,12 +11,12 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
-from framework.cli_render import short_id
-from tui import format as fmt
-from tui.data import StoreDown
-from tui.safe_text import clean, safe
-from tui.widgets.health import HealthBar
-from tui.widgets.keybar import KeyBar
+from chainsight.framework.cli_render import short_id
+from chainsight.tui import format as fmt
+from chainsight.tui.data import StoreDown
+from chainsight.tui.safe_text import clean, safe
+from chainsight.tui.widgets.health import HealthBar
+from chainsight.tui.widgets.keybar import KeyBar
 
 # Nothing creates experiments yet: say so, and name no command or API that
 # does not exist (tests check every command and [plugins.X] table shown here).

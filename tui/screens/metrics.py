@@ -13,12 +13,12 @@ from textual.containers import Grid, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
-from tui import format as fmt
-from tui.data import StoreDown
-from tui.safe_text import safe
-from tui.widgets.health import HealthBar
-from tui.widgets.keybar import KeyBar
-from tui.widgets.plot import Bars, Plot
+from chainsight.tui import format as fmt
+from chainsight.tui.data import StoreDown
+from chainsight.tui.safe_text import safe
+from chainsight.tui.widgets.health import HealthBar
+from chainsight.tui.widgets.keybar import KeyBar
+from chainsight.tui.widgets.plot import Bars, Plot
 
 RANGES: Final = (("15m", 900), ("1h", 3600), ("6h", 6 * 3600), ("24h", 86400),
                  ("7d", 7 * 86400), ("30d", 30 * 86400))

@@ -12,15 +12,15 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Static, Tree
 
-from tui import format as fmt
-from tui.data import StoreDown
-from tui.export import trace_json
-from tui.safe_text import clean, safe
-from tui.screens.prompts import CommentScreen, RatingScreen
-from tui.widgets.health import HealthBar
-from tui.widgets.keybar import KeyBar
-from tui.widgets.span_detail import SpanDetail, span_text
-from tui.widgets.waterfall import Row, SpanTree
+from chainsight.tui import format as fmt
+from chainsight.tui.data import StoreDown
+from chainsight.tui.export import trace_json
+from chainsight.tui.safe_text import clean, safe
+from chainsight.tui.screens.prompts import CommentScreen, RatingScreen
+from chainsight.tui.widgets.health import HealthBar
+from chainsight.tui.widgets.keybar import KeyBar
+from chainsight.tui.widgets.span_detail import SpanDetail, span_text
+from chainsight.tui.widgets.waterfall import Row, SpanTree
 
 
 def trace_header(trace: Any, scores: list[Any]) -> Text:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from rich.text import Text
 from textual.widget import Widget
 
-from tui.safe_text import safe
+from chainsight.tui.safe_text import safe
 
 
 @dataclass(frozen=True, slots=True)

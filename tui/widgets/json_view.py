@@ -8,7 +8,7 @@ from typing import Any, Final
 from rich.highlighter import JSONHighlighter
 from rich.text import Text
 
-from tui.safe_text import clean, safe
+from chainsight.tui.safe_text import clean, safe
 
 MAX_CHARS: Final = 20_000
 _highlighter = JSONHighlighter()

@@ -9,7 +9,7 @@ from rich.text import Text
 from textual.geometry import Size
 from textual.widget import Widget
 
-from tui.safe_text import safe
+from chainsight.tui.safe_text import safe
 
 BLOCKS: Final = " ▁▂▃▄▅▆▇█"
 

@@ -10,10 +10,15 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from tui import format as fmt
-from tui.safe_text import clean, safe
-from tui.widgets.json_view import find_messages, find_tool_calls, json_text, messages_text
-from tui.widgets.waterfall import KIND_ICON, KIND_STYLE
+from chainsight.tui import format as fmt
+from chainsight.tui.safe_text import clean, safe
+from chainsight.tui.widgets.json_view import (
+    find_messages,
+    find_tool_calls,
+    json_text,
+    messages_text,
+)
+from chainsight.tui.widgets.waterfall import KIND_ICON, KIND_STYLE
 
 
 def _heading(out: Text, title: str) -> None:

@@ -17,9 +17,9 @@ from textual.binding import Binding
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
-from framework.model import children_by_parent
-from tui import format as fmt
-from tui.safe_text import clean
+from chainsight.framework.model import children_by_parent
+from chainsight.tui import format as fmt
+from chainsight.tui.safe_text import clean
 
 KIND_STYLE: Final = {
     "llm": "magenta", "chain": "cyan", "tool": "yellow", "retriever": "green",

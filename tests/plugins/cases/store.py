@@ -6,7 +6,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from storage import schema
+from chainsight.storage import schema
 
 
 def all_text_rows(url: str) -> list[tuple[str, str, str]]:
