@@ -340,3 +340,39 @@ class PipelineStats:
     def not_stored(self) -> int:
         """Spans recorded in this process that will never reach the store on their own."""
         return self.dropped + self.failed + self.dead_lettered + self.lost
+
+
+def feedback_scores(
+    trace_id: str,
+    *,
+    thumbs: int | None = None,
+    rating: int | None = None,
+    comment: str | None = None,
+    span_id: str | None = None,
+    user_id: str | None = None,
+) -> list[Score]:
+    """The Score rows (``source = "feedback"``) for one piece of user feedback.
+
+    ``thumbs`` is +1 or -1, ``rating`` 1..5; a comment alone is a score too.
+    Raises ValueError for anything else. Shared by ``Observer.feedback`` and
+    the TUI, which stores feedback without an Observer.
+    """
+    if thumbs is None and rating is None and not comment:
+        raise ValueError("feedback needs thumbs, rating or comment")
+    if thumbs is not None and thumbs not in (1, -1):
+        raise ValueError(f"thumbs must be +1 or -1, got {thumbs!r}")
+    if rating is not None and (isinstance(rating, bool) or rating not in range(1, 6)):
+        raise ValueError(f"rating must be an integer from 1 to 5, got {rating!r}")
+    if not trace_id:
+        raise ValueError("feedback needs a trace_id")
+    label = f"user:{user_id}" if user_id else None
+    scores: list[Score] = []
+    if thumbs is not None:
+        scores.append(Score("thumbs", "feedback", trace_id, span_id, float(thumbs),
+                            "up" if thumbs > 0 else "down", thumbs > 0, comment))
+    if rating is not None:
+        scores.append(Score("rating", "feedback", trace_id, span_id, float(rating),
+                            label, rating >= 4, comment))
+    if not scores:
+        scores.append(Score("comment", "feedback", trace_id, span_id, None, label, None, comment))
+    return scores

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from chainsight.framework.defaults import FAIL_CLOSED_BUILTINS
 from chainsight.framework.dispatch import GuardedDispatcher
-from chainsight.framework.model import Alert, PipelineStats, Sample, Score, Span
+from chainsight.framework.model import Alert, PipelineStats, Sample, Score, Span, feedback_scores
 from chainsight.framework.pipeline import (
     Feedback,
     Pipeline,
@@ -475,24 +475,8 @@ class Observer:
         too. Raises ValueError for anything else (this is not the hot path:
         bad input must be reported, not silently stored).
         """
-        if thumbs is None and rating is None and not comment:
-            raise ValueError("feedback needs thumbs, rating or comment")
-        if thumbs is not None and thumbs not in (1, -1):
-            raise ValueError(f"thumbs must be +1 or -1, got {thumbs!r}")
-        if rating is not None and (isinstance(rating, bool) or rating not in range(1, 6)):
-            raise ValueError(f"rating must be an integer from 1 to 5, got {rating!r}")
-        if not trace_id:
-            raise ValueError("feedback needs a trace_id")
-        label = f"user:{user_id}" if user_id else None
-        scores: list[Score] = []
-        if thumbs is not None:
-            scores.append(Score("thumbs", "feedback", trace_id, span_id, float(thumbs),
-                                "up" if thumbs > 0 else "down", thumbs > 0, comment))
-        if rating is not None:
-            scores.append(Score("rating", "feedback", trace_id, span_id, float(rating),
-                                label, rating >= 4, comment))
-        if not scores:
-            scores.append(Score("comment", "feedback", trace_id, span_id, None, label, None, comment))
+        scores = feedback_scores(trace_id, thumbs=thumbs, rating=rating, comment=comment,
+                                 span_id=span_id, user_id=user_id)
         for score in scores:
             self.pipeline.put(Feedback(score))
         return scores

@@ -444,3 +444,13 @@ class RedactionPlugin:
 
 def create_plugin() -> RedactionPlugin:
     return RedactionPlugin()
+
+
+def redact_scores(scores: Iterable[Score], config: Mapping[str, Any] | None = None) -> list[Score]:
+    """``scores`` as this plugin's ``process_score`` leaves them, for code that
+    stores scores without an Observer (the TUI's feedback). ``config``: the
+    resolved ``[plugins.redaction]`` table; None: the defaults."""
+    plugin = create_plugin()
+    if config is not None:
+        plugin.configure(config)
+    return [plugin.process_score(score) or score for score in scores]

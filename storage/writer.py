@@ -353,6 +353,13 @@ class StoreWriter:
             rejected.extend(self.write_isolating(sub))
         return rejected
 
+    def write_scores(self, scores: Sequence[Score]) -> list[RejectedRow]:
+        """Store ``scores`` now, without a pipeline (the TUI's feedback):
+        prepared and row-checked like any batch, written with
+        :meth:`write_isolating`. Returns the rows the store refused; raises
+        :class:`StoreUnavailable` when nothing could be written."""
+        return self.write_isolating(self.prepare(WriteBatch(scores=tuple(scores))))
+
     def write_plugin_health(self, health: Sequence[Any]) -> None:
         """Upsert plugin health rows (objects with name, calls, failures,
         consecutive, slow, degraded, last_error), so ``chainsight plugins`` in

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -78,8 +77,6 @@ class ChainsightApp(App[None]):
         self.start_live = live
         self.export_dir = Path(export_dir) if export_dir is not None else default_dir()
         self.health = Health(store=store_label or _display_url(store_url))
-        self._observer: Any = None
-        self._observer_lock = threading.Lock()
 
     # ---- time and health ----------------------------------------------------
     def now(self) -> int:
@@ -182,26 +179,17 @@ class ChainsightApp(App[None]):
             yield SystemCommand("Comment on trace", "Free-text feedback", screen.action_comment)
 
     # ---- feedback and export (thread workers) -----------------------------
-    def observer(self) -> Any:
-        """The Observer used for feedback, created on first use (worker thread)."""
-        with self._observer_lock:
-            if self._observer is None:
-                from chainsight.framework.observer import Observer
-
-                self._observer = Observer(self.store_url, builtins=(), entry_points=False)
-            return self._observer
-
     @work(thread=True, group="feedback", exit_on_error=False)
     def send_feedback(self, trace_id: str, span_id: str | None = None, **feedback: Any) -> None:
+        from chainsight.tui.feedback import record_feedback
+
         try:
-            self.observer().feedback(trace_id, span_id=span_id, **feedback)
-            ok = self.observer().flush(timeout=5.0)
+            record_feedback(self.store_url, trace_id, span_id, **feedback)
         except Exception as error:  # shown to the user, never fatal
             self.call_from_thread(self.say, f"feedback failed: {error}", "error")
             return
         what = ", ".join(f"{k} {v}" for k, v in feedback.items() if k != "comment") or "comment"
-        self.call_from_thread(self.say, f"feedback saved: {what}" if ok else
-                              "feedback queued (store busy)")
+        self.call_from_thread(self.say, f"feedback saved: {what}")
         self.call_from_thread(self._feedback_done, trace_id)
 
     def _feedback_done(self, trace_id: str) -> None:
@@ -223,9 +211,6 @@ class ChainsightApp(App[None]):
         self.notify(clean(message), severity=severity, markup=False)  # type: ignore[arg-type]
 
     def on_unmount(self) -> None:
-        observer, self._observer = self._observer, None
-        if observer is not None:
-            observer.shutdown(timeout=2.0)
         self.data.close()
 
 

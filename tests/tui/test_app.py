@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -221,6 +222,42 @@ async def test_feedback_is_stored(fresh_url: str, now_ns: int, tmp_path: Path) -
     assert by_name["thumbs"].value == 1.0
     assert by_name["rating"].value == 4.0
     assert by_name["comment"].comment == "wrong [/] page"
+
+
+async def test_feedback_comment_is_masked_and_starts_no_pipeline(
+    fresh_url: str, now_ns: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The TUI writes feedback straight to the store: the redaction plugin
+    masks the comment first, and no Observer pipeline thread is started."""
+    started: list[str] = []
+    start = threading.Thread.start
+
+    def record_start(thread: threading.Thread) -> None:
+        started.append(thread.name)
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", record_start)
+    app = make_app(fresh_url, now_ns)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, TraceDetailScreen)
+        trace_id = screen.trace_id
+        await pilot.press("c")
+        await pilot.pause()
+        await pilot.press(*"mail alice@example.com please", "enter")
+        await settle(pilot)
+        await app.workers.wait_for_complete()
+    with Store(fresh_url) as store:
+        scores = store.list_scores(trace_id=trace_id, source="feedback")
+    comments = [s.comment for s in scores if s.name == "comment"]
+    assert len(comments) == 1
+    assert "alice@example.com" not in str(comments[0])
+    assert str(comments[0]).startswith("mail ") and str(comments[0]).endswith(" please")
+    assert started, "no thread was started at all: the recorder is not working"
+    assert not [name for name in started if name.startswith("chainsight-pipeline")], started
 
 
 def notifications(app: ChainsightApp) -> list[str]:
