@@ -169,3 +169,96 @@ def test_required_dependencies_are_imported_without_a_fallback() -> None:
                     if owners & required:
                         offenders.append(f"{path.relative_to(ROOT)}:{stmt.lineno}: {name}")
     assert offenders == []
+
+
+# ---- import cycles ------------------------------------------------------------
+# Edges (importer, imported) allowed to close a cycle, each with its reason.
+# Any other cycle among the chainsight.* modules fails the test below.
+ALLOWED_CYCLE_EDGES: dict[tuple[str, str], str] = {
+    # Type-only (under TYPE_CHECKING): the ``configure`` hookspec annotates its
+    # ``observer`` argument; observer -> plugin_manager -> hookspecs at run time.
+    ("chainsight.framework.hookspecs", "chainsight.framework.observer"):
+        "type annotation of the configure hook's observer argument",
+}
+
+
+def _module_name(path: Path) -> str:
+    parts = ["chainsight", *path.relative_to(ROOT).with_suffix("").parts]
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Module -> the chainsight.* modules it imports anywhere in its text
+    (module level, function-local and type-only imports alike)."""
+    files = {_module_name(p): p for p in _python_files("framework", "plugins", "storage", "tui")}
+    files["chainsight"] = ROOT / "chainsight" / "__init__.py"
+    graph: dict[str, set[str]] = {}
+    for name, path in files.items():
+        package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                wanted = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parent = package[: len(package) - (node.level - 1)]
+                    base = ".".join([*parent, base] if base else parent)
+                # ``from pkg import mod`` imports the module pkg.mod.
+                wanted = [f"{base}.{a.name}" if f"{base}.{a.name}" in files else base for a in node.names]
+            else:
+                continue
+            for target in wanted:
+                while target and target not in files:
+                    target = target.rpartition(".")[0]
+                if target and target != name:
+                    targets.add(target)
+        graph[name] = targets
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in sorted(graph[node]):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = stack[stack.index(node):]
+            del stack[stack.index(node):]
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycles() -> None:
+    graph = _import_graph()
+    assert "chainsight.tui.screens.trace_detail" in graph["chainsight.tui.app"]  # the graph is real
+    for (importer, imported), reason in ALLOWED_CYCLE_EDGES.items():
+        assert imported in graph[importer], f"allow-listed edge {importer} -> {imported} is gone: " \
+            f"remove it from ALLOWED_CYCLE_EDGES ({reason})"
+        graph[importer].discard(imported)
+    cycles = _cycles(graph)
+    assert not cycles, "import cycles among chainsight modules (tests/framework/test_boundaries.py): " + \
+        "; ".join(" <-> ".join(c) for c in cycles)
