@@ -181,7 +181,7 @@ STATS_SAMPLES = (
 
 def dead_letter_path(spill_path: Path) -> Path:
     """The dead-letter file lives beside the spill file."""
-    return spill_path.with_name(spill_path.name.replace("spill", "deadletter")
+    return spill_path.with_name(spill_path.name.replace("spill", "deadletter", 1)
                                 if "spill" in spill_path.name else spill_path.name + ".deadletter")
 
 

@@ -199,10 +199,15 @@ def test_dropped_is_exact_under_contention(sqlite_url: str, tmp_path: Path) -> N
                 obs.end_span(obs.start_span(f"x{i}"))
 
         threads = [threading.Thread(target=spam) for _ in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        previous = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)  # switch threads between any two steps of put()
+        try:
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        finally:
+            sys.setswitchinterval(previous)
         stats = obs.stats()
         assert stats.queue_depth == 50
         assert stats.dropped == 8 * 2000 - 50
