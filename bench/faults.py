@@ -417,18 +417,21 @@ def plugin(check: Any = None, exporter: Any = None, hang_on_shutdown: bool = Fal
     from chainsight.framework import hookimpl
 
     class Plugin:
-        @hookimpl
-        def register_checks(self, register: Any) -> None:
-            if check:
-                register(check)
+        name = getattr(check or exporter, "name", "test_plugin")
 
         @hookimpl
-        def register_exporters(self, register: Any) -> None:
+        def check_span(self, span: Any) -> Any:
+            return check.check_span(span) if check else None
+
+        @hookimpl
+        def spans_finished(self, spans: Any) -> None:
             if exporter:
-                register(exporter)
+                exporter.export(spans)
 
         @hookimpl
-        def shutdown(self) -> None:
+        def shutdown(self, timeout: float) -> None:
+            if exporter:
+                exporter.shutdown(timeout)
             if hang_on_shutdown:
                 time.sleep(120)
 

@@ -45,7 +45,7 @@ def load_gpu(seconds: float) -> str:
 def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "plugins.toml"
-        config.write_text("[plugins.gpu]\ninterval_s = 0.1\n")
+        config.write_text("[pipeline]\nsample_interval_s = 0.1\n")
         url = f"sqlite:///{tmp}/gpu.db"
         obs = Observer(url, config_path=config, builtins=[("gpu", "chainsight.plugins.gpu")],
                        entry_points=False, strict=True, spill_path=Path(tmp) / "spill")
@@ -53,7 +53,7 @@ def main() -> int:
             time.sleep(1.5)
         with obs.span("load", kind="llm") as load:
             what = load_gpu(3.0)
-        sampler = obs.registered.samplers[0]
+        sampler = obs.plugins.pm.get_plugin("gpu").sampler
         obs.flush(10)
         obs.shutdown(10)
         if sampler.unavailable:

@@ -101,6 +101,7 @@ PIPELINE_SCHEMA: dict[str, Any] = {
         "shutdown_timeout_s": {"type": "number", "minimum": 0, "default": 5},
         "metrics_only": {"type": "boolean", "default": False},
         "stats_interval_s": {"type": "number", "exclusiveMinimum": 0, "default": 5},
+        "sample_interval_s": {"type": "number", "minimum": 0.05, "default": 5},
     },
 }
 

@@ -12,10 +12,9 @@ it exists to clean. Its failures are counted like any other, and reported at
 the 1st, 10th, 100th, 1000th... one; the pipeline asks :meth:`GuardedDispatcher.fail_closed`
 and withholds the content such a plugin failed on.
 
-The same guard wraps registered objects (checks, exporters, notifiers,
-samplers) under their own names, with a time budget: a call that uses more CPU
-than ``budget_s``, or blocks for more than four budgets of wall time, counts as
-a failure of kind "slow".
+The check hooks (``check_span``, ``trace_finished``) also have a time
+budget: a call that uses more CPU than ``budget_s``, or blocks for more than
+four budgets of wall time, counts as a failure of kind "slow".
 """
 
 from __future__ import annotations
@@ -132,7 +131,10 @@ class GuardedDispatcher:
             self._fail_closed[name] = known
         return known
 
-    def _implementations(self, hook: str) -> list[tuple[str, Callable[..., Any], tuple[str, ...]]]:
+    def implementations_with_args(self, hook: str) -> list[tuple[str, Callable[..., Any], tuple[str, ...]]]:
+        """``(plugin name, function, argument names)`` of each implementation
+        of ``hook``, in call order; each takes the subset of the hook's
+        arguments it names."""
         impls = self._impls.get(hook)
         if impls is None:
             caller = getattr(self.pm.hook, hook)
@@ -146,12 +148,12 @@ class GuardedDispatcher:
         return impls
 
     def has_impls(self, hook: str) -> bool:
-        return bool(self._implementations(hook))
+        return bool(self.implementations_with_args(hook))
 
     def implementations(self, hook: str) -> list[tuple[str, Callable[..., Any]]]:
         """``(plugin name, function)`` of each implementation of a one-argument
         hook, in call order (for :meth:`map`)."""
-        return [(name, function) for name, function, _ in self._implementations(hook)]
+        return [(name, function) for name, function, _ in self.implementations_with_args(hook)]
 
     def _health(self, name: str) -> PluginHealth:
         health = self.health.get(name)
@@ -164,11 +166,16 @@ class GuardedDispatcher:
         """A copy of every plugin's health, for storing and showing."""
         return [PluginHealth(**vars(h)) for h in list(self.health.values())]
 
-    def call(self, hook: str, **kwargs: Any) -> list[Any]:
-        """Call every implementation of ``hook``; return the non-None results."""
+    def call(self, hook: str, *, budget_s: float | None = None,
+             announce: Callable[[str], None] | None = None, **kwargs: Any) -> list[Any]:
+        """Call every implementation of ``hook`` with the arguments it names
+        (after ``announce(plugin name)``, when given); return the non-None results."""
         results: list[Any] = []
-        for name, function, argnames in self._implementations(hook):
-            ok, result = self.guard(name, function, *[kwargs[a] for a in argnames], what=hook)
+        for name, function, argnames in self.implementations_with_args(hook):
+            if announce is not None:
+                announce(name)
+            ok, result = self.guard(name, function, *[kwargs[a] for a in argnames], what=hook,
+                                    budget_s=budget_s)
             if ok and result is not None:
                 results.append(result)
         return results

@@ -16,29 +16,53 @@ mode that is a :class:`~chainsight.framework.plugin_manager.PluginLoadError`; ot
 warning naming the plugin and the hook, the implementation is not used, and
 ``chainsight plugins`` lists it as a problem of the plugin.
 
-There are two kinds of hooks.
+Every extension point is a hook; there is no second registry. What to
+implement for each kind of extension:
 
-**Startup hooks** (``configure``, ``register_*``, ``price_span``'s
-registration) run once, before the pipeline processes any span: on the
+=================  ==========================================================
+a quality check    :func:`check_span` (one span) and/or :func:`trace_finished`
+                   (a whole trace); both return scores
+an exporter        :func:`spans_finished` (each stored batch) and
+                   :func:`shutdown` (flush within the time left)
+a notifier         :func:`alert_changed`
+a sampler          :func:`collect_samples` (GPU, process...)
+a redactor         :func:`process_span` and :func:`process_score`
+a price source     :func:`price_span`
+a CLI command      :func:`register_commands`
+=================  ==========================================================
+
+A plugin that keeps state is a class: the host builds one instance per
+observer from the module's ``create_plugin()`` factory (or registers the
+object it is given), so two observers never share it. No module globals.
+
+There are three kinds of hooks, by the thread that calls them.
+
+**Startup hooks** (``configure``, ``register_commands``,
+``setup_problems``) run once, before the pipeline processes any span: on the
 pipeline worker thread (so building an observer never waits for them), or on
-the thread that builds the observer when it is strict. They may block
-briefly (read a file, open a client) but must not do network I/O that can
-hang.
+the thread that builds the observer when it is strict (``register_commands``
+and ``setup_problems`` on the CLI's). They may block briefly (read a file,
+open a client) but must not do network I/O that can hang.
 
-**Pipeline hooks** (``process_span``, ``process_score``, ``spans_finished``,
-``trace_finished``, ``alert_changed``, ``feedback_recorded``,
-``samples_collected``) run on the
-single pipeline worker thread, never on the thread of the user's chain. The
-host calls them implementation by implementation through a guarded
-dispatcher: an exception in one plugin is logged once (with the plugin's name),
-counted, and the other plugins still run; after
+**Pipeline hooks** (``process_span``, ``price_span``, ``check_span``,
+``process_score``, ``trace_finished``, ``spans_finished``,
+``samples_collected``, ``alert_changed``, ``feedback_recorded``,
+``shutdown``) run on the single pipeline worker thread, never on the thread
+of the user's chain. The host calls them implementation by implementation
+through a guarded dispatcher: an exception in one plugin is logged once (with
+the plugin's name), counted, and the other plugins still run; after
 ``[pipeline] degrade_after`` consecutive failures the plugin's pipeline hooks
-are skipped and it is shown as *degraded* by ``chainsight plugins``. A plugin
-that sets ``FAIL_CLOSED = True`` on its class or module (redaction does) is
-never degraded: its failures are counted and reported, and the content of a
-span or score it failed on is withheld instead of stored unprocessed. In
-strict mode (``[pipeline] strict = true``, used by the tests) the exception is
-re-raised instead.
+are skipped and it is shown as *degraded* by ``chainsight plugins``. The two
+check hooks also have a time budget (``[pipeline] check_budget_ms``): a call
+over it counts as a failure of kind "slow". A plugin that sets
+``FAIL_CLOSED = True`` on its class or module (redaction does) is never
+degraded: its failures are counted and reported, and the content of a span or
+score it failed on is withheld instead of stored unprocessed. In strict mode
+(``[pipeline] strict = true``, used by the tests) the exception is re-raised
+instead.
+
+**Sampler hook** (``collect_samples``) runs on the host's sampler thread,
+under the same guard.
 
 Nothing here is ever called on the caller's thread: the recorder only builds
 spans and enqueues them.
@@ -51,7 +75,7 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from chainsight.framework.extension import CommandRegistry, Register
+from chainsight.framework.extension import CommandRegistry
 from chainsight.framework.model import Alert, Sample, Score, Span
 
 if TYPE_CHECKING:
@@ -86,45 +110,6 @@ def configure(observer: Observer, config: Mapping[str, Any]) -> None:
 
     Return: ignored. Raising here disables the plugin (reported, never fatal
     unless strict).
-    """
-
-
-@hookspec
-def register_checks(register: Register) -> None:
-    """Register quality checks: objects with ``name`` and ``check_span`` and/or
-    ``check_trace`` (see :class:`chainsight.framework.extension.SpanCheck` and
-    :class:`~chainsight.framework.extension.TraceCheck`).
-
-    When: once at startup, after every plugin was configured. Thread:
-    start-up (the pipeline worker; the builder of a strict observer). Call ``register(check)`` once per check; a second
-    check with the same name is reported and ignored. Return: ignored.
-    """
-
-
-@hookspec
-def register_exporters(register: Register) -> None:
-    """Register exporters (:class:`chainsight.framework.extension.Exporter`), which
-    receive every finished batch of spans after it was stored.
-
-    When/thread/return: as :func:`register_checks`.
-    """
-
-
-@hookspec
-def register_samplers(register: Register) -> None:
-    """Register periodic samplers (:class:`chainsight.framework.extension.Sampler`), run
-    on the host's sampler thread every ``interval_s`` seconds.
-
-    When/thread/return: as :func:`register_checks`.
-    """
-
-
-@hookspec
-def register_notifiers(register: Register) -> None:
-    """Register alert notifiers (:class:`chainsight.framework.extension.Notifier`),
-    called on every alert state change.
-
-    When/thread/return: as :func:`register_checks`.
     """
 
 
@@ -189,6 +174,24 @@ def process_span(span: Span) -> None:
 
 
 @hookspec
+def check_span(span: Span) -> list[Score] | None:
+    """Judge one finished span: a quality check (length, PII, refusal...).
+
+    When: on the pipeline worker, once per finished span, after
+    :func:`process_span` and :func:`price_span` (so the span is redacted and
+    priced). Treat the span as read-only. Budget: each call is timed; one over
+    ``[pipeline] check_budget_ms`` is logged and counted as "slow", and a check
+    that keeps failing or running slow is degraded like any plugin. Exit being
+    near skips checks (the span is stored unchecked and counted).
+
+    Return: the scores it produced (``Score(name, value, passed=...,
+    source="check")``), or None / an empty list when it has nothing to say
+    about this span. Scores go through :func:`process_score` and are stored
+    with the span. Must not block.
+    """
+
+
+@hookspec
 def process_score(score: Score) -> Score | None:
     """Mutable phase for scores before they are stored (worker thread):
     feedback comments, check and judge explanations, scores recorded by hand.
@@ -207,24 +210,41 @@ def process_score(score: Score) -> Score | None:
 
 @hookspec
 def spans_finished(spans: Sequence[Span]) -> None:
-    """Observe a batch of finished, processed and stored spans (sinks).
+    """Observe a batch of finished, processed and stored spans: exporters
+    and other sinks (a JSON log, metrics counters) live here.
 
     When: on the pipeline worker after each batch was written to storage (or
-    spilled). ``spans`` is a tuple; treat the spans as read-only. Prometheus
-    counters, alert rule evaluation and exporters live here. Return: ignored.
-    Must not block for long.
+    spilled). ``spans`` is a tuple; treat the spans as read-only. Return:
+    ignored. Must not block for long: it holds up the next batch, so give a
+    network client a short timeout, or hand the batch to a thread of your own
+    and drain it in :func:`shutdown`.
     """
 
 
 @hookspec
 def trace_finished(root: Span, spans: Sequence[Span]) -> list[Score] | None:
-    """Judge a whole trace once its root span ended.
+    """Judge a whole trace once its root span ended: trace-level checks
+    (groundedness reads the retriever's documents and the final answer).
 
     When: on the pipeline worker, once per trace, after the root span (the one
-    with ``parent_id`` None) was processed; ``spans`` holds every span of the
-    trace the worker has seen, the root included (spans that ended more than
-    ``[pipeline] trace_buffer_s`` seconds before their root may be missing).
+    with ``parent_id`` None) was processed and checked; ``spans`` is a tuple of
+    every span of the trace the worker has seen, the root included (spans that
+    ended more than ``[pipeline] trace_buffer_s`` seconds before their root
+    may be missing). Same budget as :func:`check_span`.
     Return: a list of :class:`~chainsight.framework.model.Score` to store, or None.
+    """
+
+
+@hookspec
+def collect_samples() -> list[Sample] | None:
+    """Take a periodic reading: GPU utilisation and memory, process CPU...
+
+    When: every ``[pipeline] sample_interval_s`` seconds (default 5), on the
+    host's sampler thread: never the caller's, never the pipeline worker's.
+    The thread starts only when some plugin implements this hook. It may
+    raise; the host counts it, logs it once and calls again on the next tick.
+    Return: the samples to store (they reach :func:`samples_collected`), or
+    None. May block briefly (a driver call), not for seconds.
     """
 
 
@@ -238,10 +258,11 @@ def samples_collected(samples: Sequence[Sample]) -> None:
 
 @hookspec
 def alert_changed(alert: Alert) -> None:
-    """An alert changed state (pending -> firing -> resolved).
+    """An alert changed state (pending -> firing -> resolved): notifiers
+    (a webhook, Slack, stderr) live here.
 
     When: on the pipeline worker, after the alert row was stored.
-    Return: ignored.
+    Return: ignored. Give network calls a short timeout.
     """
 
 
@@ -255,11 +276,13 @@ def feedback_recorded(score: Score) -> None:
 
 
 @hookspec
-def shutdown() -> None:
+def shutdown(timeout: float) -> None:
     """The observer is shutting down: flush buffers, close clients.
 
-    When: once, on the pipeline worker's thread after the last batch, inside
-    the shutdown deadline (atexit, SIGTERM or an explicit ``shutdown()``).
-    Return: ignored. Must return quickly.
+    When: once, after the last batch, inside the shutdown deadline (atexit,
+    SIGTERM or an explicit ``shutdown()``), on a thread of the host's that it
+    stops waiting for at the deadline. ``timeout`` is the seconds left of the
+    deadline when the hooks start; an exporter gives its final flush no more.
+    Return: ignored.
     """
 

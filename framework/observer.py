@@ -33,7 +33,6 @@ from chainsight.framework.pipeline import (
     Pipeline,
     PipelineOptions,
     PipelineParts,
-    Registered,
 )
 from chainsight.framework.plugin_manager import PluginSet, load_plugins, plugin_name
 
@@ -54,7 +53,7 @@ _current_span: contextvars.ContextVar[Span | None] = contextvars.ContextVar(
 STARTUP_WAIT_S = 60.0
 # How long a fork() waits for a starting observer (see _before_fork).
 FORK_WAIT_S = 10.0
-_STARTED = frozenset({"settings", "plugins", "dispatcher", "registered", "pipeline_options",
+_STARTED = frozenset({"settings", "plugins", "dispatcher", "pipeline_options",
                       "writer", "storage_url", "strict"})
 
 
@@ -133,7 +132,6 @@ class Observer:
     settings: Settings
     plugins: PluginSet
     dispatcher: GuardedDispatcher
-    registered: Registered
     pipeline_options: PipelineOptions
     writer: StoreWriter
     storage_url: str
@@ -179,7 +177,6 @@ class Observer:
                                     entry_points=given.entry_points, extra=given.plugins)
         self.dispatcher = GuardedDispatcher(self.plugins.pm, strict=strict,
                                             degrade_after=int(options.get("degrade_after", 5)))
-        self.registered = Registered()
         self.pipeline_options = PipelineOptions.from_settings(options)
         failed = [i.name for i in self.plugins.infos if i.status == "failed"]
         self._configs, plugin_problems = resolve_plugin_configs_leniently(
@@ -189,18 +186,17 @@ class Observer:
         if problems or plugin_problems:
             _say_config_problems(settings, [*problems, *plugin_problems])
         self._configure_all()
-        self._collect_registrations()
         self.writer = StoreWriter(self.storage_url, max_content_bytes=max_content)
         path = (Path(given.spill_path) if given.spill_path is not None
                 else settings.spill_path_for(self.storage_url))
         if "pipeline" in self.__dict__:  # else __init__ starts it, once the pipeline exists
             self._start_sampler()
-        return PipelineParts(self.writer, self.dispatcher, self.registered, self.pipeline_options,
+        return PipelineParts(self.writer, self.dispatcher, self.pipeline_options,
                              path, withhold_all=self._redaction_missing())
 
     def _start_sampler(self) -> None:
-        if self.registered.samplers and self._sampler is None:
-            self._sampler = _SamplerThread(self)
+        if self._sampler is None and self.dispatcher.has_impls("collect_samples"):
+            self._sampler = _SamplerThread(self, float(self.settings.pipeline.get("sample_interval_s", 5.0)))
             self._sampler.start()
 
     def _redaction_missing(self) -> str | None:
@@ -244,75 +240,15 @@ class Observer:
         except Exception:
             return False
 
-    def _collect_registrations(self) -> None:
-        from chainsight.framework.extension import (
-            Exporter,
-            Notifier,
-            Sampler,
-            SpanCheck,
-            TraceCheck,
-        )
-
-        seen: dict[str, set[str]] = {}
-
-        def registrar(kind: str, accept: Callable[[object], None]) -> Callable[[object], None]:
-            names = seen.setdefault(kind, set())
-
-            def register(obj: object) -> None:
-                name = getattr(obj, "name", None)
-                if not isinstance(name, str) or not name:
-                    raise TypeError(f"{kind} {obj!r} has no 'name'")
-                if name in names:
-                    log.warning("%s %r is already registered; ignoring the second one", kind, name)
-                    return
-                names.add(name)
-                accept(obj)
-
-            return register
-
-        def accept_check(obj: object) -> None:
-            is_span, is_trace = isinstance(obj, SpanCheck), isinstance(obj, TraceCheck)
-            if not (is_span or is_trace):
-                raise TypeError(f"check {obj!r} has neither check_span nor check_trace")
-            if is_span:
-                self.registered.span_checks.append(obj)
-            if is_trace:
-                self.registered.trace_checks.append(obj)
-
-        def typed(protocol: type, target: list[Any], kind: str) -> Callable[[object], None]:
-            def accept(obj: object) -> None:
-                if not isinstance(obj, protocol):
-                    raise TypeError(f"{kind} {obj!r} does not implement {protocol.__name__}")
-                target.append(obj)
-
-            return accept
-
-        hooks: list[tuple[str, Callable[[object], None]]] = [
-            ("register_checks", registrar("check", accept_check)),
-            ("register_exporters", registrar("exporter", typed(Exporter, self.registered.exporters, "exporter"))),
-            ("register_samplers", registrar("sampler", typed(Sampler, self.registered.samplers, "sampler"))),
-            ("register_notifiers", registrar("notifier", typed(Notifier, self.registered.notifiers, "notifier"))),
-        ]
-        for hook, register in hooks:
-            for impl in reversed(getattr(self.plugins.pm.hook, hook).get_hookimpls()):
-                try:
-                    impl.function(register)
-                except Exception as exc:
-                    if self.strict:
-                        raise
-                    log.error("plugin %r failed in %s: %s", impl.plugin_name, hook, exc)
-
     def register(self, plugin: object, name: str | None = None) -> str:
-        """Register a plugin after startup (it gets ``configure`` at once).
-
-        Its ``register_*`` hooks are not replayed; register checks and
-        exporters before the observer is built (pass ``plugins=[...]``).
-        """
+        """Register a plugin after startup: it gets ``configure`` at once,
+        and its pipeline hooks (checks, sinks...) from the next batch on."""
         name = self.plugins.register(plugin, name or plugin_name(plugin))
         self.dispatcher.refresh()
         for impl in self.plugins.pm.hook.configure.get_hookimpls():
             if impl.plugin_name == name:
                 self._configure_one(name, impl.function, impl.argnames)
+        self._start_sampler()
         return name
 
     # ---- hot path --------------------------------------------------------
@@ -528,11 +464,12 @@ class Observer:
 
 
 class _SamplerThread(threading.Thread):
-    """Calls each registered sampler every ``interval_s`` and queues its samples."""
+    """Calls the ``collect_samples`` hooks every ``interval_s`` and queues the samples."""
 
-    def __init__(self, observer: Observer) -> None:
+    def __init__(self, observer: Observer, interval_s: float) -> None:
         super().__init__(name="chainsight-sampler", daemon=True)
         self.observer = observer
+        self.interval_s = max(0.05, interval_s)
         self._stop_event = threading.Event()
 
     def stop(self, timeout: float) -> None:
@@ -540,20 +477,15 @@ class _SamplerThread(threading.Thread):
         self.join(timeout)
 
     def run(self) -> None:
-        samplers = self.observer.registered.samplers
-        due = {id(s): 0.0 for s in samplers}
-        guard = self.observer.dispatcher.guard
-        while not self._stop_event.is_set():
-            now = time.monotonic()
-            for sampler in samplers:
-                if now >= due[id(sampler)]:
-                    due[id(sampler)] = now + max(0.05, float(sampler.interval_s))
-                    ok, samples = guard(sampler.name, sampler.sample, what="sample")
-                    if ok and samples:
-                        for sample in samples:
-                            self.observer.record_sample(sample)
-            wait = min(due.values()) - time.monotonic()
-            self._stop_event.wait(max(0.01, wait))
+        dispatcher = self.observer.dispatcher
+        while True:
+            for name, function in dispatcher.implementations("collect_samples"):
+                ok, samples = dispatcher.guard(name, function, what="collect_samples")
+                if ok and samples:
+                    for sample in samples:
+                        self.observer.record_sample(sample)
+            if self._stop_event.wait(self.interval_s):
+                return
 
 
 # ---- the process default ---------------------------------------------------

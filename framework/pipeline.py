@@ -33,7 +33,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -144,23 +144,11 @@ class PipelineOptions:
 
 
 @dataclass
-class Registered:
-    """Objects plugins registered at startup, by kind."""
-
-    span_checks: list[Any] = field(default_factory=list)
-    trace_checks: list[Any] = field(default_factory=list)
-    exporters: list[Any] = field(default_factory=list)
-    notifiers: list[Any] = field(default_factory=list)
-    samplers: list[Any] = field(default_factory=list)
-
-
-@dataclass
 class PipelineParts:
     """What the worker needs, built by the observer's start-up."""
 
     store: Store
     dispatcher: GuardedDispatcher
-    registered: Registered
     options: PipelineOptions
     spill_path: Path
     # Why every span's content must be withheld (redaction could not be
@@ -292,10 +280,6 @@ class Pipeline:
     @property
     def dispatcher(self) -> GuardedDispatcher:
         return self.wait_ready().dispatcher
-
-    @property
-    def registered(self) -> Registered:
-        return self.wait_ready().registered
 
     # ---- caller side (any thread): O(1), never raises, never blocks -------
     def put(self, item: Any) -> None:
@@ -436,21 +420,19 @@ class Pipeline:
                 f"(for {time.monotonic() - self._stage_since:.1f} s)")
 
     def _shutdown_plugins(self, deadline: float) -> None:
-        """Exporters' ``shutdown`` and the ``shutdown`` hooks, within the deadline."""
+        """The ``shutdown`` hooks, within the deadline."""
         from chainsight.framework.deadline import run_within
 
         parts = self.parts
         if parts is None:
             return
-        current = ["the exporters' shutdown"]
+        current = ["the plugins' shutdown hooks"]
 
         def shut() -> None:
-            for exporter in parts.registered.exporters:
-                current[0] = f"the shutdown of exporter {exporter.name!r}"
-                parts.dispatcher.guard(exporter.name, exporter.shutdown,
-                                       max(0.0, deadline - time.monotonic()), what="shutdown")
-            current[0] = "the plugins' shutdown hooks"
-            parts.dispatcher.call("shutdown")
+            for name, function, argnames in parts.dispatcher.implementations_with_args("shutdown"):
+                current[0] = f"the shutdown hook of plugin {name!r}"
+                args = {"timeout": max(0.0, deadline - time.monotonic())}
+                parts.dispatcher.guard(name, function, *[args[a] for a in argnames], what="shutdown")
 
         if not run_within(shut, deadline - time.monotonic(), "chainsight-shutdown"):
             log.warning("chainsight: %s did not finish by the exit deadline; not waiting for it",
@@ -723,20 +705,13 @@ class Pipeline:
         dispatcher = self.dispatcher
         self._set_stage("sinks")
         if batch.spans:
-            spans = tuple(batch.spans)
-            dispatcher.call("spans_finished", spans=spans)
-            for exporter in self.registered.exporters:
-                self._set_stage(f"export of exporter {exporter.name!r}")
-                dispatcher.guard(exporter.name, exporter.export, spans, what="export")
+            self._call_each("spans_finished", spans=tuple(batch.spans))
         if batch.samples:
-            dispatcher.call("samples_collected", samples=tuple(batch.samples))
+            self._call_each("samples_collected", samples=tuple(batch.samples))
         for alert in batch.alerts:
-            dispatcher.call("alert_changed", alert=alert)
-            for notifier in self.registered.notifiers:
-                self._set_stage(f"notify of notifier {notifier.name!r}")
-                dispatcher.guard(notifier.name, notifier.notify, alert, what="notify")
+            self._call_each("alert_changed", alert=alert)
         for score in batch.feedback:
-            dispatcher.call("feedback_recorded", score=score)
+            self._call_each("feedback_recorded", score=score)
         if dispatcher.version != self._health_version:
             self._store_health()
         self._set_stage("idle")
@@ -832,14 +807,12 @@ class Pipeline:
     def _check_spans(self, spans: list[Span], budget: float) -> list[Score]:
         dispatcher = self.dispatcher
         scores: list[Score] = []
-        for check in self.registered.span_checks:
-            self._set_stage(f"check_span of check {check.name!r}")
-            for _, ok, result in dispatcher.map(check.name, check.check_span, spans, what="check_span",
-                                                budget_s=budget):
+        for name, function in dispatcher.implementations("check_span"):
+            self._set_stage(f"check_span of plugin {name!r}")
+            for _, ok, result in dispatcher.map(name, function, spans, what="check_span", budget_s=budget):
                 if ok and result:
                     scores.extend(result)
-        trace_checks = self.registered.trace_checks
-        if trace_checks or dispatcher.has_impls("trace_finished"):
+        if dispatcher.has_impls("trace_finished"):
             now = time.monotonic()
             for span in spans:
                 entry = self._traces.get(span.trace_id)
@@ -848,25 +821,24 @@ class Pipeline:
                 entry[1].append(span)
                 if span.parent_id is None:
                     del self._traces[span.trace_id]
-                    scores.extend(self._finish_trace(span, entry[1], trace_checks, budget))
+                    scores.extend(self._finish_trace(span, entry[1], budget))
             if now - self._last_evict > 1.0:
                 self._evict(now)
         return scores
 
-    def _finish_trace(self, root: Span, spans: Sequence[Span], checks: list[Any], budget: float) -> list[Score]:
+    def _finish_trace(self, root: Span, spans: Sequence[Span], budget: float) -> list[Score]:
         scores: list[Score] = []
-        frozen = tuple(spans)
-        for check in checks:
-            self._set_stage(f"check_trace of check {check.name!r}")
-            ok, result = self.dispatcher.guard(
-                check.name, check.check_trace, root, frozen, what="check_trace", budget_s=budget
-            )
-            if ok and result:
-                scores.extend(result)
-        self._set_stage("trace_finished hooks")
-        for result in self.dispatcher.call("trace_finished", root=root, spans=frozen):
+        for result in self._call_each("trace_finished", budget_s=budget, root=root, spans=tuple(spans)):
             scores.extend(result)
         return scores
+
+    def _call_each(self, hook: str, *, budget_s: float | None = None, **kwargs: Any) -> list[Any]:
+        """Every implementation of ``hook`` under the guard, the stage naming
+        the plugin that runs (for the exit message); the non-None results."""
+        def announce(name: str) -> None:
+            self._set_stage(f"{hook} of plugin {name!r}")
+
+        return self.dispatcher.call(hook, budget_s=budget_s, announce=announce, **kwargs)
 
     def _evict(self, now: float) -> None:
         self._last_evict = now

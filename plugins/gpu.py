@@ -1,7 +1,7 @@
 """GPU sampling through NVML (the ``nvidia-ml-py`` package, module ``pynvml``).
 
-Registers one sampler, run on the host's sampler thread every ``interval_s``
-seconds, that records per device (labels ``gpu_id``, ``name``, ``uuid``):
+Implements ``collect_samples``, which the host calls on its sampler thread
+every ``[pipeline] sample_interval_s`` seconds, and records per device (labels ``gpu_id``, ``name``, ``uuid``):
 
 * ``llm_gpu_utilization_percent``: kernel activity over the last sample period
 * ``llm_gpu_memory_utilization_percent``: memory-controller activity
@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from chainsight.framework import hookimpl
-from chainsight.framework.extension import CommandRegistry, Register
+from chainsight.framework.extension import CommandRegistry
 from chainsight.framework.model import Sample
 
 log = logging.getLogger("chainsight.gpu")
@@ -39,10 +39,6 @@ CONFIG_SCHEMA: Final[dict[str, Any]] = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
-        "interval_s": {
-            "type": "number", "exclusiveMinimum": 0, "default": 5.0,
-            "description": "Seconds between two samples of every GPU.",
-        },
         "devices": {
             "type": "array", "items": {"type": "integer", "minimum": 0}, "uniqueItems": True,
             "description": "GPU indices to sample; all when absent.",
@@ -72,11 +68,7 @@ class NvmlSampler:
     """Samples every (or the chosen) GPU; NVML is initialised on first use,
     on the sampler thread, so a slow driver never delays start-up."""
 
-    name = NAME
-
-    def __init__(self, interval_s: float = 5.0, devices: list[int] | None = None,
-                 nvml: Any = None) -> None:
-        self.interval_s = interval_s
+    def __init__(self, devices: list[int] | None = None, nvml: Any = None) -> None:
         self.devices = devices
         self._nvml = nvml  # injectable for tests; the real pynvml otherwise
         self._handles: list[tuple[str, Any, dict[str, str]]] | None = None
@@ -146,11 +138,11 @@ class GpuPlugin:
 
     @hookimpl
     def configure(self, config: Mapping[str, Any]) -> None:
-        self.sampler = NvmlSampler(float(config.get("interval_s", 5.0)), config.get("devices"))
+        self.sampler = NvmlSampler(config.get("devices"))
 
     @hookimpl
-    def register_samplers(self, register: Register) -> None:
-        register(self.sampler)
+    def collect_samples(self) -> list[Sample]:
+        return self.sampler.sample()
 
     @hookimpl
     def shutdown(self) -> None:

@@ -44,7 +44,6 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from chainsight.framework import hookimpl
-from chainsight.framework.extension import Register
 from chainsight.framework.model import Score, Span
 from chainsight.plugins.text import all_text, answer_text
 
@@ -341,24 +340,20 @@ class GroundednessPlugin:
     CONFIG_SCHEMA: Final = CONFIG_SCHEMA
 
     def __init__(self) -> None:
-        self.check: GroundednessCheck | None = None
+        self.check = GroundednessCheck()
 
     @hookimpl
     def configure(self, observer: Any, config: Mapping[str, Any]) -> None:
-        if self.check is not None:
-            self.check.close()
+        self.check.close()
         self.check = GroundednessCheck(config, observer)
 
     @hookimpl
-    def register_checks(self, register: Register) -> None:
-        if self.check is None:
-            self.check = GroundednessCheck()
-        register(self.check)
+    def trace_finished(self, root: Span, spans: Sequence[Span]) -> list[Score] | None:
+        return self.check.check_trace(root, spans)
 
     @hookimpl
     def shutdown(self) -> None:
-        if self.check is not None:
-            self.check.close()
+        self.check.close()
 
 
 def create_plugin() -> GroundednessPlugin:

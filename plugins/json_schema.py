@@ -28,7 +28,6 @@ import jsonschema
 from jsonschema.exceptions import ValidationError
 
 from chainsight.framework import hookimpl
-from chainsight.framework.extension import Register
 from chainsight.framework.model import Score, Span
 from chainsight.plugins.text import answer_text
 
@@ -146,15 +145,15 @@ class JsonSchemaPlugin:
     CONFIG_SCHEMA: Final = CONFIG_SCHEMA
 
     def __init__(self) -> None:
-        self.check: JsonSchemaCheck | None = None
+        self.check = JsonSchemaCheck()
 
     @hookimpl
     def configure(self, config: Mapping[str, Any]) -> None:
         self.check = JsonSchemaCheck(config.get("schemas") or {})
 
     @hookimpl
-    def register_checks(self, register: Register) -> None:
-        register(self.check if self.check is not None else JsonSchemaCheck())
+    def check_span(self, span: Span) -> list[Score] | None:
+        return self.check.check_span(span)
 
 
 def create_plugin() -> JsonSchemaPlugin:

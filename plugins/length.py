@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from chainsight.framework import hookimpl
-from chainsight.framework.extension import Register
 from chainsight.framework.model import Score, Span
 from chainsight.plugins.text import judges_answer, span_answer
 
@@ -168,17 +167,15 @@ class LengthPlugin:
     CONFIG_SCHEMA: Final = CONFIG_SCHEMA
 
     def __init__(self) -> None:
-        self.check: LengthCheck | None = None
+        self.check = LengthCheck.from_config({})
 
     @hookimpl
     def configure(self, config: Mapping[str, Any]) -> None:
-        # Built here so a bad option fails at startup, and handed to register_checks,
-        # which the host calls right after configuring this observer's plugins.
-        self.check = LengthCheck.from_config(config)
+        self.check = LengthCheck.from_config(config)  # a bad option fails here, at startup
 
     @hookimpl
-    def register_checks(self, register: Register) -> None:
-        register(self.check if self.check is not None else LengthCheck.from_config({}))
+    def check_span(self, span: Span) -> list[Score] | None:
+        return self.check.check_span(span)
 
 
 def create_plugin() -> LengthPlugin:

@@ -27,7 +27,6 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from chainsight.framework import hookimpl
-from chainsight.framework.extension import Register
 from chainsight.framework.model import Score, Span
 from chainsight.plugins import detectors
 from chainsight.plugins.redaction import ATTRIBUTE
@@ -119,17 +118,15 @@ class PiiPlugin:
     CONFIG_SCHEMA: Final = CONFIG_SCHEMA
 
     def __init__(self) -> None:
-        self.check: PiiCheck | None = None
+        self.check = PiiCheck.from_config({})
 
     @hookimpl
     def configure(self, config: Mapping[str, Any]) -> None:
-        # Built here so a bad option fails at startup, and handed to register_checks,
-        # which the host calls right after configuring this observer's plugins.
-        self.check = PiiCheck.from_config(config)
+        self.check = PiiCheck.from_config(config)  # a bad option fails here, at startup
 
     @hookimpl
-    def register_checks(self, register: Register) -> None:
-        register(self.check if self.check is not None else PiiCheck.from_config({}))
+    def check_span(self, span: Span) -> list[Score] | None:
+        return self.check.check_span(span)
 
 
 def create_plugin() -> PiiPlugin:

@@ -22,7 +22,6 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from chainsight.framework import hookimpl
-from chainsight.framework.extension import Register
 from chainsight.framework.model import Score, Span
 from chainsight.plugins.text import any_of, fold, judges_answer, span_answer
 
@@ -166,17 +165,15 @@ class RefusalPlugin:
     CONFIG_SCHEMA: Final = CONFIG_SCHEMA
 
     def __init__(self) -> None:
-        self.check: RefusalCheck | None = None
+        self.check = RefusalCheck.from_config({})
 
     @hookimpl
     def configure(self, config: Mapping[str, Any]) -> None:
-        # Built here so a bad option fails at startup, and handed to register_checks,
-        # which the host calls right after configuring this observer's plugins.
-        self.check = RefusalCheck.from_config(config)
+        self.check = RefusalCheck.from_config(config)  # a bad option fails here, at startup
 
     @hookimpl
-    def register_checks(self, register: Register) -> None:
-        register(self.check if self.check is not None else RefusalCheck.from_config({}))
+    def check_span(self, span: Span) -> list[Score] | None:
+        return self.check.check_span(span)
 
 
 def create_plugin() -> RefusalPlugin:

@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, runtime_checkable
 
 from chainsight.framework import hookimpl
-from chainsight.framework.extension import Register
 from chainsight.framework.model import Score, Span
 from chainsight.plugins.text import all_text, any_of, judges_answer, span_answer
 
@@ -343,17 +342,15 @@ class ToxicityPlugin:
     CONFIG_SCHEMA: Final = CONFIG_SCHEMA
 
     def __init__(self) -> None:
-        self.check: ToxicityCheck | None = None
+        self.check = ToxicityCheck.from_config({})
 
     @hookimpl
     def configure(self, config: Mapping[str, Any]) -> None:
-        # Built here so a bad option fails at startup, and handed to register_checks,
-        # which the host calls right after configuring this observer's plugins.
-        self.check = ToxicityCheck.from_config(config)
+        self.check = ToxicityCheck.from_config(config)  # a bad option fails here, at startup
 
     @hookimpl
-    def register_checks(self, register: Register) -> None:
-        register(self.check if self.check is not None else ToxicityCheck.from_config({}))
+    def check_span(self, span: Span) -> list[Score] | None:
+        return self.check.check_span(span)
 
 
 def create_plugin() -> ToxicityPlugin:

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import argparse
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from chainsight.framework import hookimpl
-from chainsight.framework.extension import CommandRegistry, Register
+from chainsight.framework.extension import CommandRegistry
 from chainsight.framework.model import Alert, Sample, Score, Span
 
 
 class EveryHook:
-    """Implements every hook; its checks, exporter, sampler and notifier too."""
+    """Implements every hook: a check, a trace check, a sink, a sampler, a notifier..."""
 
     name = "every_hook"
     CONFIG_SCHEMA: Mapping[str, Any] = {
@@ -36,8 +36,7 @@ class EveryHook:
         self.samples: list[Sample] = []
         self.alerts: list[Alert] = []
         self.feedback: list[Score] = []
-        self.exported: list[str] = []
-        self.notified: list[Alert] = []
+        self.shutdown_timeout: float | None = None
         self.threads: set[str] = set()
 
     def _saw(self, hook: str) -> None:
@@ -50,27 +49,6 @@ class EveryHook:
     def configure(self, observer: Any, config: Mapping[str, Any]) -> None:
         self._saw("configure")
         self.observer, self.config = observer, config
-
-    @hookimpl
-    def register_checks(self, register: Register) -> None:
-        self._saw("register_checks")
-        register(_LengthOfName(self))
-        register(_TraceSize())
-
-    @hookimpl
-    def register_exporters(self, register: Register) -> None:
-        self._saw("register_exporters")
-        register(_ListExporter(self))
-
-    @hookimpl
-    def register_samplers(self, register: Register) -> None:
-        self._saw("register_samplers")
-        register(_ConstantSampler())
-
-    @hookimpl
-    def register_notifiers(self, register: Register) -> None:
-        self._saw("register_notifiers")
-        register(_ListNotifier(self))
 
     @hookimpl
     def register_commands(self, cli: CommandRegistry) -> None:
@@ -95,6 +73,13 @@ class EveryHook:
         self.processed.append(span.name)
 
     @hookimpl
+    def check_span(self, span: Span) -> list[Score]:
+        self._saw("check_span")
+        assert span.attributes and span.attributes.get("every_hook.processed"), "checks run after process_span"
+        label = self.config["label"] if self.config else None
+        return [Score("name_length", "check", span.trace_id, span.span_id, float(len(span.name)), label, True)]
+
+    @hookimpl
     def spans_finished(self, spans: Sequence[Span]) -> None:
         self._saw("spans_finished")
         assert isinstance(spans, tuple)
@@ -105,6 +90,11 @@ class EveryHook:
         self._saw("trace_finished")
         self.traces.append((root.name, sorted(s.name for s in spans)))
         return [Score("trace_hook", "check", root.trace_id, None, float(len(spans)), "counted", True)]
+
+    @hookimpl
+    def collect_samples(self) -> list[Sample]:
+        self._saw("collect_samples")
+        return [Sample("test_gauge", 42.0, source="constant", labels={"gpu_id": "0"})]
 
     @hookimpl
     def samples_collected(self, samples: Sequence[Sample]) -> None:
@@ -122,59 +112,9 @@ class EveryHook:
         self.feedback.append(score)
 
     @hookimpl
-    def shutdown(self) -> None:
-        self._saw("shutdown")
-
-
-class _LengthOfName:
-    name = "name_length"
-
-    def __init__(self, owner: EveryHook) -> None:
-        self.owner = owner
-
-    def check_span(self, span: Span) -> Iterable[Score]:
-        assert span.attributes and span.attributes.get("every_hook.processed"), "checks run after process_span"
-        label = self.owner.config["label"] if self.owner.config else None
-        return [Score(self.name, "check", span.trace_id, span.span_id, float(len(span.name)), label, True)]
-
-
-class _TraceSize:
-    name = "trace_size"
-
-    def check_trace(self, root: Span, spans: Sequence[Span]) -> Iterable[Score]:
-        return [Score(self.name, "check", root.trace_id, root.span_id, float(len(spans)), None, len(spans) < 100)]
-
-
-class _ListExporter:
-    name = "list_exporter"
-
-    def __init__(self, owner: EveryHook) -> None:
-        self.owner = owner
-        self.shut = False
-
-    def export(self, spans: Sequence[Span]) -> None:
-        self.owner.exported.extend(s.span_id for s in spans)
-
     def shutdown(self, timeout: float) -> None:
-        self.shut = True
-
-
-class _ConstantSampler:
-    name = "constant"
-    interval_s = 0.05
-
-    def sample(self) -> Iterable[Sample]:
-        return [Sample("test_gauge", 42.0, source="constant", labels={"gpu_id": "0"})]
-
-
-class _ListNotifier:
-    name = "list_notifier"
-
-    def __init__(self, owner: EveryHook) -> None:
-        self.owner = owner
-
-    def notify(self, alert: Alert) -> None:
-        self.owner.notified.append(alert)
+        self._saw("shutdown")
+        self.shutdown_timeout = timeout
 
 
 class RaisesEverywhere:

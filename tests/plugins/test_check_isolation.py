@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 from chainsight.framework import hookimpl
 from chainsight.framework.model import Score, Span
@@ -15,35 +14,33 @@ from tests.plugins.cases.store import rows
 CHECKS = [("refusal", "chainsight.plugins.refusal"), ("length", "chainsight.plugins.length"), ("toxicity", "chainsight.plugins.toxicity")]
 
 
-class Bad:
-    """Registers a check that raises on spans named 'boom' and one that
-    sleeps past the budget on spans named 'slow'."""
+class Raising:
+    """A check that raises on spans named 'boom'."""
 
-    class Raising:
-        name = "raising"
-
-        def check_span(self, span: Span) -> list[Score] | None:
-            if span.name == "boom":
-                raise RuntimeError("check bug")
-            return [Score("raising", "check", span.trace_id, span.span_id, 1.0)]
-
-    class Slow:
-        name = "slow"
-
-        def check_span(self, span: Span) -> list[Score] | None:
-            if span.name == "slow":
-                time.sleep(0.05)
-            return [Score("slow", "check", span.trace_id, span.span_id, 1.0)]
+    name = "raising"
 
     @hookimpl
-    def register_checks(self, register: Any) -> None:
-        register(self.Raising())
-        register(self.Slow())
+    def check_span(self, span: Span) -> list[Score] | None:
+        if span.name == "boom":
+            raise RuntimeError("check bug")
+        return [Score("raising", "check", span.trace_id, span.span_id, 1.0)]
+
+
+class Slow:
+    """A check that sleeps past the budget on spans named 'slow'."""
+
+    name = "slow"
+
+    @hookimpl
+    def check_span(self, span: Span) -> list[Score] | None:
+        if span.name == "slow":
+            time.sleep(0.05)
+        return [Score("slow", "check", span.trace_id, span.span_id, 1.0)]
 
 
 def test_raising_and_slow_checks_do_not_stop_the_others(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'i.db'}"
-    obs = Observer(url, strict=False, entry_points=False, builtins=CHECKS, plugins=[Bad()],
+    obs = Observer(url, strict=False, entry_points=False, builtins=CHECKS, plugins=[Raising(), Slow()],
                    spill_path=tmp_path / "spill", pipeline={"check_budget_ms": 5, "degrade_after": 3})
     try:
         for name in ("boom", "slow", "fine"):

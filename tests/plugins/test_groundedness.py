@@ -85,7 +85,7 @@ def test_llm_judge_through_litellm_mock_response(tmp_path: Path) -> None:
     obs = Observer(url, settings=settings, strict=True, entry_points=False,
                    builtins=[("groundedness", "chainsight.plugins.groundedness")], spill_path=tmp_path / "spill")
     try:
-        (check,) = obs.registered.trace_checks
+        check = obs.plugins.pm.get_plugin("groundedness").check
         assert isinstance(check, GroundednessCheck) and check.mode == "both"
         with obs.span("rag", inputs="When was it built?") as root:
             with obs.span("retrieve", kind="retriever") as retr:

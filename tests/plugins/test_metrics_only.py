@@ -10,7 +10,6 @@ from langchain_core.documents import Document
 from langchain_core.messages import AIMessage, HumanMessage
 
 from chainsight.framework import hookimpl
-from chainsight.framework.extension import Register
 from chainsight.framework.model import Score, Span
 from chainsight.framework.observer import Observer
 from tests.plugins.cases.store import all_text_rows, rows
@@ -48,9 +47,11 @@ class QuotingCheck:
 
 
 class QuotingPlugin:
+    name = "quoting"
+
     @hookimpl
-    def register_checks(self, register: Register) -> None:
-        register(QuotingCheck())
+    def check_span(self, span: Span) -> list[Score]:
+        return QuotingCheck().check_span(span)
 
 
 def test_metrics_only_stores_no_content(tmp_path: Path) -> None:

@@ -85,18 +85,15 @@ def _configure(plugins: PluginSet, name: str, config: dict[str, Any]) -> None:
 
 
 def _judge(plugins: PluginSet) -> dict[str, tuple[Any, ...]]:
-    checks: list[Any] = []
-    plugins.pm.hook.register_checks(register=checks.append)
     root = Span("root")
     retriever = Span("search", "retriever", trace_id=root.trace_id, parent_id=root.span_id)
     retriever.outputs, root.outputs = [{"page_content": DOCUMENTS}], ANSWER
     retriever.end_ns = root.end_ns = root.start_ns + 1
     scores: list[Score] = []
-    for check in checks:
-        if hasattr(check, "check_span"):
-            scores += check.check_span(root) or []
-        if hasattr(check, "check_trace"):
-            scores += check.check_trace(root, [root, retriever]) or []
+    for found in plugins.pm.hook.check_span(span=root):
+        scores += found
+    for found in plugins.pm.hook.trace_finished(root=root, spans=(root, retriever)):
+        scores += found
     return {s.name: (s.value, s.label, s.passed, s.comment) for s in scores}
 
 

@@ -171,17 +171,11 @@ class Collector:
         self.exported: list[str] = []
         self.span_ids: list[str] = []
 
-    def export(self, spans: Sequence[Span]) -> None:
+    @hookimpl
+    def spans_finished(self, spans: Sequence[Span]) -> None:
         for span in spans:
             self.exported.append(dumps(span.to_dict()))
             self.span_ids.append(span.span_id)
-
-    def shutdown(self, timeout: float) -> None:
-        pass
-
-    @hookimpl
-    def register_exporters(self, register: Any) -> None:
-        register(self)
 
 
 CHECKS = [("redaction", "chainsight.plugins.redaction"), ("pii", "chainsight.plugins.pii"), ("refusal", "chainsight.plugins.refusal"),

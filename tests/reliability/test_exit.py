@@ -49,14 +49,16 @@ class HangingExporter:
 class Plugin:
     def __init__(self, check=None, exporter=None, hang_on_shutdown=False):
         self.check, self.exporter, self.hang_on_shutdown = check, exporter, hang_on_shutdown
+        self.name = getattr(check or exporter, "name", "test_plugin")
     @hookimpl
-    def register_checks(self, register):
-        if self.check: register(self.check)
+    def check_span(self, span):
+        return self.check.check_span(span) if self.check else None
     @hookimpl
-    def register_exporters(self, register):
-        if self.exporter: register(self.exporter)
+    def spans_finished(self, spans):
+        if self.exporter: self.exporter.export(spans)
     @hookimpl
-    def shutdown(self):
+    def shutdown(self, timeout):
+        if self.exporter: self.exporter.shutdown(timeout)
         if self.hang_on_shutdown: time.sleep(120)
 
 def observer(url, spill, plugin, **pipeline):
@@ -102,7 +104,7 @@ def test_a_hung_check_costs_neither_the_exit_nor_the_spans_behind_it(tmp_path: P
         print("recorded", flush=True)
     """, tmp_path, sqlite_url)
     assert elapsed < DEADLINE + SLACK, err
-    assert "exit deadline" in err and "check_span of check 'hanging_check'" in err
+    assert "exit deadline" in err and "check_span of plugin 'hanging_check'" in err
     stored, spilled = _stored_and_spilled(sqlite_url, tmp_path / "spill.jsonl")
     assert stored + spilled == 100  # the hung one and every span behind it
     spill_text = (tmp_path / "spill.jsonl").read_text()
@@ -117,7 +119,7 @@ def test_a_hung_exporter_costs_neither_the_exit_nor_the_spans_behind_it(tmp_path
         print("recorded", flush=True)
     """, tmp_path, sqlite_url)
     assert elapsed < DEADLINE + SLACK, err
-    assert "export of exporter 'hanging_exporter'" in err
+    assert "spans_finished of plugin 'hanging_exporter'" in err
     stored, spilled = _stored_and_spilled(sqlite_url, tmp_path / "spill.jsonl")
     assert stored >= 10 and stored + spilled == 100
 
@@ -129,7 +131,7 @@ def test_a_hung_shutdown_hook_does_not_hold_the_exit(tmp_path: Path, sqlite_url:
         print("recorded", flush=True)
     """, tmp_path, sqlite_url)
     assert elapsed < DEADLINE + SLACK, err
-    assert "shutdown hooks did not finish" in err
+    assert "the shutdown hook of plugin 'test_plugin' did not finish" in err
     assert len(span_names(sqlite_url)) == 20
 
 
