@@ -133,6 +133,27 @@ def test_core_imports_neither_storage_nor_plugins_nor_tui() -> None:
     assert offenders == [], "core modules import layers above them"
 
 
+def _cli_internal(name: str) -> bool:
+    return _within(name, "chainsight.framework.cli") or name.startswith("chainsight.framework.cli_")
+
+
+def test_plugins_use_the_public_command_api_not_cli_internals() -> None:
+    """Plugins get command errors, time parsing, the store and output helpers
+    from ``chainsight.framework.commands``, never from ``framework.cli*``."""
+    assert _cli_internal("chainsight.framework.cli_render") and _cli_internal("chainsight.framework.cli")
+    assert not _cli_internal("chainsight.framework.commands")
+    offenders = [
+        f"{p.relative_to(ROOT)}: {name}"
+        for p in _python_files("plugins")
+        for name in sorted(_package_imports(p))
+        if _cli_internal(name)
+    ]
+    assert offenders == [], "plugins import framework.cli internals; use chainsight.framework.commands"
+    users = [p.name for p in _python_files("plugins")
+             if "chainsight.framework.commands" in _package_imports(p)]
+    assert {"pricing.py", "feedback.py", "gpu.py", "tui_command.py"} <= set(users)
+
+
 def test_only_tui_imports_textual() -> None:
     offenders = [
         f"{p.relative_to(ROOT)}: {name}"
