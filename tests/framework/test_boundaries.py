@@ -133,6 +133,18 @@ def test_core_imports_neither_storage_nor_plugins_nor_tui() -> None:
     assert offenders == [], "core modules import layers above them"
 
 
+def test_storage_imports_only_the_core() -> None:
+    """Storage sits on the core: never the CLI, plugins or the TUI above it."""
+    readers = {_module_name(p) for pattern in READERS for p in (ROOT / "framework").glob(pattern)}
+    offenders = [
+        f"{p.relative_to(ROOT)}: {name}"
+        for p in _python_files("storage")
+        for name in sorted(_package_imports(p))
+        if name in readers or _within(name, "chainsight.plugins") or _within(name, "chainsight.tui")
+    ]
+    assert offenders == []
+
+
 def _cli_internal(name: str) -> bool:
     return _within(name, "chainsight.framework.cli") or name.startswith("chainsight.framework.cli_")
 
