@@ -487,7 +487,12 @@ class _SamplerThread(threading.Thread):
         dispatcher = self.observer.dispatcher
         while True:
             for name, function in dispatcher.implementations("collect_samples"):
-                ok, samples = dispatcher.guard(name, function, what="collect_samples")
+                try:
+                    ok, samples = dispatcher.guard(name, function, what="collect_samples")
+                except Exception:  # strict mode re-raises: say it, as the worker does
+                    log.exception("chainsight: collect_samples of plugin %r raised (strict mode); "
+                                  "the sampler stops", name)
+                    return
                 if ok and samples:
                     for sample in samples:
                         self.observer.record_sample(sample)
