@@ -12,8 +12,8 @@ import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-FOLDERS = {"framework": "chainsight/framework", "plugins": "chainsight/plugins",
-           "storage": "chainsight/storage", "tui": "chainsight/tui"}
+FOLDERS = {"chainsight": "chainsight", "framework": "chainsight/framework",
+           "plugins": "chainsight/plugins", "storage": "chainsight/storage", "tui": "chainsight/tui"}
 
 
 def _run(*cmd: str, cwd: Path) -> str:
@@ -37,7 +37,7 @@ def test_wheel_has_one_top_level_package_that_an_app_can_import(tmp_path: Path) 
     shipped = set(names)
     for folder, package in FOLDERS.items():
         for path in (REPO / folder).rglob("*"):
-            if path.suffix in {".py", ".tcss", ".json"} and "__pycache__" not in path.parts:
+            if path.suffix in {".py", ".tcss", ".json", ".jsonl"} and "__pycache__" not in path.parts:
                 inside = f"{package}/{path.relative_to(REPO / folder).as_posix()}"
                 assert inside in shipped, f"{path.relative_to(REPO)} is not in {wheel.name}"
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
