@@ -30,7 +30,7 @@ SAMPLE_TRACE: Final = Path(__file__).resolve().parent / "data" / "sample_trace.j
 (``scripts/record_sample_trace.py``), stored with the redaction built-in on:
 ``rag`` (a retriever, a prompt, a chat model with token usage and a parser; the
 question's email address is stored redacted), ``summarize`` (a long answer,
-``user_id`` set) and ``lookup`` (a tool that raised: error spans)."""
+``user_id`` set) and ``lookup`` (a step that raised: an error span)."""
 
 # A recorded span's content is kept whole up to this size; the store caps
 # each field at [pipeline] max_content_bytes anyway.
