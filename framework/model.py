@@ -11,39 +11,34 @@ Times are integer nanoseconds since the Unix epoch (``time.time_ns()``).
 from __future__ import annotations
 
 import dataclasses
-import os
-import random
 import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-_rand = random.Random()
-# ``random`` reseeds only its module-level instance in a forked child; without
-# this, pre-forked workers (gunicorn, multiprocessing) would make the same ids.
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_rand.seed)
+import uuid_utils
 
 
 def new_ordered_id() -> str:
-    """A 128-bit id as 32 hex digits: the clock (in units of 2**20 ns, about a
-    millisecond) in the first 48 bits, 80 random bits after it.
+    """A new RFC 9562 UUIDv7 as 32 hex digits (``uuid_utils.uuid7``, the
+    generator LangChain makes its run ids with): the millisecond clock in
+    the first 48 bits, then 74 random bits (and the version and variant).
 
-    Used for span, trace and score ids (``new_span_id`` and ``new_trace_id``
-    are this function). Time-ordered, so the stores' indexes on these ids grow
-    at their right edge instead of touching a random page per row (random span
-    and trace ids made SQLite span inserts 2-3x slower at 100k spans);
-    LangChain's run ids (uuid7) have the same shape. The random part is the
-    end (W3C trace context asks for the rightmost 7 bytes of a trace id to be
-    random; an OpenTelemetry exporter takes a span's last 16 digits as its
-    64-bit id), which is why short ids show the end.
+    Used for span, trace and score ids. Time-ordered, so the stores' indexes
+    on these ids grow at their right edge instead of touching a random page
+    per row (random span and trace ids made SQLite span inserts 2-3x slower
+    at 100k spans). The time is given, not left to uuid_utils, whose own
+    clock puts a counter after it: ids of one millisecond would then share
+    their first 24 digits, and the start of an id would no longer tell
+    traces apart (``chainsight show`` and ``feedback`` resolve a start or an
+    end). The end is the random part, which is why short ids show it.
+    uuid_utils reseeds its generator in a forked child.
     """
-    return f"{(_time_ns() >> 20) << 80 | _getrandbits(80):032x}"
+    seconds, nanos = divmod(time.time_ns(), 1_000_000_000)
+    return uuid_utils.uuid7(timestamp=seconds, nanos=nanos).hex
 
 
-_time_ns = time.time_ns
-_getrandbits = _rand.getrandbits
 new_span_id = new_ordered_id
 new_trace_id = new_ordered_id
 

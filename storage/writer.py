@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -36,7 +36,7 @@ from chainsight.storage.engine import (
     translate_errors,
 )
 from chainsight.storage.row_checks import RowChecker
-from chainsight.storage.serialize import BatchEncoder, dumps, encode_capped, key_text
+from chainsight.storage.serialize import dumps, encode_capped, key_text
 from chainsight.storage.trace_summary import write_trace_totals
 
 log = logging.getLogger("chainsight.storage")
@@ -81,21 +81,18 @@ def _tags_text(tags: Iterable[str] | None) -> str | None:
     return sep + sep.join(str(t).replace(sep, " ") for t in tags) + sep
 
 
-def _span_row(
-    span: Span, cap: int, encode: Callable[[Any, int], str | None] = encode_capped
-) -> dict[str, Any]:
-    """``encode``: :func:`encode_capped` or a :class:`BatchEncoder`'s. Values
-    of the wrong type are left for :class:`RowChecker` to report; only what
-    is computed here from them is guarded."""
+def _span_row(span: Span, cap: int) -> dict[str, Any]:
+    """Values of the wrong type are left for :class:`RowChecker` to report;
+    only what is computed here from them is guarded."""
     start, end = span.start_ns, span.end_ns
-    inputs = encode(span.inputs, cap) if span.inputs is not None else None
-    outputs = encode(span.outputs, cap) if span.outputs is not None else None
+    inputs = encode_capped(span.inputs, cap) if span.inputs is not None else None
+    outputs = encode_capped(span.outputs, cap) if span.outputs is not None else None
     error = span.error
     if type(error) is str:
         if len(error) > cap:
             error = error[:cap] + "…"
     elif error is not None:
-        error = encode(error, cap)
+        error = encode_capped(error, cap)
     root = span.parent_id is None
     tags = span.tags
     return {
@@ -122,12 +119,12 @@ def _span_row(
         "chunk_count": span.chunk_count or 0,
         "inputs": inputs,
         "outputs": outputs,
-        "tags": encode(tags, cap) if tags is not None else None,
+        "tags": encode_capped(tags, cap) if tags is not None else None,
         "tags_text": _tags_text(tags) if root and isinstance(tags, list | tuple) else None,
-        "metadata": encode(span.metadata, cap) if span.metadata is not None else None,
+        "metadata": encode_capped(span.metadata, cap) if span.metadata is not None else None,
         "user_id": span.user_id,
         "session_id": span.session_id,
-        "attributes": encode(span.attributes, cap) if span.attributes is not None else None,
+        "attributes": encode_capped(span.attributes, cap) if span.attributes is not None else None,
         "search_text": _search_text(span.name, error, inputs, outputs) if root else None,
     }
 
@@ -266,8 +263,7 @@ class StoreWriter:
         cap = self.max_content_bytes
         rows: dict[str, list[dict[str, Any]]] = {}
         if batch.spans:
-            encode = BatchEncoder().encode_capped  # spans of a trace share messages
-            rows["spans"] = [self._span_row(span, cap, encode) for span in batch.spans]
+            rows["spans"] = [self._span_row(span, cap) for span in batch.spans]
         if batch.scores:
             rows["scores"] = [_score_row(score) for score in batch.scores]
         if batch.samples:
@@ -321,9 +317,9 @@ class StoreWriter:
                     write_trace_totals(conn, span_rows, all_new=inserted["spans"] == len(span_rows))
 
     @staticmethod
-    def _span_row(span: Span, cap: int, encode: Callable[[Any, int], str | None]) -> dict[str, Any]:
+    def _span_row(span: Span, cap: int) -> dict[str, Any]:
         try:
-            return _span_row(span, cap, encode)
+            return _span_row(span, cap)
         except Exception as exc:  # one span's odd values never cost its batch
             return _unencodable_span_row(span, exc)
 

@@ -181,6 +181,18 @@ def test_unterminated_string_points_at_end(tmp_path: Path) -> None:
     assert info.value.problems[0].line is not None
 
 
+def test_syntax_error_at_the_end_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[pipeline]\nbatch_size = [1,\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert str(info.value.problems[0]) == f"{path}:3: invalid TOML: Invalid value (at end of file)"
+    path.write_text("[pipeline]\nbatch_size = 10\nqueue_size =\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert str(info.value.problems[0]) == f"{path}:3: invalid TOML: Invalid value (column 13)"
+
+
 def test_all_problems_at_once_with_file_line_and_path(tmp_path: Path) -> None:
     path = write(tmp_path / "plugins.toml", """
         [storage]
