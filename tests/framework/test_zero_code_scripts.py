@@ -30,9 +30,14 @@ CHAINSIGHT = Path(sys.executable).parent / "chainsight"
 OFFLINE = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_OFFLINE_MODE": "true",
            "LITELLM_MODE": "PRODUCTION", "HF_HUB_OFFLINE": "1", "LANGSMITH_TRACING": "false"}
 # A host process that imports chainsight (as a notebook kernel, a worker or a
-# server of the application would) and runs the unmodified script.
-HOST = ("import sys, runpy, chainsight; sys.argv = sys.argv[1:]; sys.path.insert(0, {app!r}); "
-        "runpy.run_path(sys.argv[0], run_name='__main__')")
+# server of the application would) and runs the unmodified script; at its end
+# it waits for the pipeline, as explicit.py does (a program this short may
+# exit before the observer, started by its first span while the program
+# imports LangGraph and litellm, has read the configured exit deadline).
+HOST = ("import sys, runpy, chainsight\n"
+        "sys.argv = sys.argv[1:]; sys.path.insert(0, {app!r})\n"
+        "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+        "finally:\n    chainsight.get_observer().flush(120)\n")
 
 
 def _env(tmp_path: Path, name: str, **extra: str) -> dict[str, str]:
@@ -79,6 +84,15 @@ def _traces(url: str) -> list[Any]:
         store.close()
 
 
+def _written(url: str) -> int:
+    """How many spans the process's pipeline wrote (its counters, stored at exit)."""
+    store = Store(url, create=False)
+    try:
+        return store.pipeline_totals()["written"]
+    finally:
+        store.close()
+
+
 def test_unmodified_app_is_traced_like_explicit_handlers(tmp_path: Path) -> None:
     # Four processes on a small machine: the exit deadline (spans still in the
     # pipeline then go to the spill file, not the store) must not depend on its load.
@@ -108,8 +122,12 @@ def test_unmodified_app_is_traced_like_explicit_handlers(tmp_path: Path) -> None
     assert [node[0] for node in graph[0][3]] == ["agent", "tools", "agent"], graph  # nested in the graph
     assert ("litellm.completion", "gpt-4o-mini", 10, 20, "ok") in next(
         tree[1] for tree in baseline if tree[0][0] == "litellm.completion")
+    written = _written(_url(tmp_path, "explicit"))
+    assert written == sum(t[3] for t in baseline)
     for name in ("run", "switch", "explicit+switch"):
         assert _traces(_url(tmp_path, name)) == baseline, f"{name} differs from explicit handlers: {results[name][2]}"
+        # each span recorded once (a second copy under the same span id would be hidden by the store)
+        assert _written(_url(tmp_path, name)) == written, name
 
     # chainsight run: where the spans went, then the summary, on stderr
     err = results["run"][2]
