@@ -165,8 +165,10 @@ def is_python(word: str) -> bool:
 
 def resolve(program: Program) -> Program:
     """Check that the program exists, as Python would before running it; a
-    name that is no file but a Python console script on PATH is that script."""
+    name that is no file but a Python console script on PATH is that script.
+    A module is looked up as ``python -m`` does, from the working directory."""
     if program.module is not None:
+        _set_path0(os.getcwd())
         try:
             found = importlib.util.find_spec(program.module)
         except (ImportError, ValueError) as exc:
@@ -243,8 +245,10 @@ def _print_traceback(exc: BaseException) -> None:
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_globals.get("__name__") in (__name__, "runpy"):
         tb = tb.tb_next
+    if tb is not None:
+        exc = exc.with_traceback(tb)
     sys.stdout.flush()
-    sys.excepthook(type(exc), exc, tb if tb is not None else exc.__traceback__)
+    sys.excepthook(type(exc), exc, exc.__traceback__)
 
 
 # ---- the report at exit -------------------------------------------------------------
