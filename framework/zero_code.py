@@ -242,6 +242,14 @@ class _NotifyingLoader(importlib.abc.Loader):
         self.loader = loader
         self.notify = notify
 
+    def __getattr__(self, name: str) -> Any:
+        # Code that only finds the spec (importlib.util.find_spec) and asks its
+        # loader (get_filename, is_package...) gets the real loader's answers.
+        loader = self.__dict__.get("loader")
+        if loader is None:  # not initialised yet (copy, pickle)
+            raise AttributeError(name)
+        return getattr(loader, name)
+
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
         module: ModuleType | None = self.loader.create_module(spec)
         return module

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.resources
+import importlib.util
 import json
 import logging
 import os
@@ -353,6 +354,10 @@ def test_after_import_hook_runs_after_the_module_and_leaves_it_its_own_loader(
     hook.when_imported("never_imported_" + name, lambda module: seen.append("wrong"))
     assert sys.meta_path[0] is hook
     try:
+        found = importlib.util.find_spec(name)  # found, not imported: the loader still answers
+        assert found is not None and found.loader is not None
+        assert found.loader.get_filename(name) == str(package / "__init__.py")
+        assert found.loader.is_package(name) and name not in sys.modules and seen == []
         module = __import__(name)
         assert seen == [(name, "payload")]
         assert type(module.__loader__).__name__ == "SourceFileLoader"
