@@ -11,7 +11,11 @@ any process that imports ``chainsight``, by ``chainsight run`` and by
   sets (to ``true``) and :func:`uninstrument` removes. An environment
   variable, not a context variable, because it is seen by every thread,
   including threads started before ``instrument()``. Child processes inherit
-  it: one that imports ``chainsight`` traces too.
+  it: one that imports ``chainsight`` traces too. Switch off with
+  :func:`uninstrument`, not by editing the variable: once the hook is
+  registered LangChain reads it at every run and takes any value but ``""``,
+  ``0``, ``false`` and ``False`` for on (:func:`parse_switch`, used before
+  anything is registered, also knows ``no`` and ``off``).
 * litellm: a :class:`~chainsight.framework.adapters.litellm.GlobalLitellmCallback`
   is added to litellm's callback lists.
 * Neither library is imported here (``import litellm`` alone takes seconds).
