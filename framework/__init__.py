@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from chainsight.framework.adapters.langchain import AsyncCallbackHandler, CallbackHandler
     from chainsight.framework.adapters.litellm import LitellmCallback
     from chainsight.framework.observer import Observer
+    from chainsight.framework.zero_code import instrument, uninstrument
 
 __all__ = [
     "Alert",
@@ -28,7 +29,9 @@ __all__ = [
     "Trace",
     "get_observer",
     "hookimpl",
+    "instrument",
     "set_observer",
+    "uninstrument",
 ]
 
 _LAZY = {
@@ -38,6 +41,8 @@ _LAZY = {
     "Observer": "chainsight.framework.observer",
     "get_observer": "chainsight.framework.observer",
     "set_observer": "chainsight.framework.observer",
+    "instrument": "chainsight.framework.zero_code",
+    "uninstrument": "chainsight.framework.zero_code",
 }
 
 

@@ -35,6 +35,7 @@ from chainsight.framework.pipeline import (
     PipelineParts,
 )
 from chainsight.framework.plugin_manager import PluginSet, load_plugins, plugin_name
+from chainsight.framework.process_context import process_context
 
 if TYPE_CHECKING:
     from chainsight.framework.config import ConfigProblem, Settings
@@ -122,6 +123,8 @@ class Observer:
         self._given = _Given(storage_url, settings, config_path, tuple(plugins), builtins,
                              entry_points, strict, spill_path, dict(pipeline or {}), store_factory)
         self.internal_errors = 0
+        self.last_trace_id: str | None = None
+        """The trace of the last root span this observer ended (``%chainsight`` shows it)."""
         self._closed = False
         self._sampler: _SamplerThread | None = None
         self._shutdown_timeout = float(self._given.pipeline.get("shutdown_timeout_s", 5.0))
@@ -279,10 +282,19 @@ class Observer:
         attributes: Mapping[str, Any] | None = None,
     ) -> Span:
         """Open a span. ``parent`` (or ``parent_id`` + ``trace_id``) nests it;
-        without either it starts a new trace. Never raises."""
+        without either it starts a new trace, whose user, session and tags
+        default to the process's (``CHAINSIGHT_USER``...). Never raises."""
         try:
             if parent is not None:
                 parent_id, trace_id = parent.span_id, parent.trace_id
+            elif parent_id is None:
+                context = process_context()
+                if user_id is None:
+                    user_id = context.user_id
+                if session_id is None:
+                    session_id = context.session_id
+                if context.tags:
+                    tags = [*context.tags, *(t for t in tags or () if t not in context.tags)]
             span = Span(name, kind, span_id=span_id, trace_id=trace_id, parent_id=parent_id, start_ns=start_ns)
             if inputs is not None:
                 span.inputs = inputs
@@ -330,6 +342,8 @@ class Observer:
                     span.error = error
             elif span.status == "unset":
                 span.status = "ok"
+            if span.parent_id is None:
+                self.last_trace_id = span.trace_id
             self.pipeline.put(span)
         except Exception:
             self.internal_errors += 1

@@ -93,9 +93,9 @@ def _package_imports(path: Path) -> set[str]:
                            is_package=path.name == "__init__.py")
 
 
-# The framework's readers: the CLI and the public API for plugin commands. They
+# The framework's readers: the CLI, the IPython extension and the public API for plugin commands. They
 # open the store and may import storage; the rest of ``framework`` is the core.
-READERS = ("cli.py", "cli_*.py", "commands.py")
+READERS = ("cli.py", "cli_*.py", "commands.py", "notebook.py")
 
 
 def _core_files() -> list[Path]:
