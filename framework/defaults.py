@@ -19,6 +19,8 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("toxicity", "chainsight.plugins.toxicity"),
     ("groundedness", "chainsight.plugins.groundedness"),
     ("json_schema", "chainsight.plugins.json_schema"),
+    ("reference", "chainsight.plugins.reference"),
+    ("judge", "chainsight.plugins.judge"),
     ("feedback", "chainsight.plugins.feedback"),
     ("gpu", "chainsight.plugins.gpu"),
     ("demo", "chainsight.plugins.demo"),
