@@ -30,6 +30,7 @@ __all__ = [
     "Score",
     "Span",
     "Trace",
+    "evaluate",
     "get_observer",
     "hookimpl",
     "set_observer",

@@ -26,6 +26,7 @@ __all__ = [
     "Score",
     "Span",
     "Trace",
+    "evaluate",
     "get_observer",
     "hookimpl",
     "set_observer",
@@ -36,6 +37,7 @@ _LAZY = {
     "AsyncCallbackHandler": "chainsight.framework.adapters.langchain",
     "LitellmCallback": "chainsight.framework.adapters.litellm",
     "Observer": "chainsight.framework.observer",
+    "evaluate": "chainsight.framework.eval.runner",
     "get_observer": "chainsight.framework.observer",
     "set_observer": "chainsight.framework.observer",
 }

@@ -21,6 +21,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("json_schema", "chainsight.plugins.json_schema"),
     ("reference", "chainsight.plugins.reference"),
     ("judge", "chainsight.plugins.judge"),
+    ("eval", "chainsight.plugins.eval_command"),
     ("feedback", "chainsight.plugins.feedback"),
     ("gpu", "chainsight.plugins.gpu"),
     ("demo", "chainsight.plugins.demo"),

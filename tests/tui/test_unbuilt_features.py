@@ -48,8 +48,8 @@ def broken_references(text: str, tmp_path: Path, capsys: pytest.CaptureFixture[s
 def test_the_check_catches_what_the_screens_used_to_say(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     old = ("No alerts. Rules live in plugins.toml under [plugins.alerts].\n"
-           "  chainsight eval run DATASET --chain module:function --name NAME")
-    assert broken_references(old, tmp_path, capsys) == ["chainsight eval run", "[plugins.alerts]"]
+           "  chainsight eval start DATASET --chain module:function --name NAME")
+    assert broken_references(old, tmp_path, capsys) == ["chainsight eval start", "[plugins.alerts]"]
     fine = "see chainsight traces --help and [plugins.redaction]"
     assert broken_references(fine, tmp_path, capsys) == []
 
