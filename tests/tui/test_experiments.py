@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from test_app import make_app, screen_text, settle
 from textual.pilot import Pilot
@@ -102,3 +103,41 @@ async def test_summary_comparison_and_an_items_trace(fresh_url: str) -> None:
         await pilot.press("4")
         await settle(pilot)
         assert isinstance(app.screen, ExperimentsScreen)
+
+
+async def test_adding_traces_to_a_dataset_from_the_trace_view(fresh_url: str) -> None:
+    from chainsight.storage.evaluation import EvalStore
+
+    app = make_app(fresh_url, NOW_NS)
+    notes: list[str] = []
+    original = app.notify
+    app.notify = lambda message, *a, **k: (notes.append(str(message)), original(message, *a, **k))[1]  # type: ignore[method-assign]
+
+    with Store(fresh_url) as reader:
+        first, second = (t.trace_id for t in reader.list_traces(limit=2).items)
+        root = next(s for s in (reader.get_trace(first) or pytest.fail()).spans if s.parent_id is None)
+
+    async def add(trace_id: str, name: str) -> None:
+        app.open_trace(trace_id)
+        await settle(pilot)
+        assert isinstance(app.screen, TraceDetailScreen)
+        await pilot.press("a")
+        await pilot.pause()
+        await pilot.press(*name, "enter")
+        await settle(pilot)
+        await pilot.press("escape")
+        await settle(pilot)
+
+    async with app.run_test(size=(120, 40)) as pilot:
+        await add(first, "golden")
+        await add(second, "golden")
+        await add(second, "golden")  # the same trace again: no new version
+        await add(first, "bad@name")
+    assert notes[0].startswith("trace added to dataset golden@") and notes[0].endswith("(1 items)")
+    assert notes[1].endswith("(2 items)") and notes[2].startswith("trace already in dataset golden@")
+    assert "invalid dataset name 'bad@name'" in notes[3]
+    with EvalStore(fresh_url) as store:
+        assert [d.item_count for d in store.list_datasets()] == [2, 1]  # two versions
+        items = store.dataset_items(store.get_dataset("golden").dataset_id)
+    assert [i.metadata["trace_id"] for i in items] == [first, second]
+    assert (items[0].input, items[0].expected) == (root.inputs, root.outputs)
