@@ -27,8 +27,11 @@ store, which is also the process default while it runs (a target that calls
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
+import functools
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -214,7 +217,7 @@ class _Run:
                 config = {"callbacks": [self.handler], "run_id": run_id, "tags": ["eval"],
                           "metadata": self._metadata(item)}
                 attempt.output = await asyncio.wait_for(
-                    asyncio.to_thread(self.target.obj.invoke, item.input, config), timeout)
+                    in_daemon_thread(self.target.obj.invoke, item.input, config), timeout)
             else:
                 attempt.root_span_id, attempt.trace_id = new_span_id(), new_trace_id()
                 attempt.waiter = self.collector.expect(attempt.root_span_id)
@@ -224,7 +227,7 @@ class _Run:
                     if self.target.kind == "async":
                         output = await asyncio.wait_for(self.target.obj(item.input), timeout)
                     else:
-                        output = await asyncio.wait_for(asyncio.to_thread(self.target.obj, item.input),
+                        output = await asyncio.wait_for(in_daemon_thread(self.target.obj, item.input),
                                                         timeout)
                     span.outputs = attempt.output = output
         except Exception as exc:
@@ -306,6 +309,35 @@ class _Run:
                     experiment_id=case.experiment_id,
                     source=score.source if score.source in EVAL_SOURCES else "eval"))
         return found
+
+
+def in_daemon_thread(function: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+    """``function(*args)`` on a daemon thread of its own, with the caller's
+    context (so spans nest): a target that hangs past its timeout is left
+    running there, and neither the event loop's end nor the process's exit
+    waits for it (``asyncio.to_thread``'s executor would be joined)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def settle(outcome: Callable[[], None]) -> None:
+        if not future.done():
+            outcome()
+
+    def run() -> None:
+        try:
+            result = context.run(function, *args)
+        except BaseException as exc:
+            deliver = functools.partial(settle, functools.partial(future.set_exception, exc))
+        else:
+            deliver = functools.partial(settle, functools.partial(future.set_result, result))
+        try:
+            loop.call_soon_threadsafe(deliver)
+        except RuntimeError:  # the loop is closed: the run gave up on this call
+            pass
+
+    threading.Thread(target=run, name="chainsight-eval-target", daemon=True).start()
+    return future
 
 
 def _describe(error: BaseException | None) -> str:

@@ -95,6 +95,27 @@ def test_a_per_item_timeout(url: str) -> None:
     assert errors == {"q0": "TimeoutError: timed out", "q1": None}
 
 
+def test_a_hung_sync_target_is_abandoned_at_its_timeout(url: str) -> None:
+    import threading
+    import time
+
+    release = threading.Event()
+
+    def hangs(q: str) -> str:
+        if q == "q0":
+            release.wait(30)
+        return "a" + q[1:]
+
+    start = time.monotonic()
+    try:
+        result = evaluate(ITEMS[:2], hangs, db=url, evaluators=["exact_match"],
+                          options=RunOptions(timeout_s=0.3, retries=0))
+    finally:
+        release.set()
+    assert time.monotonic() - start < 15  # the run's end did not wait for the hung call
+    assert {r.input: r.error for r in result.results} == {"q0": "TimeoutError: timed out", "q1": None}
+
+
 def test_a_raising_evaluator_is_reported_and_the_others_still_score(url: str) -> None:
     class Broken:
         @hookimpl
