@@ -103,3 +103,28 @@ def test_errors_name_the_file_line_and_dataset(tmp_path: Path, capsys: pytest.Ca
     assert status == 1 and "--fail-under 'x': use SCORE=NUMBER" in err
     status, _, err = run(capsys, "eval", "list", "--db", url)
     assert status == 0 and "no experiments" in err
+
+
+def test_the_progress_bar_shows_items_and_an_eta_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from chainsight.framework.eval.cli import _Bar
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    bar = _Bar(True)
+    for done in range(4):
+        bar(done, 3)
+    bar.stop()
+    text = terminal.getvalue()
+    assert "3/3" in text and "ETA" in text
+    quiet = Terminal()
+    monkeypatch.setattr("sys.stderr", quiet)
+    off = _Bar(False)  # --no-progress
+    off(1, 3)
+    off.stop()
+    assert quiet.getvalue() == ""
