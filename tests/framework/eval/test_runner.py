@@ -177,3 +177,19 @@ def test_resuming_a_finished_experiment_is_refused(url: str) -> None:
         evaluate("once", answer, db=url, resume=first.experiment_id)
 
 
+
+
+def test_a_run_and_its_comparison_on_both_backends(store_url: str) -> None:
+    from chainsight.framework.eval.compare import compare
+    from chainsight.storage.evaluation import EvalStore
+
+    first = evaluate(ITEMS, answer, name="pg", db=store_url, options=FAST, evaluators=["exact_match"])
+
+    async def worse(q: str) -> str:
+        return "nope" if q == "q4" else "a" + q[1:]
+
+    second = evaluate("pg", worse, db=store_url, options=FAST, evaluators=["exact_match"])
+    assert (first.scores, second.scores) == ({"exact_match": 1.0}, {"exact_match": 5 / 6})
+    with EvalStore(store_url) as store:
+        comparison = compare(store, first.experiment_id, second.experiment_id)
+    assert [r.result_b.input for r in comparison.regressions] == ["q4"]
