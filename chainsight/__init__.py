@@ -37,6 +37,7 @@ __all__ = [
     "Score",
     "Span",
     "Trace",
+    "evaluate",
     "get_observer",
     "hookimpl",
     "instrument",

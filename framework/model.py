@@ -371,3 +371,58 @@ def feedback_scores(
     if not scores:
         scores.append(Score("comment", "feedback", trace_id, span_id, None, label, None, comment))
     return scores
+
+
+@dataclass(frozen=True, slots=True)
+class EvalCase:
+    """One dataset item after the target ran on it: what an evaluator judges
+    (the ``evaluate`` hook). Frozen: evaluators run on several threads at once.
+
+    ``output`` is what the target returned, as returned (a string, a message,
+    a dict...); :meth:`output_text` is its text. ``error`` is set (and
+    ``output`` None) when the target failed after its retries. ``root`` and
+    ``spans`` are the item's trace as the pipeline stored it (redacted,
+    priced), empty when it was not stored in time; ``trace_id`` is None then.
+    """
+
+    item_id: str
+    input: Any
+    expected: Any
+    output: Any
+    experiment_id: str
+    trace_id: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    root: Span | None = None
+    spans: tuple[Span, ...] = ()
+
+    def output_text(self) -> str:
+        """The output as text: a string as it is, a chat message's content,
+        the one value (or ``output``/``answer``/``text``) of a dict, else JSON."""
+        return as_text(self.output)
+
+
+_TEXT_KEYS: Final = ("output", "answer", "text", "content", "result")
+
+
+def as_text(value: Any) -> str:
+    """A target's output or an expected answer as text (see :meth:`EvalCase.output_text`)."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    content = getattr(value, "content", None)
+    if isinstance(content, str):
+        return content
+    if isinstance(value, dict):
+        if len(value) == 1:
+            return as_text(next(iter(value.values())))
+        for key in _TEXT_KEYS:
+            if key in value:
+                return as_text(value[key])
+    import json
+
+    try:
+        return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+    except (TypeError, ValueError):
+        return str(value)

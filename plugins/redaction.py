@@ -216,7 +216,7 @@ class Redactor:
 
     def _walk_container(self, value: Any, counts: Counter[str], depth: int, path: set[int]) -> Any:
         """``depth``: that of the values inside ``value``."""
-        kind = type(value)
+        kind: type = type(value)
         if kind is dict:  # exact types first: an ABC isinstance check costs more
             return self._walk_mapping(value, counts, depth, path)
         if kind is list or kind is tuple:

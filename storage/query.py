@@ -545,6 +545,19 @@ class Store:
         ph = schema.plugin_health
         return [dict(r._mapping) for r in self._rows(sa.select(ph).order_by(ph.c.name))]
 
+    # ---- experiments (storage/evaluation.py holds the rest) ---------------------
+    def list_experiments(self, limit: int = 200) -> list[Any]:
+        """Experiments, newest first (``storage.evaluation.Experiment``)."""
+        from chainsight.storage.evaluation import EvalStore
+
+        return EvalStore(self.url, engine=self.engine).list_experiments(limit=limit)
+
+    def list_experiment_results(self, experiment_id: str) -> list[Any]:
+        """One ``storage.evaluation.ExperimentResult`` per finished item."""
+        from chainsight.storage.evaluation import EvalStore
+
+        return EvalStore(self.url, engine=self.engine).results(experiment_id)
+
     # ---- aggregates ------------------------------------------------------------
     def _metric_rows(
         self, since_ns: int | None, until_ns: int | None, group_by: str | None

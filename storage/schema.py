@@ -171,10 +171,13 @@ datasets = Table(
     "datasets",
     metadata,
     Column("dataset_id", Text, primary_key=True),
-    Column("name", Text, nullable=False, unique=True),
+    Column("name", Text, nullable=False),
+    # Content hash of the items (storage/evaluation.py): a name has one row per version.
+    Column("version", Text),
     Column("description", Text),
     Column("metadata", Json),
     Column("created_ns", BigInteger, nullable=False),
+    UniqueConstraint("name", "version"),
 )
 
 dataset_items = Table(
@@ -220,6 +223,7 @@ experiment_results = Table(
     Column("input_tokens", BigInteger),
     Column("output_tokens", BigInteger),
     Column("cost_usd", Float),
+    Column("scores", Json),  # score name -> value (0..1) of this item, as the run computed it
     Column("created_ns", BigInteger, nullable=False),
     Index(None, "experiment_id", "item_id"),
 )

@@ -42,7 +42,8 @@ _NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 
 def _leaf(obj: Any) -> Any:
     """A JSON-friendly stand-in for one object json cannot encode (may still nest)."""
-    if _is_model(type(obj)):  # most leaves: LangChain messages; skips the checks below
+    kind: type = type(obj)
+    if _is_model(kind):  # most leaves: LangChain messages; skips the checks below
         return _model_leaf(obj)
     return _leaf_any(obj)
 
