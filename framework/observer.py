@@ -455,9 +455,8 @@ class Observer:
         if self._closed:
             return True
         self._closed = True
-        if timeout is None:
-            timeout = self._shutdown_timeout
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        deadline = started + (self.exit_deadline_s() if timeout is None else timeout)
         if self._sampler is not None:
             self._sampler.stop(min(1.0, timeout / 4))
         ok = self.pipeline.stop(max(0.0, deadline - time.monotonic()))
@@ -468,6 +467,13 @@ class Observer:
             parts.store.close()
         _live_observers.discard(self)
         return ok
+
+    def exit_deadline_s(self) -> float:
+        """``[pipeline] shutdown_timeout_s``. The configuration is read by
+        start-up, so an observer still starting (a process that exits soon
+        after its first span) waits for it, at most the default deadline."""
+        self.pipeline.wait_startup(self._shutdown_timeout)
+        return self._shutdown_timeout
 
     def _after_fork_in_child(self) -> None:
         if self._closed:
@@ -548,7 +554,8 @@ def _shutdown_all() -> None:
     observers = list(_live_observers)
     if not observers:
         return
-    deadline = time.monotonic() + max(o._shutdown_timeout for o in observers)
+    started = time.monotonic()
+    deadline = started + max(o.exit_deadline_s() for o in observers)
     for observer in observers:
         try:
             observer.shutdown(max(0.0, deadline - time.monotonic()))
