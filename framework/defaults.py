@@ -21,6 +21,8 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("json_schema", "chainsight.plugins.json_schema"),
     ("feedback", "chainsight.plugins.feedback"),
     ("gpu", "chainsight.plugins.gpu"),
+    ("prometheus", "chainsight.plugins.prometheus"),
+    ("serve", "chainsight.plugins.serve"),
     ("demo", "chainsight.plugins.demo"),
     ("tui", "chainsight.plugins.tui_command"),
 )
