@@ -22,6 +22,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("feedback", "chainsight.plugins.feedback"),
     ("gpu", "chainsight.plugins.gpu"),
     ("prometheus", "chainsight.plugins.prometheus"),
+    ("otlp", "chainsight.plugins.otlp"),
     ("serve", "chainsight.plugins.serve"),
     ("demo", "chainsight.plugins.demo"),
     ("tui", "chainsight.plugins.tui_command"),

@@ -35,6 +35,7 @@ from typing import Any, Final
 from chainsight.framework import hookimpl
 from chainsight.framework.extension import CommandRegistry
 from chainsight.framework.model import Score, Span
+from chainsight.plugins.otlp import CONFIG_SCHEMA as OTLP_SCHEMA
 
 log = logging.getLogger("chainsight.serve")
 
@@ -60,6 +61,9 @@ CONFIG_SCHEMA: Final[dict[str, Any]] = {
         "batch_size": {"type": "integer", "minimum": 1, "default": 5000},
         "follower_name": {"type": "string", "minLength": 1, "default": NAME,
                           "description": "Name the position is stored under; one per serve process."},
+        "otlp": {**{k: v for k, v in OTLP_SCHEMA.items() if k != "$schema"}, "default": {},
+                 "description": "Send every stored span over OTLP from here, with the options "
+                                "of [plugins.otlp] (endpoint...): one sender for all processes."},
     },
 }
 
@@ -149,6 +153,13 @@ class Serve:
                                       window_s=float(self.config["safety_window_s"]),
                                       limit=int(self.config["batch_size"]))
         self.feed = StoreFeed(self.follower, [self._to_metrics])
+        self.otlp: Any = None
+        if (self.config.get("otlp") or {}).get("endpoint"):
+            from chainsight.plugins.otlp import OtlpExporter
+
+            self.otlp = OtlpExporter()
+            self.otlp.start(self.config["otlp"])
+            self.feed.sinks.append(self.otlp.export)
         self._gauge_names = (*GPU_GAUGES, *(f"chainsight_spans_{k}_total" for k in
                                             ("queued", "dropped", "written", "failed", "spilled")))
         self._samples_since = 0
@@ -283,6 +294,8 @@ class Serve:
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        if self.otlp is not None:
+            self.otlp.shutdown(max(0.0, deadline - time.monotonic()))
         try:
             self.follower.save()
         except Exception as exc:

@@ -237,3 +237,23 @@ def test_the_prometheus_plugin_serves_the_same_metrics_from_inside_the_applicati
     finally:
         obs.shutdown()
     assert plugin._server is None  # its port was closed at shutdown
+
+
+def test_serve_sends_every_stored_span_over_otlp_with_its_scores(sqlite_url: str) -> None:
+    from otlp_receiver import OtlpReceiver
+
+    receiver = OtlpReceiver()
+    writer = StoreWriter(sqlite_url)
+    spans = llm_trace("gpt-4o", time.time_ns())
+    score = Score("length", "check", spans[0].trace_id, spans[1].span_id, 1.0, passed=False)
+    writer.write(WriteBatch(spans=spans, scores=[score]))
+    serve = Serve(sqlite_url, {"otlp": {"endpoint": receiver.endpoint}})
+    serve.start(port=0)
+    try:
+        _wait(lambda: len(receiver.spans()) == 2, "the spans at the receiver")
+    finally:
+        serve.stop()
+        receiver.close()
+    llm = next(s for s in receiver.spans() if s.name == "chat")
+    assert [e.name for e in llm.events] == ["gen_ai.evaluation.result"]
+    assert serve.otlp.sent == 2
