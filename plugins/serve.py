@@ -61,6 +61,9 @@ CONFIG_SCHEMA: Final[dict[str, Any]] = {
         "batch_size": {"type": "integer", "minimum": 1, "default": 5000},
         "follower_name": {"type": "string", "minLength": 1, "default": NAME,
                           "description": "Name the position is stored under; one per serve process."},
+        "otlp_in": {"type": "boolean", "default": True,
+                    "description": "Accept OTLP/HTTP traces at /v1/traces and store them "
+                                   "through the plugins like any span."},
         "otlp": {**{k: v for k, v in OTLP_SCHEMA.items() if k != "$schema"}, "default": {},
                  "description": "Send every stored span over OTLP from here, with the options "
                                 "of [plugins.otlp] (endpoint...): one sender for all processes."},
@@ -137,7 +140,7 @@ class Serve:
     """The ``serve`` process's parts; :meth:`start` runs them, :meth:`stop` ends them."""
 
     def __init__(self, url: str, config: Mapping[str, Any],
-                 prometheus: Mapping[str, Any] | None = None) -> None:
+                 prometheus: Mapping[str, Any] | None = None, settings: Any = None) -> None:
         from prometheus_client import CollectorRegistry, ProcessCollector
 
         from chainsight.plugins.llm_metrics import GPU_GAUGES, LlmMetrics, metrics_options
@@ -173,7 +176,13 @@ class Serve:
             ("GET", "/metrics"): self._metrics_page,
             ("GET", "/healthz"): self._health_page,
         }
-        """``(method, path) -> handler``: more endpoints (OTLP in) are added here."""
+        """``(method, path) -> handler``: more endpoints are added here."""
+        if self.config["otlp_in"]:
+            self.routes[("POST", "/v1/traces")] = self._otlp_in
+        self.settings = settings
+        self._ingest: Any = None
+        self._ingest_lock = threading.Lock()
+        self.received = 0
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.http: ThreadingHTTPServer | None = None
@@ -214,6 +223,45 @@ class Serve:
 
         _reply(request, HTTPStatus.OK, generate_latest(self.registry), CONTENT_TYPE_LATEST)
 
+    def ingest_observer(self) -> Any:
+        """The observer OTLP-in spans go through (built at the first request):
+        every plugin but the ones serve itself plays (/metrics, OTLP out)."""
+        with self._ingest_lock:
+            if self._ingest is None:
+                from chainsight.framework.defaults import DEFAULT_PLUGINS
+                from chainsight.framework.observer import Observer
+
+                skip = {"prometheus", NAME} | ({"otlp"} if self.otlp is not None else set())
+                self._ingest = Observer(self.url, settings=self.settings,
+                                        builtins=[p for p in DEFAULT_PLUGINS if p[0] not in skip])
+            return self._ingest
+
+    def _otlp_in(self, request: BaseHTTPRequestHandler) -> None:
+        from chainsight.plugins.otlp_in import (
+            MAX_BODY_BYTES,
+            OtlpRequestError,
+            decode,
+            record,
+            response_body,
+        )
+
+        length = int(request.headers.get("Content-Length") or 0)
+        if length > MAX_BODY_BYTES:
+            _reply(request, HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                   f"POST /v1/traces: {length} bytes is over the {MAX_BODY_BYTES} limit\n".encode(),
+                   "text/plain; charset=utf-8")
+            return
+        body = request.rfile.read(length)
+        content_type = request.headers.get("Content-Type", "")
+        try:
+            decoded = decode(body, content_type, request.headers.get("Content-Encoding", ""))
+        except OtlpRequestError as exc:
+            _reply(request, exc.status, f"POST /v1/traces: {exc}\n".encode(), "text/plain; charset=utf-8")
+            return
+        self.received += record(self.ingest_observer(), decoded)
+        reply, media = response_body(content_type.split(";", 1)[0].strip().lower())
+        _reply(request, HTTPStatus.OK, reply, media)
+
     def health(self) -> tuple[bool, dict[str, Any]]:
         tasks = {t.name: t.status() for t in self.tasks}
         ok = all(t["ok"] for t in tasks.values())
@@ -226,6 +274,7 @@ class Serve:
             "tasks": tasks,
             "spans_seen": self.feed.spans_seen,
             "scores_seen": self.feed.scores_seen,
+            "otlp_spans_received": self.received,
             "position": {name: p.high for name, p in positions.items()},
         }
 
@@ -294,6 +343,8 @@ class Serve:
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        if self._ingest is not None:
+            self._ingest.shutdown(max(0.5, deadline - time.monotonic()))
         if self.otlp is not None:
             self.otlp.shutdown(max(0.0, deadline - time.monotonic()))
         try:
@@ -354,7 +405,7 @@ def _run(ns: argparse.Namespace) -> int:
     except StoreUnavailable as exc:
         sys.stderr.write(f"chainsight serve: the store is unavailable for now ({exc}); "
                          "serving anyway and retrying\n")
-    serve = Serve(url, config, prometheus)
+    serve = Serve(url, config, prometheus, settings=getattr(ns, "settings", None))
     try:
         host, port = serve.start(ns.host, ns.port)
     except OSError as exc:
@@ -362,7 +413,8 @@ def _run(ns: argparse.Namespace) -> int:
                          f"{ns.port if ns.port is not None else config.get('port')}: {exc.strerror or exc}\n")
         return 1
     sys.stderr.write(f"chainsight serve: following {display_url(url)}; "
-                     f"listening on http://{host}:{port} (/metrics, /healthz)\n")
+                     f"listening on http://{host}:{port} "
+                     f"({', '.join(sorted(p for _, p in serve.routes))})\n")
     sys.stderr.flush()
     stop = threading.Event()
 
