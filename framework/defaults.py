@@ -23,6 +23,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("gpu", "chainsight.plugins.gpu"),
     ("prometheus", "chainsight.plugins.prometheus"),
     ("otlp", "chainsight.plugins.otlp"),
+    ("jsonlog", "chainsight.plugins.jsonlog"),
     ("serve", "chainsight.plugins.serve"),
     ("demo", "chainsight.plugins.demo"),
     ("tui", "chainsight.plugins.tui_command"),
