@@ -19,6 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from chainsight.framework.model import Sample, Score, Span
+from chainsight.plugins.metric_sources import cache_hit, failed_checks, feedback_value
 
 OTHER: Final = "other"
 UNKNOWN: Final = "unknown"
@@ -31,8 +32,6 @@ GPU_GAUGES: Final = ("llm_gpu_utilization_percent", "llm_gpu_memory_used_bytes",
                      "llm_gpu_memory_utilization_percent", "llm_gpu_memory_total_bytes",
                      "llm_gpu_temperature_celsius", "llm_gpu_power_watts")
 PIPELINE_COUNTERS: Final = ("queued", "dropped", "written", "failed", "spilled")
-CACHE_ATTRIBUTE: Final = "cache_hit"
-"""Span attribute the adapters set to True/False when a response cache answered (or not)."""
 
 
 class LabelFolder:
@@ -52,26 +51,6 @@ class LabelFolder:
                 self._kept.add(text)
                 return text
         return OTHER
-
-
-def failed_checks(scores: Iterable[Score]) -> Iterator[str]:
-    """The names of the checks that failed among ``scores``: the one place that
-    says what counts as a check failure (``llm_check_failures_total``)."""
-    for score in scores:
-        if score.source == "check" and score.passed is False:
-            yield score.name
-
-
-def feedback_value(score: Score) -> str | None:
-    """The ``value`` label of ``llm_feedback_total`` for a feedback score:
-    ``up``/``down`` for thumbs, ``1``..``5`` for a rating; None for a bare comment."""
-    if score.source != "feedback" or score.value is None:
-        return None
-    if score.name == "thumbs":
-        return "up" if score.value > 0 else "down"
-    if score.name == "rating":
-        return str(int(score.value))
-    return None
 
 
 class _PipelineCollector(Collector):
@@ -152,7 +131,7 @@ class LlmMetrics:
         self.check_failures = Counter("llm_check_failures", "Failed quality checks", ["check"], registry=r)
         self.feedback = Counter("llm_feedback", "User feedback", ["value"], registry=r)
         self.cache_hits = Counter("llm_cache_hits", "LLM calls a response cache answered", registry=r)
-        self.cache_misses = Counter("llm_cache_misses", "LLM calls a response cache missed", registry=r)
+        self.cache_misses = Counter("llm_cache_misses", "LLM calls no response cache answered", registry=r)
         self.gauges = _GaugeCollector(LabelFolder(max_label_values))
         r.register(self.gauges)
         self._pipeline: dict[str, float] = {}
@@ -182,10 +161,9 @@ class LlmMetrics:
             self.cost.labels(model).inc(span.cost_usd)
         if span.status == "error":
             self.errors.labels(model, self.error_type(span.error_type)).inc()
-        cached = (span.attributes or {}).get(CACHE_ATTRIBUTE)
-        if cached is True:
+        if cache_hit(span.attributes):
             self.cache_hits.inc()
-        elif cached is False:
+        else:
             self.cache_misses.inc()
 
     def observe_scores(self, scores: Sequence[Score]) -> None:

@@ -257,3 +257,29 @@ def test_serve_sends_every_stored_span_over_otlp_with_its_scores(sqlite_url: str
     llm = next(s for s in receiver.spans() if s.name == "chat")
     assert [e.name for e in llm.events] == ["gen_ai.evaluation.result"]
     assert serve.otlp.sent == 2
+
+
+def test_cache_hits_of_langchains_response_cache_are_counted(sqlite_url: str) -> None:
+    from langchain_core.caches import InMemoryCache
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
+
+    from chainsight.framework.adapters.langchain import CallbackHandler
+    from chainsight.framework.config import Settings
+    from chainsight.framework.observer import Observer
+    from chainsight.storage.follow import StoreFollower
+
+    obs = Observer(sqlite_url, settings=Settings(), strict=True, entry_points=False)
+    try:
+        model = FakeListChatModel(responses=["one answer"], cache=InMemoryCache())
+        for _ in range(3):  # the first call fills the cache, the next two hit it
+            model.invoke("same question", config={"callbacks": [CallbackHandler(obs)]})
+        assert obs.flush(10.0)
+    finally:
+        obs.shutdown()
+    follower = StoreFollower(sqlite_url)
+    metrics = LlmMetrics()
+    metrics.observe_spans(follower.poll().spans)
+    follower.close()
+    values = {f.name: s.value for f in metrics.registry.collect() for s in f.samples
+              if s.name.endswith("_total") and f.name.startswith("llm_cache")}
+    assert values == {"llm_cache_hits": 2, "llm_cache_misses": 1}
