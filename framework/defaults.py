@@ -24,6 +24,8 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("prometheus", "chainsight.plugins.prometheus"),
     ("otlp", "chainsight.plugins.otlp"),
     ("jsonlog", "chainsight.plugins.jsonlog"),
+    ("stats", "chainsight.plugins.stats"),
+    ("grafana", "chainsight.plugins.grafana"),
     ("serve", "chainsight.plugins.serve"),
     ("demo", "chainsight.plugins.demo"),
     ("tui", "chainsight.plugins.tui_command"),

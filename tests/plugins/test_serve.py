@@ -14,11 +14,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_server import Prometheus
 
 from chainsight.framework.model import Sample, Score, Span
+from chainsight.plugins.grafana import dashboard, queries
 from chainsight.plugins.llm_metrics import LlmMetrics
 from chainsight.plugins.serve import Serve
 from chainsight.storage import schema
@@ -78,6 +80,13 @@ def start_cli_serve(url: str, env: dict[str, str]) -> tuple[subprocess.Popen[byt
     return proc, int(match.group(1))
 
 
+def run_stats(url: str, env: dict[str, str]) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, "-m", "chainsight.framework.cli", "stats", "--since", "1h",
+                           "--json", "--db", url], capture_output=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()
+    return dict(json.loads(done.stdout))
+
+
 def test_a_real_prometheus_scrapes_serve_and_answers_with_the_stores_figures(
         sqlite_url: str, tmp_path: Path) -> None:
     writer = StoreWriter(sqlite_url)
@@ -112,6 +121,25 @@ def test_a_real_prometheus_scrapes_serve_and_answers_with_the_stores_figures(
         prometheus.wait_for("histogram_quantile(0.5, sum by (le) (llm_request_latency_seconds_bucket))",
                             0.175)
         assert prometheus.scalar("sum(llm_time_to_first_token_seconds_count)") == 3
+        # Every query of the Grafana dashboard runs (Grafana's variables filled in).
+        exprs = queries(dashboard())
+        assert len(exprs) >= 15
+        for expr in exprs:
+            promql = expr.replace("$__rate_interval", "1m").replace("$model", ".*")
+            answer = prometheus.query(promql)
+            assert answer["status"] == "success", (promql, answer)
+        assert prometheus.scalar(
+            'sum(llm_tokens_total{model=~".*"})') == store_sum(sqlite_url, "input_tokens") + store_sum(
+                sqlite_url, "output_tokens")
+        # chainsight stats prints the same figures from the store.
+        stats = run_stats(sqlite_url, env)
+        assert stats["llm_calls"] == prometheus.scalar("sum(llm_requests_total)") == 3
+        assert stats["input_tokens"] == prometheus.scalar('sum(llm_tokens_total{type="input"})')
+        assert stats["cost_usd"] == pytest.approx(prometheus.scalar("sum(llm_cost_dollars_total)"))
+        assert stats["errors_by_type"] == {"RateLimitError": 1}
+        assert stats["latency_seconds"]["p50"] == pytest.approx(0.25)
+        assert stats["ttft_seconds"]["p50"] == pytest.approx(0.05)
+        assert stats["check_failures"] == {"length": 1} and stats["feedback"] == {"up": 1}
         status, body = get(f"http://127.0.0.1:{port}/healthz")
         health = json.loads(body)
         assert status == 200 and health["spans_seen"] == 6 and health["status"] == "ok"
