@@ -141,7 +141,7 @@ class Serve:
 
     def __init__(self, url: str, config: Mapping[str, Any],
                  prometheus: Mapping[str, Any] | None = None, settings: Any = None) -> None:
-        from prometheus_client import CollectorRegistry, ProcessCollector
+        from prometheus_client import CollectorRegistry
 
         from chainsight.plugins.llm_metrics import GPU_GAUGES, LlmMetrics, metrics_options
         from chainsight.storage.follow import StoreFollower
@@ -150,7 +150,6 @@ class Serve:
         self.config = {**{k: v["default"] for k, v in CONFIG_SCHEMA["properties"].items()
                           if "default" in v}, **config}
         self.registry = CollectorRegistry()
-        ProcessCollector(registry=self.registry)
         self.metrics = LlmMetrics(self.registry, **metrics_options(prometheus or {}))
         self.follower = StoreFollower(url, str(self.config["follower_name"]),
                                       window_s=float(self.config["safety_window_s"]),

@@ -262,6 +262,7 @@ def test_the_prometheus_plugin_serves_the_same_metrics_from_inside_the_applicati
         assert got[("llm_feedback_total", (("value", "down"),))] == 1
         assert ("llm_request_latency_seconds_bucket", (("le", "0.3"), ("model", "gpt-4o"))) in got
         assert got[("chainsight_spans_written_total", ())] >= 1
+        assert got[("process_resident_memory_bytes", ())] > 0  # the application's own process
     finally:
         obs.shutdown()
     assert plugin._server is None  # its port was closed at shutdown
