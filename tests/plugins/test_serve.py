@@ -312,3 +312,35 @@ def test_cache_hits_of_langchains_response_cache_are_counted(sqlite_url: str) ->
     values = {f.name: s.value for f in metrics.registry.collect() for s in f.samples
               if s.name.endswith("_total") and f.name.startswith("llm_cache")}
     assert values == {"llm_cache_hits": 2, "llm_cache_misses": 1}
+
+
+@pytest.mark.postgres
+def test_serve_rides_out_a_postgres_outage_and_misses_nothing(postgres_url: str) -> None:
+    sys.path.insert(0, str(Path(__file__).parent.parent / "framework"))
+    from tcp_proxy import TcpProxy
+
+    url = sa.make_url(postgres_url)
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    writer = StoreWriter(postgres_url)  # the applications reach the store directly
+    writer.write(WriteBatch(spans=llm_trace("m", time.time_ns())))
+    serve = Serve(proxied, {"poll_interval_s": 0.1, "samples_interval_s": 0.2})
+    _, port = serve.start(port=0)
+    try:
+        _wait(lambda: serve.feed.spans_seen == 2, "the first spans")
+        proxy.cut()
+        writer.write(WriteBatch(spans=llm_trace("m", time.time_ns())))
+        _wait(lambda: get(f"http://127.0.0.1:{port}/healthz")[0] == 503, "/healthz to say 503", 30)
+        proxy.restore()
+        _wait(lambda: serve.feed.spans_seen == 4, "the spans stored during the outage", 30)
+        _wait(lambda: get(f"http://127.0.0.1:{port}/healthz")[0] == 200, "/healthz to recover", 30)
+    finally:
+        serve.stop()
+        proxy.close()
+        writer.close()
+    assert scrape_total(serve) == 2
+
+
+def scrape_total(serve: Serve) -> float:
+    return sum(s.value for f in serve.registry.collect() if f.name == "llm_requests"
+               for s in f.samples if s.name == "llm_requests_total")
