@@ -244,6 +244,11 @@ class Serve:
             response_body,
         )
 
+        if "chunked" in request.headers.get("Transfer-Encoding", "").lower():
+            _reply(request, HTTPStatus.LENGTH_REQUIRED,
+                   b"POST /v1/traces: send the body with a Content-Length (chunked is not read)\n",
+                   "text/plain; charset=utf-8")
+            return
         length = int(request.headers.get("Content-Length") or 0)
         if length > MAX_BODY_BYTES:
             _reply(request, HTTPStatus.REQUEST_ENTITY_TOO_LARGE,

@@ -22,6 +22,7 @@ so a restart resumes where the last run left off.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -130,6 +131,7 @@ class StoreFollower:
         self.window_s = window_s
         self.limit = limit
         self._engine = engine
+        self._engine_lock = threading.Lock()  # the engine is shared with other readers' threads
         self.positions: dict[str, StreamPosition] | None = None
         self.given_up = 0  # sequence values whose gap expired (usually never rows)
         self._dirty = False
@@ -140,9 +142,10 @@ class StoreFollower:
             return self._connect()
 
     def _connect(self) -> sa.Engine:
-        if self._engine is None:
-            self._engine = open_engine(self.url, create=False)
-        return self._engine
+        with self._engine_lock:
+            if self._engine is None:
+                self._engine = open_engine(self.url, create=False)
+            return self._engine
 
     def _load(self, conn: sa.Connection) -> dict[str, StreamPosition]:
         f = schema.followers

@@ -156,3 +156,21 @@ def test_the_span_processor_records_a_users_own_tracer_provider(sqlite_url: str)
         chat = _span(store, "chat gpt-4o-mini")
         root = _span(store, "support workflow")
     assert chat.parent_id == root.span_id and chat.input_tokens == 1000 and chat.cost_usd
+
+
+def test_a_chunked_body_is_refused_not_read_as_empty(sqlite_url: str) -> None:
+    import http.client
+
+    StoreWriter(sqlite_url).write(WriteBatch())
+    serve = Serve(sqlite_url, {})
+    _, port = serve.start(port=0)
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("POST", "/v1/traces", body=iter([b"{}"]), encode_chunked=True,
+                     headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"})
+        response = conn.getresponse()
+        assert response.status == 411 and b"Content-Length" in response.read()
+        conn.close()
+    finally:
+        serve.stop()
+    assert serve.received == 0
