@@ -24,6 +24,12 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("eval", "chainsight.plugins.eval_command"),
     ("feedback", "chainsight.plugins.feedback"),
     ("gpu", "chainsight.plugins.gpu"),
+    ("prometheus", "chainsight.plugins.prometheus"),
+    ("otlp", "chainsight.plugins.otlp"),
+    ("jsonlog", "chainsight.plugins.jsonlog"),
+    ("stats", "chainsight.plugins.stats"),
+    ("grafana", "chainsight.plugins.grafana"),
+    ("serve", "chainsight.plugins.serve"),
     ("demo", "chainsight.plugins.demo"),
     ("tui", "chainsight.plugins.tui_command"),
 )

@@ -456,7 +456,9 @@ class Observer:
             return True
         self._closed = True
         started = time.monotonic()
-        deadline = started + (self.exit_deadline_s() if timeout is None else timeout)
+        if timeout is None:
+            timeout = self.exit_deadline_s()
+        deadline = started + timeout
         if self._sampler is not None:
             self._sampler.stop(min(1.0, timeout / 4))
         ok = self.pipeline.stop(max(0.0, deadline - time.monotonic()))

@@ -57,7 +57,8 @@ ORDER_COLUMNS: Final[dict[str, sa.Column[Any]]] = {
     "errors": T.c.error_count,
     "error_count": T.c.error_count,
 }
-SPAN_GROUPS: Final = {"model": S.c.model, "provider": S.c.provider}
+# "kind": every LLM call in one group (the per-call figures of `chainsight stats`).
+SPAN_GROUPS: Final = {"model": S.c.model, "provider": S.c.provider, "kind": S.c.kind}
 TRACE_GROUPS: Final = {
     "name": T.c.name,
     "status": T.c.status,

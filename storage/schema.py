@@ -228,6 +228,24 @@ experiment_results = Table(
     Index(None, "experiment_id", "item_id"),
 )
 
+SEQUENCE_COLUMN: Final = "seq"
+SEQUENCED_TABLES: Final = ("spans", "scores")
+"""On PostgreSQL these tables have one more column, ``seq``, filled from the
+sequence ``chainsight_seq`` by a default (migration 0004): the order rows were
+inserted in, which a follower pages by (chainsight.storage.follow). It is
+left out of the tables above on purpose: the writer inserts every column named
+there, and SQLite needs none (its rowid is already in commit order)."""
+
+followers = Table(
+    "followers",
+    metadata,
+    # A reader that follows the store (``chainsight serve``): where it is, so a
+    # restart resumes there (chainsight.storage.follow); see SEQUENCE_COLUMN.
+    Column("name", Text, primary_key=True),
+    Column("position", Json),
+    Column("updated_ns", BigInteger, nullable=False),
+)
+
 plugin_health = Table(
     "plugin_health",
     metadata,

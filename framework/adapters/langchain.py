@@ -389,6 +389,8 @@ class _Recorder:
                 details = usage.get("output_token_details")
                 if details and details.get("reasoning") is not None:
                     span.reasoning_tokens = details["reasoning"]
+                if usage.get("total_cost") == 0:  # how LangChain marks an answer from its cache
+                    span.set_attribute("langchain.cache_hit", True)
             llm_output = response.llm_output
             if llm_output:
                 if span.model is None:
