@@ -24,6 +24,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("eval", "chainsight.plugins.eval_command"),
     ("feedback", "chainsight.plugins.feedback"),
     ("gpu", "chainsight.plugins.gpu"),
+    ("alerts", "chainsight.plugins.alerts"),
     ("demo", "chainsight.plugins.demo"),
     ("tui", "chainsight.plugins.tui_command"),
 )
