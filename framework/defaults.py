@@ -25,6 +25,10 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("feedback", "chainsight.plugins.feedback"),
     ("gpu", "chainsight.plugins.gpu"),
     ("alerts", "chainsight.plugins.alerts"),
+    ("alert_log", "chainsight.plugins.alert_log"),
+    ("alert_stderr", "chainsight.plugins.alert_stderr"),
+    ("alert_webhook", "chainsight.plugins.alert_webhook"),
+    ("alert_command", "chainsight.plugins.alert_command"),
     ("demo", "chainsight.plugins.demo"),
     ("tui", "chainsight.plugins.tui_command"),
 )
