@@ -11,8 +11,7 @@
 * ``chainsight export prometheus-rules [--output FILE]``: the same rules as
   a Prometheus rule file (:mod:`chainsight.plugins.prometheus_rules`).
 
-The CLI's own helpers (``CliError``, ``parse_time``) are imported in
-:func:`_cli` only.
+Everything CLI-side comes from the public ``chainsight.framework.commands``.
 """
 
 from __future__ import annotations
@@ -23,10 +22,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from chainsight.framework.cli_render import (
+from chainsight.framework.commands import (
     MISSING,
     Column,
+    CommandError,
     fmt_time,
+    open_store,
+    parse_time,
     print_json,
     print_table,
     short_id,
@@ -44,13 +46,6 @@ if TYPE_CHECKING:
     from chainsight.framework.extension import CommandRegistry
 
 STATES = ("pending", "firing", "resolved", "inactive")
-
-
-def _cli() -> Any:
-    """The CLI's error type and time parser (one import of its internals)."""
-    from chainsight.framework import cli
-
-    return cli
 
 
 def register(cli: CommandRegistry) -> None:
@@ -72,7 +67,7 @@ def alerts_config(settings: Settings | None) -> tuple[dict[str, Any], Path | Non
     try:
         config = resolve_plugin_configs(settings, {"alerts": ALERTS_SCHEMA}, ignore=others)
     except ConfigError as exc:
-        raise _cli().CliError(f"[plugins.alerts]: {exc}") from None
+        raise CommandError(f"[plugins.alerts]: {exc}") from None
     base = settings.path.parent if settings.path is not None else None
     return config.get("alerts", {}), base
 
@@ -82,7 +77,7 @@ def configured_rules(ns: argparse.Namespace) -> tuple[list[Rule], dict[str, Any]
     try:
         return load_rules(config, base), config
     except RuleError as exc:
-        raise _cli().CliError("[plugins.alerts]: the rules cannot be used:\n"
+        raise CommandError("[plugins.alerts]: the rules cannot be used:\n"
                               + "\n".join(exc.problems)) from None
 
 
@@ -108,7 +103,7 @@ def _run_alerts(ns: argparse.Namespace) -> int:
     if ns.action == "test":
         return _test(ns)
     if ns.rule:
-        raise _cli().CliError(f"unexpected argument {ns.rule!r} (did you mean `alerts test {ns.rule}`?)")
+        raise CommandError(f"unexpected argument {ns.rule!r} (did you mean `alerts test {ns.rule}`?)")
     return _list(ns)
 
 
@@ -131,11 +126,9 @@ def _number(value: float | None) -> str:
 
 
 def _list(ns: argparse.Namespace) -> int:
-    from chainsight.storage.query import Store
-
     state = "firing" if ns.firing else ns.state
-    since_ns = _cli().parse_time(ns.since) if ns.since else None
-    with Store(ns.db, create=False) as store:
+    since_ns = parse_time(ns.since) if ns.since else None
+    with open_store(ns.db) as store:
         alerts = store.list_alerts(state=state, limit=max(1, ns.limit), since_ns=since_ns)
     if ns.json:
         print_json({"alerts": [_alert_json(a) for a in alerts]})
@@ -161,13 +154,13 @@ def _alert_json(a: Any) -> dict[str, Any]:
 def _find_rule(rules: list[Rule], name: str | None) -> Rule:
     names = [r.name for r in rules]
     if not name:
-        raise _cli().CliError(f"alerts test needs a RULE: one of {', '.join(names) or '(none)'}")
+        raise CommandError(f"alerts test needs a RULE: one of {', '.join(names) or '(none)'}")
     for rule in rules:
         if rule.name == name:
             return rule
     close = difflib.get_close_matches(name, names, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    raise _cli().CliError(f"no alert rule {name!r}{hint}; rules: {', '.join(names) or '(none)'}")
+    raise CommandError(f"no alert rule {name!r}{hint}; rules: {', '.join(names) or '(none)'}")
 
 
 TEST_COLUMNS = (
@@ -183,12 +176,11 @@ def _test(ns: argparse.Namespace) -> int:
     import time
 
     from chainsight.plugins.alert_engine import Evaluator
-    from chainsight.storage.query import Store
 
     rules, config = configured_rules(ns)
     rule = _find_rule(rules, ns.rule)
-    now = _cli().parse_time(ns.at) if ns.at else time.time_ns()
-    with Store(ns.db, create=False) as store:
+    now = parse_time(ns.at) if ns.at else time.time_ns()
+    with open_store(ns.db) as store:
         evaluator = Evaluator(store, [rule], lambda _alert: None, lambda: now, lease=False,
                               max_trace_ids=int(config.get("max_trace_ids", 20)))
         readings = evaluator.read(rule, now)
@@ -259,7 +251,7 @@ def _run_export(ns: argparse.Namespace) -> int:
         try:
             Path(ns.output).write_text(exported.text, encoding="utf-8")
         except OSError as exc:
-            raise _cli().CliError(f"cannot write {ns.output}: {exc.strerror or exc}") from None
+            raise CommandError(f"cannot write {ns.output}: {exc.strerror or exc}") from None
         sys.stderr.write(f"wrote {len(rules) - len(exported.skipped)} rules to {ns.output}\n")
     else:
         sys.stdout.write(exported.text)
