@@ -318,8 +318,9 @@ PSI_FLOOR: Final = 1e-4
 def psi(reference: Sequence[float], recent: Sequence[float], bins: int = 10) -> float:
     """Population stability index of ``recent`` against ``reference``:
     sum over bins of (recent% - reference%) * ln(recent% / reference%), the
-    bins cut at the reference's quantiles (fewer when values repeat), empty
-    bins counted as ``PSI_FLOOR``. Under 0.1: no shift; over 0.2: a
+    bins cut at the reference's quantiles (fewer when values repeat; a bin
+    holds the values up to its upper edge, so a repeated value has a bin of
+    its own), empty bins counted as ``PSI_FLOOR``. Under 0.1: no shift; over 0.2: a
     significant one (the usual reading)."""
     ordered = sorted(reference)
     edges = sorted({e for i in range(1, bins) if (e := percentile(ordered, i / bins)) is not None})
@@ -327,7 +328,7 @@ def psi(reference: Sequence[float], recent: Sequence[float], bins: int = 10) -> 
     def shares(values: Sequence[float]) -> list[float]:
         counts = [0] * (len(edges) + 1)
         for v in values:
-            counts[bisect.bisect_right(edges, v)] += 1
+            counts[bisect.bisect_left(edges, v)] += 1
         return [max(c / len(values), PSI_FLOOR) for c in counts]
 
     expected, actual = shares(reference), shares(recent)

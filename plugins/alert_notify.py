@@ -241,8 +241,11 @@ class Notifier:
 
     NAME = "notifier"
 
-    def __init__(self, clock: Callable[[], int] = time.time_ns) -> None:
+    def __init__(self, clock: Callable[[], int] = time.time_ns, *, background: bool = True) -> None:
+        """``background=False``: no thread; whoever drives the clock calls :meth:`pump`."""
+        self.name = self.NAME  # the plugin's name, [plugins.NAME], when registered by hand
         self.clock = clock
+        self.background = background
         self.groups = NotificationGroups(Policy())
         self.delivered = 0
         self.failed = 0
@@ -264,7 +267,7 @@ class Notifier:
             return
         with self._lock:
             self.groups.add(alert, self.clock())
-        if self._thread is None:
+        if self._thread is None and self.background:
             self._thread = threading.Thread(target=self._run, name=f"chainsight-{self.NAME}",
                                             daemon=True)
             self._thread.start()

@@ -55,6 +55,8 @@ class AlertsPlugin:
     """One per observer: its rules and its evaluator thread. ``clock`` (ns
     since the epoch) is the evaluator's; tests pass their own."""
 
+    name = "alerts"  # its [plugins.alerts] table, also when registered by hand
+
     def __init__(self, clock: Callable[[], int] = time.time_ns) -> None:
         self.clock = clock
         self.rules: list[Rule] = []
