@@ -45,6 +45,7 @@ class CommandError(Exception):
 
 class CommandNotifier(Notifier):
     NAME = "alert_command"
+    CONFIG_SCHEMA = CONFIG_SCHEMA
 
     def setup(self, config: Mapping[str, Any]) -> None:
         self.command = [str(a) for a in config.get("command") or ()]

@@ -33,6 +33,7 @@ CONFIG_SCHEMA: Final = policy_schema({
 
 class LogNotifier(Notifier):
     NAME = "alert_log"
+    CONFIG_SCHEMA = CONFIG_SCHEMA
 
     def setup(self, config: Mapping[str, Any]) -> None:
         self.level = LEVELS[str(config.get("level", "info"))]

@@ -18,6 +18,7 @@ CONFIG_SCHEMA: Final = policy_schema()
 
 class StderrNotifier(Notifier):
     NAME = "alert_stderr"
+    CONFIG_SCHEMA = CONFIG_SCHEMA
 
     def deliver(self, notification: Notification) -> None:
         stream = sys.stderr

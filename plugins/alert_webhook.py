@@ -104,6 +104,7 @@ class Target:
 
 class WebhookNotifier(Notifier):
     NAME = "alert_webhook"
+    CONFIG_SCHEMA = CONFIG_SCHEMA
 
     def setup(self, config: Mapping[str, Any]) -> None:
         self.targets = [Target(url=str(t["url"]), format=str(t.get("format", "alertmanager")),

@@ -56,6 +56,7 @@ class AlertsPlugin:
     since the epoch) is the evaluator's; tests pass their own."""
 
     name = "alerts"  # its [plugins.alerts] table, also when registered by hand
+    CONFIG_SCHEMA = CONFIG_SCHEMA
 
     def __init__(self, clock: Callable[[], int] = time.time_ns) -> None:
         self.clock = clock
