@@ -38,7 +38,9 @@ from chainsight.plugins.alert_rules import (
 
 if TYPE_CHECKING:
     from chainsight.framework.extension import CommandRegistry
+    from chainsight.framework.model import Alert
     from chainsight.framework.observer import Observer
+    from chainsight.storage.query import Store
 
 log = logging.getLogger("chainsight.alerts")
 
@@ -74,17 +76,13 @@ class AlertsPlugin:
             log.info("alert rules are not evaluated over an in-memory store")
             return
         rules, clock = list(self.rules), self.clock
-        lease_ns = parse_duration(str(config.get("lease", "2m")))
-        max_trace_ids = int(config.get("max_trace_ids", 20))
 
         def make() -> Evaluator:
             from chainsight.storage.query import Store
 
-            return Evaluator(Store(url, create=False), rules, observer.record_alert, clock,
-                             lease_ns=lease_ns, max_trace_ids=max_trace_ids)
+            return make_evaluator(config, rules, Store(url, create=False), observer.record_alert, clock)
 
-        interval_s = parse_duration(str(config.get("interval", "30s"))) / 1e9
-        self.thread = EvaluatorThread(make, interval_s)
+        self.thread = EvaluatorThread(make, interval_s(config))
         self.thread.start()
 
     @hookimpl
@@ -116,6 +114,23 @@ class AlertsPlugin:
         from chainsight.plugins.alert_cli import register
 
         register(cli)
+
+
+def make_evaluator(config: Mapping[str, Any], rules: list[Rule], store: Store,
+                   emit: Callable[[Alert], None],
+                   clock: Callable[[], int] = time.time_ns) -> Evaluator:
+    """An evaluator as a validated ``[plugins.alerts]`` table describes it
+    (lease, traces kept): what the observer's timer runs, and what a
+    long-running ``chainsight serve`` runs with ``evaluate = "serve"``, every
+    :func:`interval_s` seconds (see :class:`~chainsight.plugins.alert_engine.EvaluatorThread`)."""
+    return Evaluator(store, rules, emit, clock,
+                     lease_ns=parse_duration(str(config.get("lease", "2m"))),
+                     max_trace_ids=int(config.get("max_trace_ids", 20)))
+
+
+def interval_s(config: Mapping[str, Any]) -> float:
+    """Seconds between two evaluations."""
+    return parse_duration(str(config.get("interval", "30s"))) / 1e9
 
 
 def _config_dir() -> Path | None:
