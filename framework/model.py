@@ -303,7 +303,9 @@ class Alert:
     pending and the condition stopped holding before it fired).
     ``started_ns`` is when it became pending, ``ended_ns`` when it resolved;
     ``trace_ids`` are traces behind the value (the slow, failed or costly
-    ones), at most a few dozen.
+    ones), at most a few dozen. ``source`` says what recorded it: ``"rules"``
+    for the alert evaluator (which moves only its own alerts on), empty for
+    an alert a plugin or the application recorded.
     """
 
     rule: str
@@ -318,6 +320,7 @@ class Alert:
     alert_id: str = field(default_factory=new_span_id)
     description: str = ""
     trace_ids: tuple[str, ...] = ()
+    source: str = ""
 
 
 @dataclass(frozen=True, slots=True)

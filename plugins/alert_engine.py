@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("chainsight.alerts")
 
 LEASE_NAME: Final = "alert-evaluator"
+SOURCE: Final = "rules"  # Alert.source of what the evaluator records
 SECOND: Final = 10**9
 SAMPLE_NAMES: Final = {"gpu_utilization": "llm_gpu_utilization_percent",
                        "gpu_memory_used_bytes": "llm_gpu_memory_used_bytes"}
@@ -111,6 +112,7 @@ class Evaluator:
     holding: bool = False
     _series: dict[tuple[str, str], _Series] = field(default_factory=dict)
     _failing: dict[str, str] = field(default_factory=dict)
+    _acquired_ns: int | None = None
 
     # ---- one round ----------------------------------------------------------
     def evaluate(self) -> list[Alert]:
@@ -154,22 +156,23 @@ class Evaluator:
                 self.holding = True
                 self._take_over()
             return True
-        held = q.acquire_lease(self.store.engine, LEASE_NAME, self.holder, now, self.lease_ns)
-        if held and not self.holding:
+        held, acquired = q.acquire_lease(self.store.engine, LEASE_NAME, self.holder, now, self.lease_ns)
+        if held and (not self.holding or acquired != self._acquired_ns):
+            # New, or another process held it meanwhile (a long outage): the store knows best.
             self._take_over()
             log.info("alert evaluator %s evaluates %d rules over %s", self.holder, len(self.rules),
                      display_url(self.store.url))
         elif not held and self.holding:
             log.info("alert evaluator %s lost the lease; another process evaluates", self.holder)
             self._series.clear()
-        self.holding = held
+        self.holding, self._acquired_ns = held, acquired
         return held
 
     def _take_over(self) -> None:
         """Carry on the alerts a previous evaluator left pending or firing."""
         self._series.clear()
         for state in ("pending", "firing"):
-            for alert in self.store.list_alerts(state=state, limit=100_000):
+            for alert in self.store.list_alerts(state=state, limit=100_000, source=SOURCE):
                 key = (alert.rule, key_text(alert.labels))
                 self._series[key] = _Series(alert.alert_id, alert.state, alert.started_ns,
                                             alert.value, dict(alert.labels), alert.trace_ids)
@@ -221,14 +224,14 @@ class Evaluator:
             out.append(Alert(key[0], "resolved" if s.state == "firing" else "inactive",
                              value=s.value, started_ns=s.active_ns, ended_ns=now,
                              summary="the rule is no longer configured", labels=s.labels,
-                             alert_id=s.alert_id, trace_ids=s.trace_ids))
+                             alert_id=s.alert_id, trace_ids=s.trace_ids, source=SOURCE))
         return out
 
     def _alert(self, rule: Rule, s: _Series, state: str, ended_ns: int | None = None) -> Alert:
         context = template_context(rule, s.value, s.labels, s.count)
         return Alert(rule.name, state, rule.severity, s.value, rule.threshold, s.active_ns, ended_ns,
                      render(rule.summary, context), dict(s.labels), s.alert_id,
-                     render(rule.description, context), s.trace_ids)
+                     render(rule.description, context), s.trace_ids, SOURCE)
 
     # ---- measuring -------------------------------------------------------------------
     def read(self, rule: Rule, now: int | None = None) -> list[Reading]:
@@ -393,8 +396,6 @@ class EvaluatorThread(threading.Thread):
         if text not in self._said:
             self._said.add(text)
             log.error("alert evaluation failed (retried every %gs): %s", self.interval_s, text)
-        if _is_unavailable(exc) and self.evaluator is not None:
-            self.evaluator.holding = False  # renew, and reload the alerts, when it is back
 
     def stop(self, timeout: float) -> None:
         """Stop the timer and give the lease up (within ``timeout`` seconds)."""

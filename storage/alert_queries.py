@@ -494,25 +494,32 @@ def counter_increase(engine: sa.Engine, name: str, since_ns: int, until_ns: int)
 # ---- alerts and the lease --------------------------------------------------------
 
 
-def acquire_lease(engine: sa.Engine, name: str, holder: str, now_ns: int, ttl_ns: int) -> bool:
-    """Take or renew lease ``name`` for ``holder`` until ``now_ns + ttl_ns``;
-    True when ``holder`` has it. It is taken over only once expired, so one
-    process at a time holds it (the row lock of the upsert serialises
-    concurrent tries on PostgreSQL, the write lock on SQLite)."""
+def acquire_lease(engine: sa.Engine, name: str, holder: str, now_ns: int,
+                  ttl_ns: int) -> tuple[bool, int]:
+    """Take or renew lease ``name`` for ``holder`` until ``now_ns + ttl_ns``.
+    Returns whether ``holder`` has it, and since when its holder has held
+    it without another in between (``acquired_ns``: a holder that sees it
+    change knows another process held the lease meanwhile). It is taken over
+    only once expired, so one process at a time holds it (the row lock of the
+    upsert serialises concurrent tries on PostgreSQL, the write lock on SQLite)."""
     table = schema.leases
-    values = {"name": name, "holder": holder, "expires_ns": now_ns + ttl_ns, "updated_ns": now_ns}
+    values = {"name": name, "holder": holder, "expires_ns": now_ns + ttl_ns, "updated_ns": now_ns,
+              "acquired_ns": now_ns}
     insert: Any = (postgresql.insert(table) if engine.dialect.name == "postgresql"
                    else sqlite.insert(table)).values(values)
     stmt = insert.on_conflict_do_update(
         index_elements=[table.c.name],
         set_={"holder": insert.excluded.holder, "expires_ns": insert.excluded.expires_ns,
-              "updated_ns": insert.excluded.updated_ns},
+              "updated_ns": insert.excluded.updated_ns,
+              "acquired_ns": sa.case((table.c.holder == insert.excluded.holder, table.c.acquired_ns),
+                                     else_=insert.excluded.acquired_ns)},
         where=sa.or_(table.c.holder == holder, table.c.expires_ns <= now_ns),
     )
     with engine.begin() as conn:
         conn.execute(stmt)
-        current = conn.execute(sa.select(table.c.holder).where(table.c.name == name)).scalar()
-    return bool(current == holder)
+        row = conn.execute(sa.select(table.c.holder, table.c.acquired_ns)
+                           .where(table.c.name == name)).one()
+    return row[0] == holder, int(row[1])
 
 
 def release_lease(engine: sa.Engine, name: str, holder: str) -> None:

@@ -272,6 +272,7 @@ def _alert(row: Any) -> Alert:
         threshold=row.threshold, started_ns=row.started_ns, ended_ns=row.ended_ns,
         summary=row.summary, labels=dict(row.labels or {}), alert_id=row.alert_id,
         description=row.description or "", trace_ids=tuple(str(t) for t in trace_ids),
+        source=row.source or "",
     )
 
 
@@ -505,13 +506,16 @@ class Store:
         return [_score(r) for r in self._rows(stmt)]
 
     def list_alerts(self, state: str | None = None, limit: int = 100,
-                    since_ns: int | None = None) -> list[Alert]:
+                    since_ns: int | None = None, source: str | None = None) -> list[Alert]:
         """Alerts, newest first. ``state=None``: pending, firing and resolved
         ones (not ``inactive``: pending ones that never fired; ask for them by
-        name). ``since_ns``: only alerts active at some time since then."""
+        name). ``since_ns``: only alerts active at some time since then;
+        ``source``: only those recorded by it (``"rules"``: the evaluator)."""
         al = schema.alerts
         clauses: list[sa.ColumnElement[bool]] = [
             al.c.state == state if state is not None else al.c.state != "inactive"]
+        if source is not None:
+            clauses.append(al.c.source == source)
         if since_ns is not None:
             clauses.append(sa.or_(al.c.started_ns >= since_ns, al.c.ended_ns.is_(None),
                                   al.c.ended_ns >= since_ns))

@@ -165,6 +165,7 @@ alerts = Table(
     Column("updated_ns", BigInteger, nullable=False),
     Column("description", Text),
     Column("trace_ids", Json),  # the traces behind the value (a JSON list)
+    Column("source", Text),  # "rules": made by the alert evaluator
     Index(None, "state", "started_ns"),
     Index(None, "started_ns"),
 )
@@ -178,6 +179,7 @@ leases = Table(
     Column("holder", Text, nullable=False),
     Column("expires_ns", BigInteger, nullable=False),
     Column("updated_ns", BigInteger, nullable=False),
+    Column("acquired_ns", BigInteger, nullable=False),  # when this holder took it
 )
 
 datasets = Table(

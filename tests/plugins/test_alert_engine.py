@@ -270,13 +270,43 @@ def test_released_lease_is_taken_at_once(sqlite_url: str) -> None:
 
 
 def test_alerts_of_a_removed_rule_end_when_taken_over(sqlite_url: str) -> None:
-    old = Alert("gone_rule", "firing", value=3.0, started_ns=at(0), alert_id="old-1")
-    write(sqlite_url, alerts=[old])
+    old = Alert("gone_rule", "firing", value=3.0, started_ns=at(0), alert_id="old-1", source="rules")
+    mine = Alert("my_plugins_alert", "firing", value=1.0, started_ns=at(0), alert_id="own-1")
+    write(sqlite_url, alerts=[old, mine])
     clock = Clock(at(5))
     ev, emitted = evaluator(sqlite_url, [_error_rule()], clock)
     ev.evaluate()
     ev.store.close()
+    # The evaluator's own alert ends; one a plugin recorded (no source) is not its to end.
     assert [(a.rule, a.state, a.alert_id) for a in emitted] == [("gone_rule", "resolved", "old-1")]
+
+
+def test_a_holder_back_after_another_held_the_lease_reloads_the_alerts(sqlite_url: str) -> None:
+    write(sqlite_url, per_minute(range(20), lambda m, i: call(
+        at(m, 5 * i), status="error" if 2 <= m <= 8 and i == 0 else "ok")))
+    rule = _error_rule()
+    clock = Clock()
+
+    def stored(alert: Alert) -> None:
+        write(sqlite_url, alerts=[alert])
+
+    a_said: list[Alert] = []
+    a = Evaluator(Store(sqlite_url), [rule], lambda x: (a_said.append(x), stored(x)), clock,
+                  lease_ns=3 * MINUTE)
+    b = Evaluator(Store(sqlite_url), [rule], stored, clock, lease_ns=3 * MINUTE)
+    clock.at_minute(2)
+    a.evaluate()  # fires
+    for minute in range(6, 12):  # a stalls (a long outage); b takes over and resolves it
+        clock.at_minute(minute)
+        b.evaluate()
+    b.release()
+    clock.at_minute(12)
+    a.evaluate()  # back: it must not resolve again what b resolved
+    a.store.close()
+    b.store.close()
+    assert [x.state for x in a_said] == ["firing"]
+    with Store(sqlite_url) as store:
+        assert [x.state for x in store.list_alerts()] == ["resolved"]
 
 
 def test_a_failing_rule_does_not_stop_the_others(sqlite_url: str, caplog: pytest.LogCaptureFixture) -> None:

@@ -1,4 +1,4 @@
-"""alerting: alert descriptions and trace ids, and the leases table
+"""alerting: alert descriptions, trace ids and source, and the leases table
 
 Revision ID: 0003_alerting
 Revises: 0003
@@ -29,11 +29,13 @@ def upgrade() -> None:
     with op.batch_alter_table('alerts', schema=None) as batch_op:
         batch_op.add_column(sa.Column('description', sa.Text(), nullable=True))
         batch_op.add_column(sa.Column('trace_ids', _JSON, nullable=True))
+        batch_op.add_column(sa.Column('source', sa.Text(), nullable=True))
     op.create_table('leases',
     sa.Column('name', sa.Text(), nullable=False),
     sa.Column('holder', sa.Text(), nullable=False),
     sa.Column('expires_ns', sa.BigInteger(), nullable=False),
     sa.Column('updated_ns', sa.BigInteger(), nullable=False),
+    sa.Column('acquired_ns', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('name', name=op.f('pk_leases'))
     )
 
@@ -41,5 +43,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table('leases')
     with op.batch_alter_table('alerts', schema=None) as batch_op:
+        batch_op.drop_column('source')
         batch_op.drop_column('trace_ids')
         batch_op.drop_column('description')
