@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 from collections.abc import Mapping
 from typing import Any, Final
@@ -55,6 +54,8 @@ class CommandNotifier(Notifier):
         return bool(self.command)
 
     def deliver(self, notification: Notification) -> None:
+        import subprocess
+
         timeout = self.timeout_s
         if self.deadline is not None:
             timeout = max(0.1, min(timeout, self.deadline - time.monotonic()))

@@ -43,7 +43,6 @@ from chainsight.framework.store_api import StoreMisconfigured, StoreUnavailable
 from chainsight.plugins.alert_rules import Rule, render, template_context
 from chainsight.storage import alert_queries as q
 from chainsight.storage.engine import StoreNotFound, display_url, translate_errors
-from chainsight.storage.query import percentile
 from chainsight.storage.serialize import key_text
 
 if TYPE_CHECKING:
@@ -325,6 +324,8 @@ def psi(reference: Sequence[float], recent: Sequence[float], bins: int = 10) -> 
     holds the values up to its upper edge, so a repeated value has a bin of
     its own), empty bins counted as ``PSI_FLOOR``. Under 0.1: no shift; over 0.2: a
     significant one (the usual reading)."""
+    from chainsight.storage.query import percentile
+
     ordered = sorted(reference)
     edges = sorted({e for i in range(1, bins) if (e := percentile(ordered, i / bins)) is not None})
 

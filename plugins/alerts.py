@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from chainsight.framework.hookspecs import hookimpl
-from chainsight.plugins.alert_engine import Evaluator, EvaluatorThread
 from chainsight.plugins.alert_rules import (
     ALERTS_SCHEMA,
     Rule,
@@ -40,6 +39,7 @@ if TYPE_CHECKING:
     from chainsight.framework.extension import CommandRegistry
     from chainsight.framework.model import Alert
     from chainsight.framework.observer import Observer
+    from chainsight.plugins.alert_engine import Evaluator, EvaluatorThread
     from chainsight.storage.query import Store
 
 log = logging.getLogger("chainsight.alerts")
@@ -75,6 +75,8 @@ class AlertsPlugin:
         if in_memory(url):
             log.info("alert rules are not evaluated over an in-memory store")
             return
+        from chainsight.plugins.alert_engine import EvaluatorThread
+
         rules, clock = list(self.rules), self.clock
 
         def make() -> Evaluator:
@@ -123,6 +125,8 @@ def make_evaluator(config: Mapping[str, Any], rules: list[Rule], store: Store,
     (lease, traces kept): what the observer's timer runs, and what a
     long-running ``chainsight serve`` runs with ``evaluate = "serve"``, every
     :func:`interval_s` seconds (see :class:`~chainsight.plugins.alert_engine.EvaluatorThread`)."""
+    from chainsight.plugins.alert_engine import Evaluator
+
     return Evaluator(store, rules, emit, clock,
                      lease_ns=parse_duration(str(config.get("lease", "2m"))),
                      max_trace_ids=int(config.get("max_trace_ids", 20)))

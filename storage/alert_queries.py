@@ -25,6 +25,7 @@ and a sample's time.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Sequence
@@ -46,25 +47,36 @@ SM = schema.samples
 MAX_GROUPS: Final = 100
 SAMPLE_LIMIT: Final = 100_000
 
-SPAN_GROUPS: Final[dict[str, sa.ColumnElement[Any]]] = {
-    "model": S.c.model, "provider": S.c.provider, "span": S.c.name,
-}
+SPAN_GROUP_NAMES: Final = ("model", "provider", "span")
+SPAN_FIELD_NAMES: Final = ("latency", "ttft", "tpot", "cost", "input_tokens", "output_tokens", "tokens")
 
-_TPOT = sa.case(
-    (sa.and_(S.c.first_token_ns.is_not(None), S.c.end_ns.is_not(None), S.c.output_tokens >= 2),
-     sa.cast(S.c.end_ns - S.c.first_token_ns, sa.Float) / 1e9 / (S.c.output_tokens - 1)),
-    else_=None,
-)
-SPAN_FIELDS: Final[dict[str, sa.ColumnElement[Any]]] = {
-    "latency": S.c.latency_ms / 1000.0,
-    "ttft": sa.cast(S.c.first_token_ns - S.c.start_ns, sa.Float) / 1e9,
-    "tpot": _TPOT,
-    "cost": S.c.cost_usd,
-    "input_tokens": sa.cast(S.c.input_tokens, sa.Float),
-    "output_tokens": sa.cast(S.c.output_tokens, sa.Float),
-    "tokens": sa.cast(sa.func.coalesce(S.c.input_tokens, 0) + sa.func.coalesce(S.c.output_tokens, 0),
-                      sa.Float),
-}
+
+@functools.cache
+def span_group(name: str) -> sa.ColumnElement[Any]:
+    """The spans column a ``group_by`` name stands for."""
+    return {"model": S.c.model, "provider": S.c.provider, "span": S.c.name}[name]
+
+
+@functools.cache
+def span_field(name: str) -> sa.ColumnElement[Any]:
+    """A span's value in seconds, dollars or tokens (built on first use: the
+    expressions cost import time an observer's start-up should not pay)."""
+    if name == "tpot":
+        return sa.case(
+            (sa.and_(S.c.first_token_ns.is_not(None), S.c.end_ns.is_not(None), S.c.output_tokens >= 2),
+             sa.cast(S.c.end_ns - S.c.first_token_ns, sa.Float) / 1e9 / (S.c.output_tokens - 1)),
+            else_=None,
+        )
+    if name == "tokens":
+        return sa.cast(sa.func.coalesce(S.c.input_tokens, 0) + sa.func.coalesce(S.c.output_tokens, 0),
+                       sa.Float)
+    return {
+        "latency": lambda: S.c.latency_ms / 1000.0,
+        "ttft": lambda: sa.cast(S.c.first_token_ns - S.c.start_ns, sa.Float) / 1e9,
+        "cost": lambda: S.c.cost_usd,
+        "input_tokens": lambda: sa.cast(S.c.input_tokens, sa.Float),
+        "output_tokens": lambda: sa.cast(S.c.output_tokens, sa.Float),
+    }[name]()
 
 
 @dataclass(frozen=True)
@@ -187,10 +199,10 @@ def span_quantile(
 ) -> list[Measured]:
     """The ``q`` quantile (0..1) of a span field per group; the traces of
     the spans whose own value is on the alerting side of ``worse``."""
-    value = SPAN_FIELDS[field_name]
+    value = span_field(field_name)
     where, joined = _span_where(select, since_ns, until_ns)
     where.append(value.is_not(None))
-    groups = [SPAN_GROUPS[g] for g in group_by]
+    groups = [span_group(g) for g in group_by]
     source = _spans_from(joined)
     count_stmt = sa.select(*groups, sa.func.count()).select_from(source).where(*where)
     if groups:
@@ -240,8 +252,8 @@ def span_aggregate(
     per group; the traces of the spans whose own value is on the alerting
     side of ``worse`` (for ``max``: the costly request itself)."""
     where, joined = _span_where(select, since_ns, until_ns)
-    groups = [SPAN_GROUPS[g] for g in group_by]
-    value = SPAN_FIELDS[field_name] if field_name else None
+    groups = [span_group(g) for g in group_by]
+    value = span_field(field_name) if field_name else None
     if aggregate == "count" or value is None:
         measure: Any = sa.cast(sa.func.count(), sa.Float)
     else:
@@ -278,7 +290,7 @@ def span_error_rate(
 ) -> list[Measured]:
     """The share of spans whose status is ``error``; the traces of the failed ones, newest first."""
     where, joined = _span_where(select, since_ns, until_ns)
-    groups = [SPAN_GROUPS[g] for g in group_by]
+    groups = [span_group(g) for g in group_by]
     errors = sa.func.sum(sa.case((S.c.status == "error", 1), else_=0))
     source = _spans_from(joined)
     stmt = sa.select(*groups, errors, sa.func.count()).select_from(source).where(*where)
@@ -311,10 +323,10 @@ def span_values(
     limit: int = 5000,
 ) -> list[Values]:
     """A span field's values per group, the newest ``limit`` of each (drift)."""
-    value = SPAN_FIELDS[field_name]
+    value = span_field(field_name)
     where, joined = _span_where(select, since_ns, until_ns)
     where.append(value.is_not(None))
-    groups = [SPAN_GROUPS[g] for g in group_by]
+    groups = [span_group(g) for g in group_by]
     source = _spans_from(joined)
     keys_stmt = sa.select(*groups, sa.func.count()).select_from(source).where(*where)
     if groups:
