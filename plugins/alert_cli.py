@@ -148,7 +148,7 @@ def _alert_json(a: Any) -> dict[str, Any]:
     return {"alert_id": a.alert_id, "rule": a.rule, "state": a.state, "severity": a.severity,
             "value": a.value, "threshold": a.threshold, "started_ns": a.started_ns,
             "ended_ns": a.ended_ns, "labels": a.labels, "summary": a.summary,
-            "description": a.description, "trace_ids": list(a.trace_ids)}
+            "description": a.description, "trace_ids": list(a.trace_ids), "source": a.source}
 
 
 def _find_rule(rules: list[Rule], name: str | None) -> Rule:

@@ -164,13 +164,18 @@ def _group_match(columns: Sequence[sa.ColumnElement[Any]], values: Sequence[Any]
     return [c.is_(None) if v is None else c == v for c, v in zip(columns, values, strict=True)]
 
 
+_said_too_many: set[str] = set()  # said once per process, not at every evaluation
+
+
 def _bounded_groups(rows: list[Any], width: int, what: str) -> list[Any]:
     """The largest ``MAX_GROUPS`` groups (the count is the row's last column)."""
     if len(rows) <= MAX_GROUPS:
         return rows
     rows = sorted(rows, key=lambda r: -int(r[width]))
-    log.warning("alert rule over %s: %d groups, only the %d largest are evaluated",
-                what, len(rows), MAX_GROUPS)
+    if what not in _said_too_many:
+        _said_too_many.add(what)
+        log.warning("alert rule over %s: %d groups, only the %d largest are evaluated "
+                    "(said once)", what, len(rows), MAX_GROUPS)
     return rows[:MAX_GROUPS]
 
 

@@ -471,3 +471,17 @@ def test_spans_at_the_window_edges(sqlite_url: str) -> None:
     ev, _ = evaluator(sqlite_url, [rule], Clock(at(1)))
     assert [r.value for r in ev.read(rule)] == [1.0]
     ev.store.close()
+
+
+def test_a_rule_over_too_many_groups_evaluates_the_largest_and_says_so_once(
+        sqlite_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    write(sqlite_url, [call(at(0, i % 50), model=f"m{i:03d}", status="error")
+                       for i in range(alert_queries.MAX_GROUPS + 5)]
+          + [call(at(0, 55), model="m000", status="error")])
+    rule = _error_rule(group_by=["model"])
+    ev, _ = evaluator(sqlite_url, [rule], Clock(at(1)))
+    first, second = ev.read(rule), ev.read(rule)
+    ev.store.close()
+    assert len(first) == len(second) == alert_queries.MAX_GROUPS
+    assert any(r.labels == {"model": "m000"} for r in first)  # the largest group is kept
+    assert len([r for r in caplog.records if "only the 100 largest" in r.getMessage()]) == 1
