@@ -271,8 +271,9 @@ def samples_collected(samples: Sequence[Sample]) -> None:
 
 @hookspec
 def alert_changed(alert: Alert) -> None:
-    """An alert changed state (pending -> firing -> resolved): notifiers
-    (a webhook, Slack, stderr) live here.
+    """An alert changed state (pending -> firing -> resolved; a pending one
+    that clears before it fired: inactive): notifiers (a webhook, Slack,
+    stderr) live here. ``alert.alert_id`` is the same through one alert's states.
 
     When: on the pipeline worker, after the alert row was stored.
     Return: ignored. Give network calls a short timeout.

@@ -295,10 +295,21 @@ class Sample:
 
 @dataclass(frozen=True, slots=True)
 class Alert:
-    """One state of an alert rule; a new object is emitted on every transition."""
+    """One state of an alert rule; a new object is emitted on every transition.
+
+    The states of one alert (one series of a rule: the rule and its labels)
+    share its ``alert_id``: pending (the condition holds, not yet for the
+    rule's ``for``), firing, resolved (after firing), or inactive (it was
+    pending and the condition stopped holding before it fired).
+    ``started_ns`` is when it became pending, ``ended_ns`` when it resolved;
+    ``trace_ids`` are traces behind the value (the slow, failed or costly
+    ones), at most a few dozen. ``source`` says what recorded it: ``"rules"``
+    for the alert evaluator (which moves only its own alerts on), empty for
+    an alert a plugin or the application recorded.
+    """
 
     rule: str
-    state: str  # pending, firing, resolved
+    state: str  # pending, firing, resolved, inactive
     severity: str = "warning"
     value: float | None = None
     threshold: float | None = None
@@ -307,6 +318,9 @@ class Alert:
     summary: str = ""
     labels: dict[str, str] = field(default_factory=dict)
     alert_id: str = field(default_factory=new_span_id)
+    description: str = ""
+    trace_ids: tuple[str, ...] = ()
+    source: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -460,7 +460,7 @@ class Observer:
             timeout = self.exit_deadline_s()
         deadline = started + timeout
         if self._sampler is not None:
-            self._sampler.stop(min(1.0, timeout / 4))
+            self._sampler.stop(min(1.0, (deadline - started) / 4))
         ok = self.pipeline.stop(max(0.0, deadline - time.monotonic()))
         parts = self.pipeline.parts
         if parts is not None and not self.pipeline.alive:

@@ -1,5 +1,5 @@
-"""Built-in plugin ``grafana``: ``chainsight export grafana`` writes a Grafana
-dashboard (JSON, to import or provision) over the metrics of ``chainsight
+"""The Grafana dashboard that ``chainsight export grafana`` writes (JSON, to
+import or provision) over the metrics of ``chainsight
 serve`` and the ``prometheus`` plugin: latency p50/p95/p99, requests/s,
 tokens/s, TTFT and TPOT, error rate and errors by type, spend cumulative and by
 model, GPU, check failures, refusals and feedback, cache hit rate, and the
@@ -17,9 +17,7 @@ import json
 import sys
 from typing import Any, Final
 
-from chainsight.framework import hookimpl
 from chainsight.framework.commands import CommandError
-from chainsight.framework.extension import CommandRegistry
 
 UID: Final = "chainsight-llm"
 M: Final = 'model=~"$model"'
@@ -105,13 +103,14 @@ def queries(board: dict[str, Any]) -> list[str]:
     return [t["expr"] for panel in board["panels"] for t in panel["targets"]]
 
 
-def _configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("target", choices=("grafana",), help="what to export: grafana (a dashboard)")
+def configure_export(parser: argparse.ArgumentParser) -> None:
+    """``chainsight export grafana``'s arguments."""
     parser.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")
     parser.add_argument("--title", default="Chainsight: LLM calls")
 
 
-def _run(ns: argparse.Namespace) -> int:
+def run_export(ns: argparse.Namespace) -> int:
+    """``chainsight export grafana``: the dashboard, on stdout or in a file."""
     text = json.dumps(dashboard(ns.title), indent=2) + "\n"
     if not ns.output:
         sys.stdout.write(text)
@@ -123,9 +122,3 @@ def _run(ns: argparse.Namespace) -> int:
         raise CommandError(f"cannot write the dashboard to {ns.output!r}: {exc.strerror or exc}") from None
     sys.stderr.write(f"wrote the Grafana dashboard to {ns.output} (import it, or provision it)\n")
     return 0
-
-
-@hookimpl
-def register_commands(cli: CommandRegistry) -> None:
-    cli.add("export", "export configuration for other tools: grafana (a dashboard over "
-            "chainsight serve's /metrics)", _configure, _run)

@@ -163,8 +163,23 @@ alerts = Table(
     Column("summary", Text, nullable=False),
     Column("labels", Json),
     Column("updated_ns", BigInteger, nullable=False),
+    Column("description", Text),
+    Column("trace_ids", Json),  # the traces behind the value (a JSON list)
+    Column("source", Text),  # "rules": made by the alert evaluator
     Index(None, "state", "started_ns"),
     Index(None, "started_ns"),
+)
+
+# A lease per singleton job over one store (the alert evaluator): the holder
+# renews it while it runs; another process takes it over once it expired.
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("holder", Text, nullable=False),
+    Column("expires_ns", BigInteger, nullable=False),
+    Column("updated_ns", BigInteger, nullable=False),
+    Column("acquired_ns", BigInteger, nullable=False),  # when this holder took it
 )
 
 datasets = Table(

@@ -210,6 +210,9 @@ def _alert_row(alert: Alert, now_ns: int) -> dict[str, Any]:
         "summary": alert.summary,
         "labels": key_text(alert.labels or {}),
         "updated_ns": now_ns,
+        "description": alert.description or None,
+        "trace_ids": dumps(list(alert.trace_ids)) if alert.trace_ids else None,
+        "source": alert.source or None,
     }
 
 
@@ -232,7 +235,7 @@ def _insert(dialect: sa.Dialect, table: sa.Table, columns: Sequence[str]) -> Bul
 def _alert_upsert(stmt: Any, excluded: Any) -> Any:
     a = schema.alerts
     updated = ("severity", "state", "value", "threshold", "ended_ns", "summary", "labels",
-               "updated_ns")
+               "updated_ns", "description", "trace_ids", "source")
     return stmt.on_conflict_do_update(
         index_elements=[a.c.alert_id],
         set_={c: excluded[c] for c in updated},

@@ -365,11 +365,19 @@ def test_helpers() -> None:
     assert apply_defaults(None, {"a": 1}) == {"a": 1}
 
 
-def test_every_commented_plugin_example_in_plugins_toml_is_valid(tmp_path: Path) -> None:
+def test_every_commented_plugin_example_in_plugins_toml_is_valid(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Uncomment each `# [plugins.NAME]` block of the repository's plugins.toml
     (one `# ` level; `# # ` lines stay comments) and validate it against the
-    installed plugin's real CONFIG_SCHEMA, so the documentation cannot drift."""
+    installed plugin's real CONFIG_SCHEMA, so the documentation cannot drift.
+    The secrets it references (`{ env = "NAME" }`) are set to a URL."""
+    import re
+
     from chainsight.framework.plugin_manager import load_plugins
+
+    for name in re.findall(r'\{ env = "([A-Za-z_][A-Za-z0-9_]*)" \}',
+                           (REPO / "plugins.toml").read_text(encoding="utf-8")):
+        monkeypatch.setenv(name, "https://example.invalid/secret")
 
     blocks: list[str] = []
     current: list[str] | None = None

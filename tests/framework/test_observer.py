@@ -255,3 +255,11 @@ def test_exit_keeps_the_configured_deadline_while_start_up_is_still_running(tmp_
     started = time.monotonic()
     obs.shutdown()
     assert time.monotonic() - started < 3.0
+
+
+def test_shutdown_without_a_timeout_stops_the_sampler(tmp_path: Path) -> None:
+    """shutdown() takes its deadline from the configuration; with a sampler
+    running it once divided None by 4."""
+    obs = Observer(f"sqlite:///{tmp_path / 'sampled.db'}", plugins=[EveryHook()], builtins=(),
+                   entry_points=False, strict=True, spill_path=tmp_path / "spill")
+    assert obs.shutdown() is True

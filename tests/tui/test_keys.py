@@ -28,6 +28,7 @@ from chainsight.framework.model import Trace
 from chainsight.storage.evaluation import Experiment, ExperimentResult
 from chainsight.tui.app import ChainsightApp
 from chainsight.tui.data import DataSource
+from chainsight.tui.screens.alert_traces import AlertTracesScreen
 from chainsight.tui.screens.alerts import AlertsScreen
 from chainsight.tui.screens.experiments import ExperimentsScreen
 from chainsight.tui.screens.help import HelpScreen
@@ -56,6 +57,7 @@ PLACES = (
     Place("comment", "traces", ("enter", "c"), CommentScreen),
     Place("metrics", "metrics", (), MetricsScreen),
     Place("alerts", "alerts", (), AlertsScreen),
+    Place("alert traces", "alerts", ("enter",), AlertTracesScreen),
     Place("experiments", "experiments", (), ExperimentsScreen),
     Place("help", "traces", ("question_mark",), HelpScreen),
 )
