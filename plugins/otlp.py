@@ -217,7 +217,7 @@ class OtlpExporter:
         self._thread: threading.Thread | None = None
         self._scores: dict[str, list[Score]] = {}
         self._last_warning = 0.0
-        self._idle = threading.Condition()
+        self._idle = threading.Condition()  # its lock also guards the counters
         self._busy = 0
 
     @hookimpl
@@ -269,9 +269,11 @@ class OtlpExporter:
         try:
             self._queue.put_nowait(batch)
         except queue.Full:
-            self.dropped += len(batch)
+            with self._idle:  # shutdown (another thread) counts too
+                self.dropped += len(batch)
+                dropped = self.dropped
             self._warn(f"OTLP export to {self.endpoint} is behind: {len(batch)} spans not sent "
-                       f"({self.dropped} in all; they are in the store)")
+                       f"({dropped} in all; they are in the store)")
 
     def _warn(self, message: str) -> None:
         now = time.monotonic()
@@ -322,7 +324,8 @@ class OtlpExporter:
             if batch:
                 left += len(batch)
         if left:
-            self.dropped += left
+            with self._idle:
+                self.dropped += left
             log.warning("OTLP export to %s: %d spans not sent by the exit deadline "
                         "(they are in the store)", self.endpoint, left)
         try:

@@ -174,3 +174,37 @@ def test_a_chunked_body_is_refused_not_read_as_empty(sqlite_url: str) -> None:
     finally:
         serve.stop()
     assert serve.received == 0
+
+
+def _spans_json(trace: int, count: int) -> bytes:
+    spans = [{"traceId": f"{trace:032x}", "spanId": f"{trace:08x}{i + 1:08x}", "name": f"step {i}",
+              "startTimeUnixNano": "1795790000000000000", "endTimeUnixNano": "1795790000100000000"}
+             for i in range(count)]
+    return json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]}).encode()
+
+
+def test_concurrent_requests_are_all_counted(sqlite_url: str) -> None:
+    import threading
+
+    StoreWriter(sqlite_url).write(WriteBatch())
+    serve = Serve(sqlite_url, {}, settings=Settings())
+    _, port = serve.start(port=0)
+    clients, per_request = 8, 40
+    start = threading.Barrier(clients)
+    answers: list[int] = []
+
+    def client(n: int) -> None:
+        body = _spans_json(n + 1, per_request)
+        start.wait(10)
+        answers.append(post(f"http://127.0.0.1:{port}/v1/traces", body, "application/json")[0])
+
+    try:
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert answers == [200] * clients
+        assert serve.received == clients * per_request  # no update lost between threads
+    finally:
+        serve.stop()
