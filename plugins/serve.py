@@ -250,7 +250,16 @@ class Serve:
                    b"POST /v1/traces: send the body with a Content-Length (chunked is not read)\n",
                    "text/plain; charset=utf-8")
             return
-        length = int(request.headers.get("Content-Length") or 0)
+        raw_length = request.headers.get("Content-Length")
+        try:
+            length = int(raw_length) if raw_length is not None else 0
+        except ValueError:
+            length = -1
+        if length < 0:  # read(-1) would wait for the client to close
+            _reply(request, HTTPStatus.BAD_REQUEST,
+                   f"POST /v1/traces: Content-Length {raw_length!r} is not a number of bytes\n".encode(),
+                   "text/plain; charset=utf-8")
+            return
         if length > MAX_BODY_BYTES:
             _reply(request, HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                    f"POST /v1/traces: {length} bytes is over the {MAX_BODY_BYTES} limit\n".encode(),
@@ -307,6 +316,9 @@ class Serve:
                     return
                 try:
                     handler(self)
+                except GONE as exc:  # nobody to answer
+                    log.debug("chainsight serve: %s %s: the client went away (%s)", method, path, exc)
+                    self.close_connection = True
                 except Exception as exc:
                     log.exception("chainsight serve: %s %s failed", method, path)
                     _reply(self, HTTPStatus.INTERNAL_SERVER_ERROR,
@@ -329,8 +341,7 @@ class Serve:
         """Bind the port and start the tasks; the address actually bound."""
         host = str(self.config["host"]) if host is None else host
         port = int(self.config["port"]) if port is None else port
-        self.http = ThreadingHTTPServer((host, port), self._handler())
-        self.http.daemon_threads = True
+        self.http = _Server((host, port), self._handler())
         threads = [threading.Thread(target=self.http.serve_forever, name="chainsight-serve-http",
                                     daemon=True)]
         threads += [threading.Thread(target=self._loop, args=(task,), daemon=True,
@@ -359,6 +370,22 @@ class Serve:
         except Exception as exc:
             log.warning("chainsight serve: could not store the position: %s", describe(exc))
         self.follower.close()
+
+
+GONE: Final = (BrokenPipeError, ConnectionResetError)
+"""What writing to (or reading from) a client that disconnected raises."""
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Log (not print) what escaped a request; a client gone is no error."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, GONE):
+            log.debug("chainsight serve: a client went away (%s)", exc)
+        else:
+            log.error("chainsight serve: a request from %s failed", client_address[0], exc_info=exc)
 
 
 def _reply(request: BaseHTTPRequestHandler, status: int, body: bytes, content_type: str) -> None:
