@@ -109,6 +109,17 @@ class PeriodicTask:
                 "error": self.last_error, "runs": self.runs}
 
 
+def otlp_in_missing() -> str | None:
+    """Why OTLP in cannot be served here (the ``otlp`` extra is not installed), or None."""
+    try:
+        import opentelemetry.proto.collector.trace.v1.trace_service_pb2  # noqa: F401
+        from google.protobuf import json_format  # noqa: F401
+    except ImportError as exc:
+        return ("OTLP in ([plugins.serve] otlp_in) is off: /v1/traces needs opentelemetry-proto: "
+                f"pip install 'chainsight[otlp]' ({exc})")
+    return None
+
+
 def describe(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
@@ -176,8 +187,14 @@ class Serve:
             ("GET", "/healthz"): self._health_page,
         }
         """``(method, path) -> handler``: more endpoints are added here."""
+        self.otlp_in_off: str | None = None
+        """Why ``/v1/traces`` is not served although ``otlp_in`` is on (the extra is missing)."""
         if self.config["otlp_in"]:
-            self.routes[("POST", "/v1/traces")] = self._otlp_in
+            self.otlp_in_off = otlp_in_missing()
+            if self.otlp_in_off is None:
+                self.routes[("POST", "/v1/traces")] = self._otlp_in
+            else:
+                log.warning("chainsight serve: %s", self.otlp_in_off)
         self.settings = settings
         self._ingest: Any = None
         self._ingest_lock = threading.Lock()
@@ -291,6 +308,8 @@ class Serve:
             "spans_seen": self.feed.spans_seen,
             "scores_seen": self.feed.scores_seen,
             "otlp_spans_received": self.received,
+            "otlp_in": ("on" if ("POST", "/v1/traces") in self.routes
+                        else f"off: {self.otlp_in_off}" if self.otlp_in_off else "off"),
             "position": {name: p.high for name, p in positions.items()},
         }
 

@@ -344,3 +344,28 @@ def test_serve_rides_out_a_postgres_outage_and_misses_nothing(postgres_url: str)
 def scrape_total(serve: Serve) -> float:
     return sum(s.value for f in serve.registry.collect() if f.name == "llm_requests"
                for s in f.samples if s.name == "llm_requests_total")
+
+
+def test_without_the_otlp_extra_serve_does_not_route_v1_traces_and_says_why(
+        sqlite_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    # What an environment without opentelemetry-proto looks like to an import.
+    monkeypatch.setitem(sys.modules, "opentelemetry.proto", None)
+    monkeypatch.setitem(sys.modules, "opentelemetry.proto.collector.trace.v1.trace_service_pb2", None)
+    StoreWriter(sqlite_url).write(WriteBatch(spans=llm_trace("m", time.time_ns())))
+    serve = Serve(sqlite_url, {})  # otlp_in defaults to true
+    _, port = serve.start(port=0)
+    try:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/traces", data=b"{}", method="POST",
+                                         headers={"Content-Type": "application/json"})
+        try:
+            urllib.request.urlopen(request, timeout=5)
+            status = 200
+        except urllib.error.HTTPError as error:
+            status = error.code
+        _, health = get(f"http://127.0.0.1:{port}/healthz")
+    finally:
+        serve.stop()
+    assert status == 404  # not a 500 at every request
+    said = [r.getMessage() for r in caplog.records if "otlp_in" in r.getMessage()]
+    assert len(said) == 1 and "pip install 'chainsight[otlp]'" in said[0]
+    assert json.loads(health)["otlp_in"].startswith("off: OTLP in ([plugins.serve] otlp_in) is off")
