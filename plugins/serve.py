@@ -12,7 +12,8 @@ restart) and serves, on one port bound to 127.0.0.1 unless told otherwise:
 
 Everything periodic is a :class:`PeriodicTask` in :attr:`Serve.tasks`, each on
 a thread of its own: following the store, reading the sampled gauges, and
-whatever is added (the alert evaluator). A task that raises is logged once per
+whatever is added: the alert evaluator, with ``[plugins.alerts] evaluate =
+"serve"`` (:meth:`Serve.evaluate_alerts`). A task that raises is logged once per
 run of failures and retried on its next tick; the others go on. The
 applications never wait for ``serve``: it only reads what they stored.
 """
@@ -147,6 +148,31 @@ class StoreFeed:
                 return
 
 
+class AlertEvaluation:
+    """The alert task: an evaluator (built at its first run, again after that
+    failed: the store did not exist yet) whose alerts go to ``emit``."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self.make = make
+        self.evaluator: Any = None
+
+    def __call__(self) -> None:
+        if self.evaluator is None:
+            self.evaluator = self.make()
+        self.evaluator.evaluate()
+
+    def close(self) -> None:
+        """Give the lease up (another process takes over at once) and close the store."""
+        if self.evaluator is None:
+            return
+        try:
+            self.evaluator.release()
+        except Exception as exc:
+            log.info("chainsight serve: the alert lease was not released (%s); it expires by itself",
+                     describe(exc))
+        self.evaluator.store.close()
+
+
 class Serve:
     """The ``serve`` process's parts; :meth:`start` runs them, :meth:`stop` ends them."""
 
@@ -200,6 +226,7 @@ class Serve:
         self._ingest_lock = threading.Lock()
         self.received = 0
         self._received_lock = threading.Lock()  # HTTP requests run on threads of their own
+        self.alerts: AlertEvaluation | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.http: ThreadingHTTPServer | None = None
@@ -229,6 +256,22 @@ class Serve:
             totals[counter] = totals.get(counter, 0.0) + value
         self.metrics.set_pipeline_totals(totals)
 
+    def evaluate_alerts(self, config: Mapping[str, Any], rules: Sequence[Any]) -> None:
+        """Evaluate ``rules`` here every ``[plugins.alerts] interval`` (what
+        ``evaluate = "serve"`` asks for; call before :meth:`start`). Alerts
+        are recorded by the OTLP-in observer, so they are stored and handed
+        to the notifier plugins as in an application's observer; the store's
+        lease keeps it to one evaluator per store."""
+        from chainsight.plugins.alerts import interval_s, make_evaluator
+        from chainsight.storage.query import Store
+
+        def make() -> Any:
+            return make_evaluator(config, list(rules), Store(self.url, create=False),
+                                  self.ingest_observer().record_alert)
+
+        self.alerts = AlertEvaluation(make)
+        self.tasks.append(PeriodicTask("evaluate alerts", interval_s(config), self.alerts))
+
     def _loop(self, task: PeriodicTask) -> None:
         while not self._stop.is_set():
             task.tick()
@@ -241,8 +284,9 @@ class Serve:
         _reply(request, HTTPStatus.OK, generate_latest(self.registry), CONTENT_TYPE_LATEST)
 
     def ingest_observer(self) -> Any:
-        """The observer OTLP-in spans go through (built at the first request):
-        every plugin but the ones serve itself plays (/metrics, OTLP out)."""
+        """The observer OTLP-in spans and the alerts evaluated here go through
+        (built at first use): every plugin but the ones serve itself plays
+        (/metrics, OTLP out)."""
         with self._ingest_lock:
             if self._ingest is None:
                 from chainsight.framework.defaults import DEFAULT_PLUGINS
@@ -380,6 +424,13 @@ class Serve:
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        if self.alerts is not None:
+            running = [t for task, t in zip(self.tasks, self._threads[1:], strict=False)
+                       if task.run is self.alerts and t.is_alive()]
+            if running:  # still inside evaluate(): its store must stay open
+                log.warning("chainsight serve: an alert evaluation still runs; its lease expires by itself")
+            else:
+                self.alerts.close()
         if self._ingest is not None:
             self._ingest.shutdown(max(0.5, deadline - time.monotonic()))
         if self.otlp is not None:
@@ -438,6 +489,29 @@ def _configs(settings: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     return configs.get(NAME, {}), configs.get("prometheus", {})
 
 
+def _alerts_here(serve: Serve, settings: Any) -> None:
+    """The alert evaluator, when ``[plugins.alerts] evaluate = "serve"``."""
+    from chainsight.framework.commands import CommandError
+    from chainsight.plugins.alert_cli import alerts_config
+    from chainsight.plugins.alert_rules import RuleError, load_rules
+    from chainsight.plugins.alerts import in_memory
+
+    config, base = alerts_config(settings)
+    if config.get("evaluate") != "serve":
+        return
+    try:
+        rules = load_rules(config, base)
+    except RuleError as exc:
+        raise CommandError("chainsight serve: [plugins.alerts]: the rules cannot be used:\n"
+                           + "\n".join(exc.problems)) from None
+    if not rules:
+        sys.stderr.write("chainsight serve: [plugins.alerts] evaluate = \"serve\" but there are no rules\n")
+    elif in_memory(serve.url):
+        sys.stderr.write("chainsight serve: alert rules are not evaluated over an in-memory store\n")
+    else:
+        serve.evaluate_alerts(config, rules)
+
+
 def _run(ns: argparse.Namespace) -> int:
     if getattr(ns, "json", False):
         sys.stderr.write("chainsight: error: `chainsight serve` runs until stopped and has no --json output\n")
@@ -459,6 +533,7 @@ def _run(ns: argparse.Namespace) -> int:
         sys.stderr.write(f"chainsight serve: the store is unavailable for now ({exc}); "
                          "serving anyway and retrying\n")
     serve = Serve(url, config, prometheus, settings=getattr(ns, "settings", None))
+    _alerts_here(serve, getattr(ns, "settings", None))
     try:
         host, port = serve.start(ns.host, ns.port)
     except OSError as exc:
