@@ -38,8 +38,9 @@ CONFIG_SCHEMA: Final = policy_schema({
 })
 
 
-class CommandError(Exception):
-    """The command failed."""
+class CommandFailed(Exception):
+    """A delivery failed: the command exited non-zero, timed out or could not run
+    (not :class:`chainsight.framework.commands.CommandError`, a CLI usage error)."""
 
 
 class CommandNotifier(Notifier):
@@ -69,12 +70,12 @@ class CommandNotifier(Notifier):
             done = subprocess.run(self.command, input=body, capture_output=True, timeout=timeout,
                                   env=env, check=False)
         except subprocess.TimeoutExpired:
-            raise CommandError(f"{program}: still running after {timeout:g}s; killed") from None
+            raise CommandFailed(f"{program}: still running after {timeout:g}s; killed") from None
         except OSError as exc:
-            raise CommandError(f"{program}: cannot run it: {exc.strerror or exc}") from None
+            raise CommandFailed(f"{program}: cannot run it: {exc.strerror or exc}") from None
         if done.returncode != 0:
             said = plain(done.stderr.decode(errors="replace").strip()[-300:])
-            raise CommandError(f"{program}: exit status {done.returncode}" + (f": {said}" if said else ""))
+            raise CommandFailed(f"{program}: exit status {done.returncode}" + (f": {said}" if said else ""))
 
 
 def create_plugin() -> CommandNotifier:

@@ -403,6 +403,10 @@ class EvaluatorThread(threading.Thread):
         self._stop_event.set()
         if self.is_alive() and threading.current_thread() is not self:
             self.join(timeout)
+            if self.is_alive():  # still inside evaluate(): its store must stay open
+                log.warning("alert evaluator: a round still runs after %gs; the lease is left "
+                            "to expire by itself", timeout)
+                return
         evaluator = self.evaluator
         if evaluator is not None:
             try:

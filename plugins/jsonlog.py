@@ -10,7 +10,7 @@ firing alerts, INFO otherwise. Content (inputs, outputs) only with
 ``include_content = true``, as stored (after redaction).
 
 Opt-in: off until ``path`` (a file, rotated at ``max_bytes`` keeping
-``backup_count`` old ones; created owner-only) or ``stderr = true`` is set.
+``backup_count`` old ones; every file owner-only) or ``stderr = true`` is set.
 Lines are written on the pipeline worker after the batch was stored.
 
 For the application's own log records, see
@@ -100,6 +100,26 @@ class _Lines(logging.Formatter):
         return json.dumps(record.msg, default=str, ensure_ascii=False)
 
 
+class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """A :class:`~logging.handlers.RotatingFileHandler` whose every file is
+    owner-only (0600), whatever the umask: the lines may hold span content.
+
+    The file is created 0600 before the handler opens it, and again by the
+    rotator, before the handler reopens the new one after a rollover (it
+    would create it with the umask's mode). Rotated files keep their mode."""
+
+    def __init__(self, path: Path, max_bytes: int, backup_count: int) -> None:
+        os.close(open_private(path, os.O_WRONLY | os.O_APPEND))
+        super().__init__(path, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8")
+        self.rotator = self._rotate
+
+    @staticmethod
+    def _rotate(source: str, dest: str) -> None:
+        if os.path.exists(source):  # what the default rotator checks
+            os.replace(source, dest)
+        os.close(open_private(Path(source), os.O_WRONLY | os.O_APPEND))
+
+
 class JsonLog:
     """The plugin: its own logger and handlers, one per observer."""
 
@@ -117,10 +137,8 @@ class JsonLog:
         if config.get("path"):
             path = Path(str(config["path"])).expanduser()
             try:
-                os.close(open_private(path, os.O_WRONLY | os.O_APPEND))  # owner-only from the start
-                handlers.append(logging.handlers.RotatingFileHandler(
-                    path, maxBytes=int(config.get("max_bytes", 0)),
-                    backupCount=int(config.get("backup_count", 5)), encoding="utf-8"))
+                handlers.append(PrivateRotatingFileHandler(
+                    path, int(config.get("max_bytes", 0)), int(config.get("backup_count", 5))))
             except OSError as exc:
                 raise RuntimeError(f"[plugins.jsonlog] path: cannot open {str(path)!r}: "
                                    f"{exc.strerror or exc}") from None

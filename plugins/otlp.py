@@ -35,6 +35,7 @@ from chainsight.framework import hookimpl
 from chainsight.framework.model import Score, Span
 
 if TYPE_CHECKING:
+    from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import ReadableSpan
 
 log = logging.getLogger("chainsight.otlp")
@@ -157,10 +158,12 @@ def evaluation_event_attributes(score: Score) -> dict[str, Any]:
 
 
 def to_readable_spans(spans: Iterable[Span], scores: Iterable[Score], *, include_content: bool,
-                      service_name: str) -> list[ReadableSpan]:
+                      resource: Resource) -> list[ReadableSpan]:
     """OpenTelemetry SDK spans (what its exporters take) for Chainsight spans;
-    each score becomes an event on its span (a trace's on its root)."""
-    from opentelemetry.sdk.resources import Resource
+    each score becomes an event on its span (a trace's on its root).
+    ``resource`` is built once (:meth:`OtlpExporter.start`): ``Resource.create``
+    runs its detectors on a thread pool, which refuses work once the
+    interpreter is shutting down, when the exit flush converts the last batch."""
     from opentelemetry.sdk.trace import Event, ReadableSpan
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope
     from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
@@ -172,7 +175,6 @@ def to_readable_spans(spans: Iterable[Span], scores: Iterable[Score], *, include
         target = score.span_id or roots.get(score.trace_id)
         if target:
             by_span.setdefault(target, []).append(score)
-    resource = Resource.create({"service.name": service_name})
     scope = InstrumentationScope(SCOPE)
     flags = TraceFlags(TraceFlags.SAMPLED)
     out = []
@@ -200,6 +202,24 @@ def to_readable_spans(spans: Iterable[Span], scores: Iterable[Score], *, include
     return out
 
 
+def resource_for(service_name: str) -> Resource:
+    """The OpenTelemetry resource of every batch, built once per exporter.
+
+    ``Resource.create`` runs its detectors on a thread pool, which refuses work
+    once the interpreter is shutting down; an observer of a short script may
+    start (and configure this plugin) only then, at its exit flush. There the
+    resource is built without the pool: ``OTEL_RESOURCE_ATTRIBUTES`` and
+    ``OTEL_SERVICE_NAME``, then ``service_name``."""
+    from opentelemetry.sdk.resources import OTELResourceDetector, Resource
+
+    attributes = {"service.name": service_name}
+    try:
+        return Resource.create(attributes)
+    except RuntimeError as exc:  # "cannot schedule new futures after interpreter shutdown"
+        log.debug("OTLP resource built without its detectors' thread pool: %s", exc)
+        return OTELResourceDetector().detect().merge(Resource(attributes))
+
+
 class OtlpExporter:
     """The plugin: one per observer (or per ``chainsight serve``)."""
 
@@ -213,11 +233,12 @@ class OtlpExporter:
         self.failed = 0        # spans it refused or never answered for
         self.dropped = 0       # spans not sent: the queue was full, or exit came first
         self._exporter: Any = None
+        self._resource: Resource | None = None
         self._queue: queue.Queue[list[ReadableSpan] | None] = queue.Queue(64)
         self._thread: threading.Thread | None = None
         self._scores: dict[str, list[Score]] = {}
         self._last_warning = 0.0
-        self._idle = threading.Condition()
+        self._idle = threading.Condition()  # its lock also guards the counters
         self._busy = 0
 
     @hookimpl
@@ -237,6 +258,7 @@ class OtlpExporter:
         self.endpoint = str(endpoint)
         self.include_content = bool(config.get("include_content", False))
         self.service_name = str(config.get("service_name") or "chainsight")
+        self._resource = resource_for(self.service_name)
         self._exporter = OTLPSpanExporter(endpoint=self.endpoint, headers=headers,
                                           timeout=float(config.get("timeout_s", 2.0)))
         self._queue = queue.Queue(int(config.get("max_queued_batches", 64)))
@@ -262,16 +284,18 @@ class OtlpExporter:
 
     def export(self, spans: Sequence[Span], scores: Sequence[Score] = ()) -> None:
         """Queue spans (and the scores on them) for sending; never blocks."""
-        if self._exporter is None or not spans:
+        if self._exporter is None or self._resource is None or not spans:
             return
         batch = to_readable_spans(spans, scores, include_content=self.include_content,
-                                  service_name=self.service_name)
+                                  resource=self._resource)
         try:
             self._queue.put_nowait(batch)
         except queue.Full:
-            self.dropped += len(batch)
+            with self._idle:  # shutdown (another thread) counts too
+                self.dropped += len(batch)
+                dropped = self.dropped
             self._warn(f"OTLP export to {self.endpoint} is behind: {len(batch)} spans not sent "
-                       f"({self.dropped} in all; they are in the store)")
+                       f"({dropped} in all; they are in the store)")
 
     def _warn(self, message: str) -> None:
         now = time.monotonic()
@@ -322,7 +346,8 @@ class OtlpExporter:
             if batch:
                 left += len(batch)
         if left:
-            self.dropped += left
+            with self._idle:
+                self.dropped += left
             log.warning("OTLP export to %s: %d spans not sent by the exit deadline "
                         "(they are in the store)", self.endpoint, left)
         try:

@@ -71,6 +71,9 @@ def decode(body: bytes, content_type: str, content_encoding: str = "") -> Any:
     elif media == JSON:
         try:
             data = json.loads(body)
+            if not isinstance(data, dict):
+                raise OtlpRequestError("not an OTLP JSON ExportTraceServiceRequest: the body is "
+                                       f"{type(data).__name__}, not an object")
             _hex_ids_to_base64(data)
             json_format.ParseDict(data, request, ignore_unknown_fields=True)
         except OtlpRequestError:

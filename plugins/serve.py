@@ -12,7 +12,8 @@ restart) and serves, on one port bound to 127.0.0.1 unless told otherwise:
 
 Everything periodic is a :class:`PeriodicTask` in :attr:`Serve.tasks`, each on
 a thread of its own: following the store, reading the sampled gauges, and
-whatever is added (the alert evaluator). A task that raises is logged once per
+whatever is added: the alert evaluator, with ``[plugins.alerts] evaluate =
+"serve"`` (:meth:`Serve.evaluate_alerts`). A task that raises is logged once per
 run of failures and retried on its next tick; the others go on. The
 applications never wait for ``serve``: it only reads what they stored.
 """
@@ -109,6 +110,17 @@ class PeriodicTask:
                 "error": self.last_error, "runs": self.runs}
 
 
+def otlp_in_missing() -> str | None:
+    """Why OTLP in cannot be served here (the ``otlp`` extra is not installed), or None."""
+    try:
+        import opentelemetry.proto.collector.trace.v1.trace_service_pb2  # noqa: F401
+        from google.protobuf import json_format  # noqa: F401
+    except ImportError as exc:
+        return ("OTLP in ([plugins.serve] otlp_in) is off: /v1/traces needs opentelemetry-proto: "
+                f"pip install 'chainsight[otlp]' ({exc})")
+    return None
+
+
 def describe(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
@@ -134,6 +146,31 @@ class StoreFeed:
             self.follower.save()
             if len(found.spans) < self.follower.limit and len(found.scores) < self.follower.limit:
                 return
+
+
+class AlertEvaluation:
+    """The alert task: an evaluator (built at its first run, again after that
+    failed: the store did not exist yet) whose alerts go to ``emit``."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self.make = make
+        self.evaluator: Any = None
+
+    def __call__(self) -> None:
+        if self.evaluator is None:
+            self.evaluator = self.make()
+        self.evaluator.evaluate()
+
+    def close(self) -> None:
+        """Give the lease up (another process takes over at once) and close the store."""
+        if self.evaluator is None:
+            return
+        try:
+            self.evaluator.release()
+        except Exception as exc:
+            log.info("chainsight serve: the alert lease was not released (%s); it expires by itself",
+                     describe(exc))
+        self.evaluator.store.close()
 
 
 class Serve:
@@ -176,13 +213,20 @@ class Serve:
             ("GET", "/healthz"): self._health_page,
         }
         """``(method, path) -> handler``: more endpoints are added here."""
+        self.otlp_in_off: str | None = None
+        """Why ``/v1/traces`` is not served although ``otlp_in`` is on (the extra is missing)."""
         if self.config["otlp_in"]:
-            self.routes[("POST", "/v1/traces")] = self._otlp_in
+            self.otlp_in_off = otlp_in_missing()
+            if self.otlp_in_off is None:
+                self.routes[("POST", "/v1/traces")] = self._otlp_in
+            else:
+                log.warning("chainsight serve: %s", self.otlp_in_off)
         self.settings = settings
         self._ingest: Any = None
         self._ingest_lock = threading.Lock()
         self.received = 0
         self._received_lock = threading.Lock()  # HTTP requests run on threads of their own
+        self.alerts: AlertEvaluation | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.http: ThreadingHTTPServer | None = None
@@ -212,6 +256,22 @@ class Serve:
             totals[counter] = totals.get(counter, 0.0) + value
         self.metrics.set_pipeline_totals(totals)
 
+    def evaluate_alerts(self, config: Mapping[str, Any], rules: Sequence[Any]) -> None:
+        """Evaluate ``rules`` here every ``[plugins.alerts] interval`` (what
+        ``evaluate = "serve"`` asks for; call before :meth:`start`). Alerts
+        are recorded by the OTLP-in observer, so they are stored and handed
+        to the notifier plugins as in an application's observer; the store's
+        lease keeps it to one evaluator per store."""
+        from chainsight.plugins.alerts import interval_s, make_evaluator
+        from chainsight.storage.query import Store
+
+        def make() -> Any:
+            return make_evaluator(config, list(rules), Store(self.url, create=False),
+                                  self.ingest_observer().record_alert)
+
+        self.alerts = AlertEvaluation(make)
+        self.tasks.append(PeriodicTask("evaluate alerts", interval_s(config), self.alerts))
+
     def _loop(self, task: PeriodicTask) -> None:
         while not self._stop.is_set():
             task.tick()
@@ -224,8 +284,9 @@ class Serve:
         _reply(request, HTTPStatus.OK, generate_latest(self.registry), CONTENT_TYPE_LATEST)
 
     def ingest_observer(self) -> Any:
-        """The observer OTLP-in spans go through (built at the first request):
-        every plugin but the ones serve itself plays (/metrics, OTLP out)."""
+        """The observer OTLP-in spans and the alerts evaluated here go through
+        (built at first use): every plugin but the ones serve itself plays
+        (/metrics, OTLP out)."""
         with self._ingest_lock:
             if self._ingest is None:
                 from chainsight.framework.defaults import DEFAULT_PLUGINS
@@ -250,7 +311,16 @@ class Serve:
                    b"POST /v1/traces: send the body with a Content-Length (chunked is not read)\n",
                    "text/plain; charset=utf-8")
             return
-        length = int(request.headers.get("Content-Length") or 0)
+        raw_length = request.headers.get("Content-Length")
+        try:
+            length = int(raw_length) if raw_length is not None else 0
+        except ValueError:
+            length = -1
+        if length < 0:  # read(-1) would wait for the client to close
+            _reply(request, HTTPStatus.BAD_REQUEST,
+                   f"POST /v1/traces: Content-Length {raw_length!r} is not a number of bytes\n".encode(),
+                   "text/plain; charset=utf-8")
+            return
         if length > MAX_BODY_BYTES:
             _reply(request, HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                    f"POST /v1/traces: {length} bytes is over the {MAX_BODY_BYTES} limit\n".encode(),
@@ -282,6 +352,8 @@ class Serve:
             "spans_seen": self.feed.spans_seen,
             "scores_seen": self.feed.scores_seen,
             "otlp_spans_received": self.received,
+            "otlp_in": ("on" if ("POST", "/v1/traces") in self.routes
+                        else f"off: {self.otlp_in_off}" if self.otlp_in_off else "off"),
             "position": {name: p.high for name, p in positions.items()},
         }
 
@@ -307,6 +379,9 @@ class Serve:
                     return
                 try:
                     handler(self)
+                except GONE as exc:  # nobody to answer
+                    log.debug("chainsight serve: %s %s: the client went away (%s)", method, path, exc)
+                    self.close_connection = True
                 except Exception as exc:
                     log.exception("chainsight serve: %s %s failed", method, path)
                     _reply(self, HTTPStatus.INTERNAL_SERVER_ERROR,
@@ -329,8 +404,7 @@ class Serve:
         """Bind the port and start the tasks; the address actually bound."""
         host = str(self.config["host"]) if host is None else host
         port = int(self.config["port"]) if port is None else port
-        self.http = ThreadingHTTPServer((host, port), self._handler())
-        self.http.daemon_threads = True
+        self.http = _Server((host, port), self._handler())
         threads = [threading.Thread(target=self.http.serve_forever, name="chainsight-serve-http",
                                     daemon=True)]
         threads += [threading.Thread(target=self._loop, args=(task,), daemon=True,
@@ -350,6 +424,13 @@ class Serve:
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        if self.alerts is not None:
+            running = [t for task, t in zip(self.tasks, self._threads[1:], strict=False)
+                       if task.run is self.alerts and t.is_alive()]
+            if running:  # still inside evaluate(): its store must stay open
+                log.warning("chainsight serve: an alert evaluation still runs; its lease expires by itself")
+            else:
+                self.alerts.close()
         if self._ingest is not None:
             self._ingest.shutdown(max(0.5, deadline - time.monotonic()))
         if self.otlp is not None:
@@ -359,6 +440,22 @@ class Serve:
         except Exception as exc:
             log.warning("chainsight serve: could not store the position: %s", describe(exc))
         self.follower.close()
+
+
+GONE: Final = (BrokenPipeError, ConnectionResetError)
+"""What writing to (or reading from) a client that disconnected raises."""
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Log (not print) what escaped a request; a client gone is no error."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, GONE):
+            log.debug("chainsight serve: a client went away (%s)", exc)
+        else:
+            log.error("chainsight serve: a request from %s failed", client_address[0], exc_info=exc)
 
 
 def _reply(request: BaseHTTPRequestHandler, status: int, body: bytes, content_type: str) -> None:
@@ -392,6 +489,29 @@ def _configs(settings: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     return configs.get(NAME, {}), configs.get("prometheus", {})
 
 
+def _alerts_here(serve: Serve, settings: Any) -> None:
+    """The alert evaluator, when ``[plugins.alerts] evaluate = "serve"``."""
+    from chainsight.framework.commands import CommandError
+    from chainsight.plugins.alert_cli import alerts_config
+    from chainsight.plugins.alert_rules import RuleError, load_rules
+    from chainsight.plugins.alerts import in_memory
+
+    config, base = alerts_config(settings)
+    if config.get("evaluate") != "serve":
+        return
+    try:
+        rules = load_rules(config, base)
+    except RuleError as exc:
+        raise CommandError("chainsight serve: [plugins.alerts]: the rules cannot be used:\n"
+                           + "\n".join(exc.problems)) from None
+    if not rules:
+        sys.stderr.write("chainsight serve: [plugins.alerts] evaluate = \"serve\" but there are no rules\n")
+    elif in_memory(serve.url):
+        sys.stderr.write("chainsight serve: alert rules are not evaluated over an in-memory store\n")
+    else:
+        serve.evaluate_alerts(config, rules)
+
+
 def _run(ns: argparse.Namespace) -> int:
     if getattr(ns, "json", False):
         sys.stderr.write("chainsight: error: `chainsight serve` runs until stopped and has no --json output\n")
@@ -413,6 +533,7 @@ def _run(ns: argparse.Namespace) -> int:
         sys.stderr.write(f"chainsight serve: the store is unavailable for now ({exc}); "
                          "serving anyway and retrying\n")
     serve = Serve(url, config, prometheus, settings=getattr(ns, "settings", None))
+    _alerts_here(serve, getattr(ns, "settings", None))
     try:
         host, port = serve.start(ns.host, ns.port)
     except OSError as exc:

@@ -5,7 +5,9 @@ evaluators, a rule that fails, drift, and what each metric measures."""
 
 from __future__ import annotations
 
+import logging
 import random
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -13,7 +15,13 @@ import pytest
 import sqlalchemy as sa
 
 from chainsight.framework.model import Alert, Sample, Score, Span
-from chainsight.plugins.alert_engine import LEASE_NAME, Evaluator, ks_statistic, psi
+from chainsight.plugins.alert_engine import (
+    LEASE_NAME,
+    Evaluator,
+    EvaluatorThread,
+    ks_statistic,
+    psi,
+)
 from chainsight.plugins.alert_rules import DEFAULT_RULES, Rule, build_rule, load_rules
 from chainsight.storage import alert_queries
 from chainsight.storage.query import Store
@@ -267,6 +275,31 @@ def test_released_lease_is_taken_at_once(sqlite_url: str) -> None:
     assert b.holding
     a.store.close()
     b.store.close()
+
+
+def test_stop_leaves_the_lease_and_store_to_a_round_still_running(
+        sqlite_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    write(sqlite_url, [call(at(0, 10), status="error")])
+    entered, go_on = threading.Event(), threading.Event()
+
+    def slow_notifier(alert: Alert) -> None:  # emit runs inside evaluate()
+        entered.set()
+        go_on.wait(10)
+
+    a = Evaluator(Store(sqlite_url), [_error_rule()], slow_notifier, Clock(at(0, 30)))
+    thread = EvaluatorThread(lambda: a, 0.01)
+    thread.start()
+    assert entered.wait(10)
+    with caplog.at_level(logging.WARNING, "chainsight.alerts"):
+        thread.stop(0.1)
+    assert thread.is_alive()
+    holder = alert_queries.lease_holder(a.store.engine, LEASE_NAME)
+    assert holder is not None and holder[0] == a.holder  # not released under its feet
+    assert any("left to expire" in r.getMessage() for r in caplog.records)
+    go_on.set()
+    thread.join(10)
+    assert not thread.is_alive()
+    a.store.close()
 
 
 def test_alerts_of_a_removed_rule_end_when_taken_over(sqlite_url: str) -> None:

@@ -340,6 +340,19 @@ def test_a_failing_command_is_reported_with_its_stderr(caplog: pytest.LogCapture
     assert any("exit status 3: pager down" in r.getMessage() for r in caplog.records)
 
 
+def test_a_failed_command_raises_its_own_error_not_the_cli_one() -> None:
+    import chainsight.plugins.alert_command as alert_command
+    from chainsight.framework.commands import CommandError
+
+    assert not hasattr(alert_command, "CommandError")  # it shadowed the CLI's error
+    notifier = CommandNotifier(Clock(), background=False)
+    notifier.configure(None, {"group_wait": "0s", "command": [  # type: ignore[arg-type]
+        sys.executable, "-c", "import sys; sys.exit(4)"]})
+    with pytest.raises(alert_command.CommandFailed, match="exit status 4") as raised:
+        notifier.deliver(Notification("g", {}, "firing", (firing(),)))
+    assert not isinstance(raised.value, CommandError)
+
+
 def test_a_command_that_hangs_is_killed(caplog: pytest.LogCaptureFixture) -> None:
     notifier = CommandNotifier(Clock(), background=False)
     notifier.configure(None, {"group_wait": "0s", "timeout_s": 0.3,  # type: ignore[arg-type]

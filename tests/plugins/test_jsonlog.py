@@ -69,6 +69,28 @@ def test_the_file_rotates(sqlite_url: str, tmp_path: Path) -> None:
     assert Path(f"{path}.1").exists() and path.stat().st_size <= 2000
 
 
+def test_every_file_stays_owner_only_across_rollovers(sqlite_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "spans.jsonl"
+    settings = Settings(plugins={"jsonlog": {"path": str(path), "max_bytes": 600, "backup_count": 2,
+                                             "include_content": True}})
+    old_umask = os.umask(0o022)  # the usual one: new files 0644
+    try:
+        obs = Observer(sqlite_url, settings=settings, strict=True, entry_points=False)
+        try:
+            for i in range(12):
+                with obs.span(f"step {i}") as span:
+                    span.inputs = {"question": f"content {i}"}
+                assert obs.flush(10.0)
+        finally:
+            obs.shutdown()
+    finally:
+        os.umask(old_umask)
+    files = [path, Path(f"{path}.1"), Path(f"{path}.2")]
+    assert all(f.exists() for f in files)  # rolled over more than once
+    assert "step 11" in path.read_text()  # the file reopened after the last rollover
+    assert {f.name: oct(stat.S_IMODE(f.stat().st_mode)) for f in files} == {f.name: "0o600" for f in files}
+
+
 def test_the_filter_puts_the_trace_ids_on_the_users_own_records(sqlite_url: str) -> None:
     records: list[logging.LogRecord] = []
 

@@ -3,6 +3,8 @@ endpoint never holds the exit past its deadline and loses nothing from the store
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -140,3 +142,31 @@ def test_the_queue_drops_whole_batches_and_counts_them_when_the_endpoint_is_behi
         exporter.shutdown(0.1)
         hole.close()
     assert exporter.sent == 0 and exporter.dropped + exporter.failed >= 4
+
+
+@pytest.mark.parametrize("strict", [True, False], ids=["started-before-exit", "started-at-exit"])
+def test_a_script_that_exits_without_flushing_sends_every_span(sqlite_url: str, strict: bool) -> None:
+    # No flush, no shutdown: the batch is converted in the exit flush, when the
+    # interpreter refuses new thread-pool work (Resource.create used one).
+    # Not strict, the observer may even start (configure the plugin) only then.
+    receiver = OtlpReceiver()
+    script = (
+        "import sys\n"
+        "from chainsight.framework.config import Settings\n"
+        "from chainsight.framework.observer import Observer\n"
+        "obs = Observer(sys.argv[1], strict=sys.argv[3] == 'strict', settings=Settings(\n"
+        "    plugins={'otlp': {'endpoint': sys.argv[2], 'service_name': 'script'}}))\n"
+        "for i in range(3):\n"
+        "    with obs.span(f'step {i}'):\n"
+        "        pass\n")
+    try:
+        done = subprocess.run([sys.executable, "-c", script, sqlite_url, receiver.endpoint,
+                               "strict" if strict else "lenient"],
+                              capture_output=True, text=True, timeout=60)
+    finally:
+        receiver.close()
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and "failed" not in done.stderr, done.stderr
+    assert sorted(s.name for s in receiver.spans()) == ["step 0", "step 1", "step 2"]
+    resource = {kv.key: kv.value.string_value for kv in receiver.requests[0].resource_spans[0].resource.attributes}
+    assert resource["service.name"] == "script"

@@ -4,6 +4,9 @@ spans with model, tokens and cost, through the same plugins."""
 from __future__ import annotations
 
 import json
+import logging
+import socket
+import struct
 import time
 import urllib.error
 import urllib.request
@@ -174,3 +177,108 @@ def test_a_chunked_body_is_refused_not_read_as_empty(sqlite_url: str) -> None:
     finally:
         serve.stop()
     assert serve.received == 0
+
+
+def _spans_json(trace: int, count: int) -> bytes:
+    spans = [{"traceId": f"{trace:032x}", "spanId": f"{trace:08x}{i + 1:08x}", "name": f"step {i}",
+              "startTimeUnixNano": "1795790000000000000", "endTimeUnixNano": "1795790000100000000"}
+             for i in range(count)]
+    return json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]}).encode()
+
+
+def test_concurrent_requests_are_all_counted(sqlite_url: str) -> None:
+    import threading
+
+    StoreWriter(sqlite_url).write(WriteBatch())
+    serve = Serve(sqlite_url, {}, settings=Settings())
+    _, port = serve.start(port=0)
+    clients, per_request = 8, 40
+    start = threading.Barrier(clients)
+    answers: list[int] = []
+
+    def client(n: int) -> None:
+        body = _spans_json(n + 1, per_request)
+        start.wait(10)
+        answers.append(post(f"http://127.0.0.1:{port}/v1/traces", body, "application/json")[0])
+
+    try:
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert answers == [200] * clients
+        assert serve.received == clients * per_request  # no update lost between threads
+    finally:
+        serve.stop()
+
+
+@pytest.mark.parametrize(("length", "says"), [
+    (b"-1", b"Content-Length '-1' is not a number of bytes"),
+    (b"abc", b"Content-Length 'abc' is not a number of bytes"),
+])
+def test_a_bad_content_length_is_refused_without_waiting(
+        sqlite_url: str, length: bytes, says: bytes, caplog: pytest.LogCaptureFixture) -> None:
+    StoreWriter(sqlite_url).write(WriteBatch())
+    serve = Serve(sqlite_url, {})
+    _, port = serve.start(port=0)
+    try:
+        started = time.monotonic()
+        # The connection stays open for writing: read(-1) would wait for its end.
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: " + length + b"\r\n\r\n{}")
+            answer = b""
+            while chunk := sock.recv(65536):  # until the server closes
+                answer += chunk
+        assert time.monotonic() - started < 4
+    finally:
+        serve.stop()
+    assert answer.startswith(b"HTTP/1.0 400") and says in answer, answer
+    assert not [r for r in caplog.records if r.exc_info]  # no traceback logged
+    assert serve.received == 0
+
+
+@pytest.mark.parametrize("body", [b"null", b"[]", b"5", b'"x"'])
+def test_json_that_is_not_an_object_is_a_bad_request(
+        sqlite_url: str, body: bytes, caplog: pytest.LogCaptureFixture) -> None:
+    StoreWriter(sqlite_url).write(WriteBatch())
+    serve = Serve(sqlite_url, {})
+    _, port = serve.start(port=0)
+    try:
+        status, text = post(f"http://127.0.0.1:{port}/v1/traces", body, "application/json")
+    finally:
+        serve.stop()
+    assert status == 400 and b"not an OTLP JSON ExportTraceServiceRequest" in text and b"not an object" in text
+    assert not [r for r in caplog.records if r.exc_info]  # no traceback logged
+
+
+def test_clients_that_go_away_leave_no_traceback(sqlite_url: str, caplog: pytest.LogCaptureFixture,
+                                                 capfd: pytest.CaptureFixture[str]) -> None:
+    StoreWriter(sqlite_url).write(WriteBatch())
+    serve = Serve(sqlite_url, {})
+    _, port = serve.start(port=0)
+    body = b'{"resourceSpans": []}' * 1000
+    try:
+        for _ in range(30):  # a request, then a reset (linger 0) before the answer is read
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            sock.close()
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n" % (len(body) * 2) + body)
+            sock.close()
+        time.sleep(0.5)
+        status, _ = get(port)  # still serving
+    finally:
+        serve.stop()
+    assert status == 200
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]  # nor logged
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def get(port: int) -> tuple[int, bytes]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        return r.status, bytes(r.read())

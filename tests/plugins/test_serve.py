@@ -344,3 +344,71 @@ def test_serve_rides_out_a_postgres_outage_and_misses_nothing(postgres_url: str)
 def scrape_total(serve: Serve) -> float:
     return sum(s.value for f in serve.registry.collect() if f.name == "llm_requests"
                for s in f.samples if s.name == "llm_requests_total")
+
+
+def test_without_the_otlp_extra_serve_does_not_route_v1_traces_and_says_why(
+        sqlite_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    # What an environment without opentelemetry-proto looks like to an import.
+    monkeypatch.setitem(sys.modules, "opentelemetry.proto", None)
+    monkeypatch.setitem(sys.modules, "opentelemetry.proto.collector.trace.v1.trace_service_pb2", None)
+    StoreWriter(sqlite_url).write(WriteBatch(spans=llm_trace("m", time.time_ns())))
+    serve = Serve(sqlite_url, {})  # otlp_in defaults to true
+    _, port = serve.start(port=0)
+    try:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/traces", data=b"{}", method="POST",
+                                         headers={"Content-Type": "application/json"})
+        try:
+            urllib.request.urlopen(request, timeout=5)
+            status = 200
+        except urllib.error.HTTPError as error:
+            status = error.code
+        _, health = get(f"http://127.0.0.1:{port}/healthz")
+    finally:
+        serve.stop()
+    assert status == 404  # not a 500 at every request
+    said = [r.getMessage() for r in caplog.records if "otlp_in" in r.getMessage()]
+    assert len(said) == 1 and "pip install 'chainsight[otlp]'" in said[0]
+    assert json.loads(health)["otlp_in"].startswith("off: OTLP in ([plugins.serve] otlp_in) is off")
+
+
+def test_serve_evaluates_alerts_when_configured_to_and_notifies(sqlite_url: str, tmp_path: Path) -> None:
+    from chainsight.storage.query import Store
+    from tests.plugins.cases.alerting import call, write
+
+    now = time.time_ns()
+    write(sqlite_url, [call(now - i * 10**9, status="error") for i in range(5)])
+    log_path = tmp_path / "notified.jsonl"
+    config = tmp_path / "plugins.toml"
+    config.write_text(f"""
+[plugins.alerts]
+evaluate = "serve"   # the applications leave it to chainsight serve
+default_rules = false
+interval = "100ms"
+[[plugins.alerts.rules]]
+name = "errors"
+metric = "error_rate"
+threshold = 0.5
+window = "5m"
+[plugins.jsonlog]    # a notifier plugin: alert_changed writes a line
+path = {json.dumps(str(log_path))}
+""")
+    env = {**os.environ, "CHAINSIGHT_CONFIG": str(config)}
+    proc, port = start_cli_serve(sqlite_url, env)
+    try:
+        _wait(lambda: log_path.exists() and '"event": "alert"' in log_path.read_text(),
+              "the alert notified through serve")
+        _, health = get(f"http://127.0.0.1:{port}/healthz")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr.decode()
+    assert json.loads(health)["tasks"]["evaluate alerts"]["ok"]
+    (line,) = [json.loads(x) for x in log_path.read_text().splitlines() if '"alert"' in x]
+    assert (line["rule"], line["state"]) == ("errors", "firing")
+    with Store(sqlite_url) as store:
+        (stored,) = store.list_alerts()
+    assert (stored.rule, stored.state, stored.alert_id) == ("errors", "firing", line["alert_id"])
+    engine = open_engine(sqlite_url)
+    with engine.connect() as conn:  # serve gave the lease up at its exit
+        assert conn.execute(sa.text("SELECT expires_ns FROM leases")).scalar() == 0
+    engine.dispose()

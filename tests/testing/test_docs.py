@@ -35,3 +35,12 @@ def test_the_first_plugin_example(document: str, tmp_path: Path, monkeypatch: py
     (model,) = [s for s in result.spans if s.kind == "llm" and s.name != "short"]
     assert [(s.value, s.passed) for s in result.scores_for(model)] == [(4.0, False)]
     assert [(s.value, s.passed) for s in result.scores_for(short)] == [(2.0, True)]
+
+
+def test_serve_host_is_documented_with_the_unauthenticated_endpoints() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    where = readme.index("[plugins.serve] host` say")  # where `host` is documented
+    assert "credentials" in readme[where:where + 600] and "/v1/traces" in readme[where:where + 600]
+    toml = (ROOT / "plugins.toml").read_text(encoding="utf-8")
+    host_line = toml.index('# host = "127.0.0.1"', toml.index("# [plugins.serve]"))
+    assert "unauthenticated" in toml[host_line:host_line + 200]
