@@ -2,7 +2,8 @@
 
 Built-in commands: ``traces``, ``show``, ``plugins``, ``config check`` and
 ``db upgrade``. Plugins add more through the ``register_commands`` hook (the
-demo, the TUI, pricing and feedback commands arrive this way).
+demo, the TUI, pricing and feedback commands arrive this way), using the
+public API of ``chainsight.framework.commands``.
 
 Conventions: every listing takes ``--json`` (one JSON document on stdout);
 every command that reads the store takes ``--db URL`` (default: the configured
@@ -15,11 +16,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as dt
 import logging
 import re
 import sys
-import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +42,14 @@ from chainsight.framework.cli_render import (
     short_id,
     tree_order,
 )
+from chainsight.framework.commands import (
+    CommandError,
+    display_url,
+    open_store,
+    parse_duration,
+    parse_time,
+    resolve_trace,
+)
 from chainsight.framework.config import ConfigError, ConfigProblem, Settings, read_settings
 from chainsight.framework.extension import CommandRunner
 
@@ -53,10 +60,6 @@ PROG = "chainsight"
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG = 0, 1, 2
 
 log = logging.getLogger("chainsight.cli")
-
-
-class CliError(Exception):
-    """A user-facing error: printed as ``chainsight: error: <message>``, exit 1."""
 
 
 # --------------------------------------------------------------------------
@@ -85,7 +88,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         report_problems(exc.problems)
         return EXIT_CONFIG
-    except (CliError, RecordsError) as exc:
+    except CommandError as exc:
+        if debug:
+            raise
+        _error(str(exc))
+        return exc.exit_status
+    except RecordsError as exc:
         if debug:
             raise
         _error(str(exc))
@@ -417,34 +425,6 @@ def _positive_int(text: str) -> int:
 # Argument values
 # --------------------------------------------------------------------------
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
-_UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
-
-
-def parse_duration(text: str) -> float:
-    """``500ms``, ``2s``, ``1.5``, ``30m``, ``2h``, ``7d`` -> seconds."""
-    m = _DURATION.match(text)
-    if not m:
-        raise CliError(f"not a duration: {text!r} (use e.g. 500ms, 2s, 30m, 2h, 7d)")
-    return float(m.group(1)) * _UNIT_S[m.group(2)]
-
-
-def parse_time(text: str, *, now_ns: int | None = None) -> int:
-    """A duration back from now (``2h``) or an ISO date/time -> ns since the epoch."""
-    now_ns = time.time_ns() if now_ns is None else now_ns
-    if _DURATION.match(text):
-        return now_ns - int(parse_duration(text) * 1e9)
-    try:
-        when = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise CliError(
-            f"not a time: {text!r} (use a duration back from now like 2h or 7d, "
-            "or an ISO date such as 2025-01-31 or 2025-01-31T12:00)"
-        ) from None
-    if when.tzinfo is None:
-        when = when.astimezone()  # local time
-    return int(when.timestamp() * 1e9)
-
 
 def build_filter(ns: argparse.Namespace) -> Any:
     """A ``chainsight.storage.query.TraceFilter`` from the positional filter and the flags."""
@@ -457,7 +437,7 @@ def build_filter(ns: argparse.Namespace) -> Any:
         try:
             base = parse_filter(ns.query)
         except FilterError as exc:
-            raise CliError(f"invalid filter {ns.query!r}: {exc}") from None
+            raise CommandError(f"invalid filter {ns.query!r}: {exc}") from None
     else:
         base = TraceFilter()
 
@@ -482,37 +462,6 @@ def build_filter(ns: argparse.Namespace) -> Any:
 # --------------------------------------------------------------------------
 # Commands
 # --------------------------------------------------------------------------
-
-
-def open_store(url: str) -> Any:
-    """The store at ``url`` for reading: never creates one (StoreNotFound instead)."""
-    from chainsight.storage.query import Store
-
-    return Store(url, create=False)
-
-
-def resolve_trace(store: Any, text: str, url: str) -> str:
-    """The full id of the one trace whose id is ``text`` or starts or ends with
-    it (the short id ``traces`` prints); CliError when none or several match."""
-    matches = store.resolve_trace_id(text, limit=5) if text else []
-    if len(matches) == 1:
-        return str(matches[0])
-    if not matches:
-        raise CliError(f"no trace matches {text!r} in {display_url(url)}")
-    shown = ", ".join(m[:16] for m in matches[:4]) + (", ..." if len(matches) > 4 else "")
-    raise CliError(f"{text!r} matches several traces ({shown}); give more of the id")
-
-
-def resolve_span(store: Any, trace_id: str, text: str) -> str:
-    """As :func:`resolve_trace`, for a span of trace ``trace_id``."""
-    matches = store.resolve_span_id(trace_id, text, limit=5) if text else []
-    if len(matches) == 1:
-        return str(matches[0])
-    if not matches:
-        raise CliError(f"no span of trace {trace_id} matches {text!r}")
-    shown = ", ".join(m[:16] for m in matches[:4]) + (", ..." if len(matches) > 4 else "")
-    raise CliError(f"{text!r} matches several spans of trace {trace_id} ({shown}); "
-                   "give more of the id")
 
 
 TRACE_COLUMNS = (
@@ -626,12 +575,12 @@ def score_row(sc: Any) -> list[str]:
 def cmd_show(ns: argparse.Namespace) -> int:
     store = open_store(ns.db)
     try:
-        trace_id = resolve_trace(store, ns.trace_id, ns.db)
+        trace_id = resolve_trace(store, ns.trace_id)
         detail = store.get_trace(trace_id)
     finally:
         store.close()
     if detail is None:  # deleted between the two reads
-        raise CliError(f"no trace matches {ns.trace_id!r} in {display_url(ns.db)}")
+        raise CommandError(f"no trace matches {ns.trace_id!r} in {display_url(ns.db)}")
     t = detail.trace
     if ns.json:
         print_json({
@@ -807,13 +756,6 @@ def cmd_db_upgrade(ns: argparse.Namespace) -> int:
     else:
         sys.stdout.write(f"{display_url(ns.db)}: at revision {revision or MISSING}\n")
     return EXIT_OK
-
-
-def display_url(url: str) -> str:
-    """The URL with its password masked (``chainsight.storage.engine.display_url``)."""
-    from chainsight.storage.engine import display_url as mask
-
-    return mask(url)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,12 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("tui", "chainsight.plugins.tui_command"),
 )
 
+# The store the observer hands its pipeline, by dotted path (``module:attribute``)
+# like the plugins above, so the core never imports ``storage``: a callable
+# ``(url, *, max_content_bytes) -> Store`` (``chainsight.framework.store_api``).
+# ``Observer(store_factory=...)`` hands in another one.
+DEFAULT_STORE_FACTORY: str = "chainsight.storage.writer:StoreWriter"
+
 # Built-ins that must never be skipped: if one of these (not disabled by the
 # user) cannot be loaded or configured, span content is withheld rather than
 # stored unredacted.

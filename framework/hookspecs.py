@@ -120,6 +120,12 @@ def register_commands(cli: CommandRegistry) -> None:
     When: each time the CLI starts, before arguments are parsed. Thread: main.
     A command whose name is already taken is reported and ignored.
     Return: ignored.
+
+    ``run(namespace)`` returns the exit status. What it needs (``CommandError``
+    for a one-line error and its exit status, ``parse_time``, ``open_store``
+    for the query API, ``resolve_trace`` / ``resolve_span`` for short ids,
+    ``print_json`` / ``print_table``) comes from the public module
+    ``chainsight.framework.commands``, never from ``chainsight.framework.cli``.
     """
 
 

@@ -38,7 +38,7 @@ from chainsight.framework.plugin_manager import PluginSet, load_plugins, plugin_
 
 if TYPE_CHECKING:
     from chainsight.framework.config import ConfigProblem, Settings
-    from chainsight.storage.writer import StoreWriter
+    from chainsight.framework.store_api import Store, StoreFactory
 
 log = logging.getLogger("chainsight")
 
@@ -70,6 +70,7 @@ class _Given:
     strict: bool | None
     spill_path: str | os.PathLike[str] | None
     pipeline: dict[str, Any]
+    store_factory: StoreFactory | None
 
 
 def _say_config_problems(settings: Settings, problems: Sequence[ConfigProblem]) -> None:
@@ -108,13 +109,18 @@ class Observer:
         strict: bool | None = None,
         spill_path: str | os.PathLike[str] | None = None,
         pipeline: Mapping[str, Any] | None = None,
+        store_factory: StoreFactory | None = None,
     ) -> None:
         """Cheap: the configuration, the plugins and the store are loaded on
         the pipeline worker, so building an observer (and the first traced
         call) never waits for them; spans recorded meanwhile are queued.
-        With ``strict=True`` they load here, and a problem raises."""
+        With ``strict=True`` they load here, and a problem raises.
+
+        ``store_factory`` builds the store from the storage URL
+        (``chainsight.framework.store_api.StoreFactory``); by default the one
+        ``DEFAULT_STORE_FACTORY`` names, the storage package's writer."""
         self._given = _Given(storage_url, settings, config_path, tuple(plugins), builtins,
-                             entry_points, strict, spill_path, dict(pipeline or {}))
+                             entry_points, strict, spill_path, dict(pipeline or {}), store_factory)
         self.internal_errors = 0
         self._closed = False
         self._sampler: _SamplerThread | None = None
@@ -133,7 +139,7 @@ class Observer:
     plugins: PluginSet
     dispatcher: GuardedDispatcher
     pipeline_options: PipelineOptions
-    writer: StoreWriter
+    writer: Store
     storage_url: str
     strict: bool
 
@@ -152,7 +158,7 @@ class Observer:
             read_settings,
             resolve_plugin_configs_leniently,
         )
-        from chainsight.storage.writer import StoreWriter
+        from chainsight.framework.store_api import default_store_factory
 
         given = self._given
         problems: list[ConfigProblem] = []
@@ -186,7 +192,8 @@ class Observer:
         if problems or plugin_problems:
             _say_config_problems(settings, [*problems, *plugin_problems])
         self._configure_all()
-        self.writer = StoreWriter(self.storage_url, max_content_bytes=max_content)
+        store_factory = given.store_factory or default_store_factory()
+        self.writer = store_factory(self.storage_url, max_content_bytes=max_content)
         path = (Path(given.spill_path) if given.spill_path is not None
                 else settings.spill_path_for(self.storage_url))
         if "pipeline" in self.__dict__:  # else __init__ starts it, once the pipeline exists
@@ -480,7 +487,12 @@ class _SamplerThread(threading.Thread):
         dispatcher = self.observer.dispatcher
         while True:
             for name, function in dispatcher.implementations("collect_samples"):
-                ok, samples = dispatcher.guard(name, function, what="collect_samples")
+                try:
+                    ok, samples = dispatcher.guard(name, function, what="collect_samples")
+                except Exception:  # strict mode re-raises: say it, as the worker does
+                    log.exception("chainsight: collect_samples of plugin %r raised (strict mode); "
+                                  "the sampler stops", name)
+                    return
                 if ok and samples:
                     for sample in samples:
                         self.observer.record_sample(sample)

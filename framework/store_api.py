@@ -1,17 +1,22 @@
 """What the pipeline needs from a store, and how a store says it cannot write.
 
-The core does not import ``storage``: the observer hands the pipeline an
-object with these methods (``chainsight.storage.writer.StoreWriter``), and storage
-raises these exceptions, so the pipeline can tell "retry later" from "the
-configuration is wrong" without knowing which database is behind it.
+The core does not import ``storage``: the observer builds its store with a
+:class:`StoreFactory`, by default the one named by
+``chainsight.framework.defaults.DEFAULT_STORE_FACTORY`` (the storage package's
+``StoreWriter``), loaded by name, and hands the pipeline an object with these
+methods. Storage raises these exceptions, so the pipeline can tell "retry
+later" from "the configuration is wrong" without knowing which database is
+behind it.
 """
 
 from __future__ import annotations
 
+import pkgutil
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
+from chainsight.framework.defaults import DEFAULT_STORE_FACTORY
 from chainsight.framework.model import Alert, Sample, Score, Span
 
 Rows = dict[str, list[dict[str, Any]]]
@@ -72,3 +77,16 @@ class Store(Protocol):
         """In a forked child: forget the parent's connections without closing them."""
 
     def close(self) -> None: ...
+
+
+class StoreFactory(Protocol):
+    """Builds the store for a URL; lazy: building one must not connect
+    (``open`` does, on the pipeline's writer side). ``max_content_bytes``
+    caps the stored size of a span's inputs and outputs."""
+
+    def __call__(self, url: str, *, max_content_bytes: int) -> Store: ...
+
+
+def default_store_factory() -> StoreFactory:
+    """The factory named by ``DEFAULT_STORE_FACTORY``, imported by name."""
+    return cast(StoreFactory, pkgutil.resolve_name(DEFAULT_STORE_FACTORY))

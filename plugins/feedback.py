@@ -15,11 +15,17 @@ store) are reported on stderr with a non-zero exit status.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from typing import Any, Final
 
 from chainsight.framework import hookimpl
+from chainsight.framework.commands import (
+    CommandError,
+    display_url,
+    open_store,
+    print_json,
+    resolve_span,
+    resolve_trace,
+)
 from chainsight.framework.extension import CommandRegistry
 
 COMMAND: Final = "feedback"
@@ -39,36 +45,24 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--user", metavar="USER_ID", help="who gave the feedback")
 
 
-def _error(message: str) -> int:
-    sys.stderr.write(f"chainsight: error: {message}\n")
-    return 1
-
-
 def _resolve(url: str, trace_text: str, span_text: str | None) -> tuple[str, str | None]:
     """The full trace id (and span id) for what the user typed: an id, or a
     unique end or start of one, as ``chainsight show`` accepts. Raises
-    CliError when none or several match, StoreNotFound when there is no store."""
-    from chainsight.framework.cli import open_store, resolve_span, resolve_trace
-
-    store = open_store(url)
-    try:
-        trace_id = resolve_trace(store, trace_text, url)
+    CommandError when none or several match, StoreNotFound when there is no store."""
+    with open_store(url) as store:
+        trace_id = resolve_trace(store, trace_text)
         span_id = resolve_span(store, trace_id, span_text) if span_text else None
-    finally:
-        store.close()
     return trace_id, span_id
 
 
 def _run(ns: argparse.Namespace) -> int:
     thumbs = 1 if ns.up else -1 if ns.down else None
     if thumbs is None and ns.rating is None and not ns.comment:
-        return _error("give --up, --down, --rating N or --comment TEXT")
+        raise CommandError("give --up, --down, --rating N or --comment TEXT")
     if ns.rating is not None and not 1 <= ns.rating <= 5:
-        return _error(f"--rating must be from 1 to 5, got {ns.rating}")
-    from chainsight.storage.engine import display_url
-
+        raise CommandError(f"--rating must be from 1 to 5, got {ns.rating}")
     url = ns.db
-    # Unknown or ambiguous ids and a missing store are CliError / StoreMisconfigured:
+    # Unknown or ambiguous ids and a missing store are CommandError / StoreMisconfigured:
     # the CLI prints them as one line and exits 1.
     trace_id, span_id = _resolve(url, ns.trace_id, ns.span)
 
@@ -85,19 +79,19 @@ def _run(ns: argparse.Namespace) -> int:
         flushed = observer.flush(10.0)
         stats = observer.stats()
     except ValueError as exc:
-        return _error(str(exc))
+        raise CommandError(str(exc)) from None
     finally:
         observer.shutdown()
     if not flushed or stats.failed or stats.spilled:
-        return _error(f"feedback not stored in {display_url(url)} "
-                      f"(failed={stats.failed}, spilled={stats.spilled})")
+        raise CommandError(f"feedback not stored in {display_url(url)} "
+                           f"(failed={stats.failed}, spilled={stats.spilled})")
     rows: list[dict[str, Any]] = [
         {"name": s.name, "value": s.value, "label": s.label, "comment": s.comment,
          "trace_id": s.trace_id, "span_id": s.span_id, "score_id": s.score_id}
         for s in scores
     ]
     if getattr(ns, "json", False):
-        print(json.dumps({"recorded": rows}))
+        print_json({"recorded": rows})
     else:
         for s in scores:
             what = {"thumbs": f"thumbs {s.label}", "rating": f"rating {s.value:g}"}.get(s.name, "comment")

@@ -19,13 +19,12 @@ exits 1 with the reason when there is none).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import sys
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from chainsight.framework import hookimpl
+from chainsight.framework.commands import CommandError, print_json
 from chainsight.framework.extension import CommandRegistry
 from chainsight.framework.model import Sample
 
@@ -158,15 +157,14 @@ def _gpu_command(args: argparse.Namespace) -> int:
     samples = sampler.sample()
     sampler.close()
     if args.json:
-        print(json.dumps({
+        print_json({
             "available": sampler.unavailable is None,
             "reason": sampler.unavailable,
             "samples": [{"name": s.name, "value": s.value, "labels": s.labels} for s in samples],
-        }))
+        })
         return 0 if sampler.unavailable is None else 1
     if sampler.unavailable:
-        print(f"chainsight: error: no GPU reading: {sampler.unavailable}", file=sys.stderr)
-        return 1
+        raise CommandError(f"no GPU reading: {sampler.unavailable}")
     by_gpu: dict[str, dict[str, float]] = {}
     names: dict[str, str] = {}
     for s in samples:

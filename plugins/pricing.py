@@ -231,7 +231,7 @@ def create_plugin() -> PricingPlugin:
 
 def _settings_table(settings: Settings | None) -> PriceTable:
     """The price table the configuration describes (the CLI has no observer)."""
-    from chainsight.framework.cli import CliError
+    from chainsight.framework.commands import CommandError
     from chainsight.framework.config import ConfigError, Settings, resolve_plugin_configs
 
     settings = settings if settings is not None else Settings()
@@ -240,17 +240,9 @@ def _settings_table(settings: Settings | None) -> PriceTable:
         config = resolve_plugin_configs(settings, {"pricing": CONFIG_SCHEMA}, ignore=others)
         return table_from_config(config.get("pricing", {}))
     except ConfigError as exc:
-        raise CliError(f"[plugins.pricing]: {exc}") from None
+        raise CommandError(f"[plugins.pricing]: {exc}") from None
     except ValueError as exc:
-        raise CliError(f"[plugins.pricing]: {exc}") from None
-
-
-def _engine(url: str) -> Any:
-    """The store at ``url``; the commands here only read (or reprice) an
-    existing one, so none is created (StoreNotFound instead)."""
-    from chainsight.storage.engine import open_engine
-
-    return open_engine(url, create=False)
+        raise CommandError(f"[plugins.pricing]: {exc}") from None
 
 
 def _configure_pricing(parser: argparse.ArgumentParser) -> None:
@@ -262,18 +254,17 @@ def _configure_pricing(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_pricing(ns: argparse.Namespace) -> int:
-    from chainsight.framework.cli import CliError
+    from chainsight.framework.commands import CommandError
 
     if ns.action == "show":
         if not ns.model:
-            raise CliError("pricing show needs a MODEL")
+            raise CommandError("pricing show needs a MODEL")
         return _show(ns)
     return _unpriced_cmd(ns)
 
 
 def _show(ns: argparse.Namespace) -> int:
-    from chainsight.framework.cli import CliError
-    from chainsight.framework.cli_render import print_json, print_lines
+    from chainsight.framework.commands import CommandError, print_json, print_lines
 
     table = _settings_table(getattr(ns, "settings", None))
     price = table.lookup(ns.model, ns.provider)
@@ -283,7 +274,7 @@ def _show(ns: argparse.Namespace) -> int:
                         "table": table.describe_source(), "problems": table.problems()})
             return 1
         problems = table.problems()
-        raise CliError(f"no price for {ns.model!r}: "
+        raise CommandError(f"no price for {ns.model!r}: "
                        + (f"{problems[0]}" if problems else
                           f"not in {table.describe_source()}; add it to [plugins.pricing] "
                           "overrides or aliases in plugins.toml"))
@@ -317,11 +308,12 @@ def _show(ns: argparse.Namespace) -> int:
 
 
 def _unpriced_cmd(ns: argparse.Namespace) -> int:
-    from chainsight.framework.cli import parse_time
-    from chainsight.framework.cli_render import (
+    from chainsight.framework.commands import (
         Column,
         fmt_int,
         fmt_time,
+        open_store,
+        parse_time,
         print_json,
         print_lines,
         print_table,
@@ -329,7 +321,8 @@ def _unpriced_cmd(ns: argparse.Namespace) -> int:
     from chainsight.storage.cost import unpriced_models
 
     since = parse_time(ns.since) if ns.since else None
-    models = unpriced_models(_engine(ns.db), since_ns=since)
+    with open_store(ns.db) as store:
+        models = unpriced_models(store.engine, since_ns=since)
     if ns.json:
         print_json({"models": [m.to_dict() for m in models]})
         return 0
@@ -358,14 +351,22 @@ def _configure_cost(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_cost(ns: argparse.Namespace) -> int:
-    from chainsight.framework.cli import parse_time
-    from chainsight.framework.cli_render import Column, fmt_cost, fmt_int, print_json, print_table
+    from chainsight.framework.commands import (
+        Column,
+        fmt_cost,
+        fmt_int,
+        open_store,
+        parse_time,
+        print_json,
+        print_table,
+    )
     from chainsight.storage.cost import cost_report
 
     since = parse_time(ns.since) if ns.since else None
     until = parse_time(ns.until) if ns.until else None
-    report = cost_report(_engine(ns.db), by=ns.by, since_ns=since, until_ns=until,
-                         utc=ns.utc, limit=ns.limit)
+    with open_store(ns.db) as store:
+        report = cost_report(store.engine, by=ns.by, since_ns=since, until_ns=until,
+                             utc=ns.utc, limit=ns.limit)
     if ns.json:
         print_json(report.to_dict())
         return 0
@@ -397,12 +398,18 @@ def _configure_reprice(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_reprice(ns: argparse.Namespace) -> int:
-    from chainsight.framework.cli import CliError, parse_time
-    from chainsight.framework.cli_render import fmt_cost, print_json, print_lines
+    from chainsight.framework.commands import (
+        CommandError,
+        fmt_cost,
+        open_store,
+        parse_time,
+        print_json,
+        print_lines,
+    )
     from chainsight.storage.cost import reprice
 
     if not ns.since and not ns.all:
-        raise CliError("reprice needs --since (e.g. --since 30d) or --all")
+        raise CommandError("reprice needs --since (e.g. --since 30d) or --all")
     table = _settings_table(getattr(ns, "settings", None))
 
     def price(call: PricedCall) -> float | None:
@@ -412,12 +419,11 @@ def _run_reprice(ns: argparse.Namespace) -> int:
         return found.cost(call.input_tokens, call.output_tokens, call.cached_tokens,
                           call.reasoning_tokens)
 
-    result = reprice(
-        _engine(ns.db), price,
-        since_ns=parse_time(ns.since) if ns.since and not ns.all else None,
-        until_ns=parse_time(ns.until) if ns.until else None,
-        model=ns.model, clear_unknown=ns.clear_unknown, dry_run=ns.dry_run,
-    )
+    since = parse_time(ns.since) if ns.since and not ns.all else None
+    until = parse_time(ns.until) if ns.until else None
+    with open_store(ns.db) as store:
+        result = reprice(store.engine, price, since_ns=since, until_ns=until, model=ns.model,
+                         clear_unknown=ns.clear_unknown, dry_run=ns.dry_run)
     if ns.json:
         print_json({**result.to_dict(), "dry_run": ns.dry_run})
         return 0

@@ -7,9 +7,9 @@ stays light.
 from __future__ import annotations
 
 import argparse
-import sys
 
 from chainsight.framework import hookimpl
+from chainsight.framework.commands import CommandError, open_store
 from chainsight.framework.extension import CommandRegistry
 
 
@@ -19,26 +19,22 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     if getattr(args, "json", False):
-        print("chainsight: error: `chainsight tui` is interactive and has no --json output; "
-              "for JSON use `chainsight traces --json` or `chainsight show TRACE_ID --json`",
-              file=sys.stderr)
-        return 2
+        raise CommandError("`chainsight tui` is interactive and has no --json output; "
+                           "for JSON use `chainsight traces --json` or `chainsight show TRACE_ID --json`",
+                           exit_status=2)
     try:
         from chainsight.tui.app import ChainsightApp
     except ImportError as error:  # Textual is an optional dependency
-        print(f"chainsight tui needs Textual: pip install 'chainsight[tui]' ({error})",
-              file=sys.stderr)
-        return 2
+        raise CommandError(f"chainsight tui needs Textual: pip install 'chainsight[tui]' ({error})",
+                           exit_status=2) from None
     url = getattr(args, "db", None)
     if not url:
         from chainsight.framework.config import load_settings
 
         url = load_settings().storage_url
-    from chainsight.storage.engine import open_engine
-
     # A reader: no store at the URL is an error (StoreNotFound, printed by the
     # CLI as one line), never a new empty store.
-    open_engine(url, create=False).dispose()
+    open_store(url).close()
     ChainsightApp(url, live=bool(getattr(args, "live", False))).run()
     return 0
 

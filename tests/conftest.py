@@ -11,6 +11,9 @@ import pytest
 
 POSTGRES_ENV = "CHAINSIGHT_TEST_POSTGRES_URL"
 
+# chainsight.testing's fixture (tests/testing) and pytester, to run it as a plugin author would.
+pytest_plugins = ["pytester", "chainsight.testing"]
+
 
 @pytest.hookimpl(trylast=True)  # after the other plugins' summaries: the last line of the run
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

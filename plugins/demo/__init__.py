@@ -16,6 +16,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
+from chainsight.framework.commands import CommandError
 from chainsight.framework.hookspecs import hookimpl
 
 if TYPE_CHECKING:
@@ -33,9 +34,9 @@ def run_demo(ns: argparse.Namespace) -> int:
         from chainsight.framework.adapters.langchain import CallbackHandler
         from chainsight.plugins.demo import workload
     except ImportError as exc:
-        sys.stderr.write(f"chainsight demo needs LangChain: {exc}\n"
-                         "install it with: pip install 'chainsight[langchain]' langgraph\n")
-        return 2
+        raise CommandError(f"chainsight demo needs LangChain: {exc}\n"
+                           "install it with: pip install 'chainsight[langchain]' langgraph",
+                           exit_status=2) from None
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -43,8 +44,7 @@ def run_demo(ns: argparse.Namespace) -> int:
 
     console = Console(stderr=True)
     if ns.count < 1:
-        sys.stderr.write("--count must be at least 1\n")
-        return 2
+        raise CommandError("--count must be at least 1", exit_status=2)
     skip: tuple[str, ...] = ()
     if not workload.langgraph_available():
         skip = ("langgraph",)

@@ -8,19 +8,20 @@ from typing import Any
 
 
 def summarize(url: str, since_ns: int) -> dict[str, Any]:
-    from chainsight.storage.query import Store, TraceFilter
+    from chainsight.framework.commands import open_store
+    from chainsight.storage.query import TraceFilter
 
-    store = Store(url)
-    (row, *_) = store.aggregates(since_ns=since_ns)
-    spans = traces = 0
-    cursor: str | None = None
-    while True:
-        page = store.list_traces(TraceFilter(since_ns=since_ns), limit=1000, cursor=cursor)
-        traces += len(page.items)
-        spans += sum(t.span_count for t in page.items)
-        cursor = page.next_cursor
-        if not cursor:
-            break
+    with open_store(url) as store:
+        (row, *_) = store.aggregates(since_ns=since_ns)
+        spans = traces = 0
+        cursor: str | None = None
+        while True:
+            page = store.list_traces(TraceFilter(since_ns=since_ns), limit=1000, cursor=cursor)
+            traces += len(page.items)
+            spans += sum(t.span_count for t in page.items)
+            cursor = page.next_cursor
+            if not cursor:
+                break
     return {
         "traces": traces, "spans": spans, "errors": row.error_count,
         "p95_latency_s": row.latency_p95, "p95_ttft_s": row.ttft_p95,
@@ -36,7 +37,7 @@ def _fmt(value: float | None, unit: str) -> str:
 
 
 def print_summary(summary: dict[str, Any], url: str, *, as_json: bool = False) -> int:
-    from chainsight.storage.engine import display_url
+    from chainsight.framework.commands import display_url
 
     shown = display_url(url)  # never the password
     if as_json:

@@ -68,11 +68,110 @@ def test_framework_never_imports_plugins_by_name() -> None:
     assert offenders == []
 
 
+def _module_imports(source: str, module: str, *, is_package: bool = False) -> set[str]:
+    """Every module name ``source`` (the text of ``module``) imports, anywhere:
+    module level, inside functions, under ``TYPE_CHECKING``. Relative imports
+    are made absolute, and ``from a import b`` counts as importing ``a`` and
+    ``a.b`` (``from chainsight import storage`` imports the package)."""
+    package = module.split(".") if is_package else module.split(".")[:-1]
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package[: len(package) - (node.level - 1)]
+                base = ".".join([*parent, base] if base else parent)
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _package_imports(path: Path) -> set[str]:
+    return _module_imports(path.read_text(encoding="utf-8"), _module_name(path),
+                           is_package=path.name == "__init__.py")
+
+
+# The framework's readers: the CLI and the public API for plugin commands. They
+# open the store and may import storage; the rest of ``framework`` is the core.
+READERS = ("cli.py", "cli_*.py", "commands.py")
+
+
+def _core_files() -> list[Path]:
+    readers = {p for pattern in READERS for p in (ROOT / "framework").glob(pattern)}
+    assert (ROOT / "framework" / "cli.py") in readers
+    return [ROOT / "chainsight" / "__init__.py",
+            *(p for p in _python_files("framework") if p not in readers)]
+
+
+def test_the_import_reader_sees_every_kind_of_import() -> None:
+    source = (
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    from chainsight.storage.writer import StoreWriter\n"
+        "def f():\n    import chainsight.tui.app\n    from chainsight import plugins\n"
+        "    from ..storage import query\n"
+    )
+    names = _module_imports(source, "chainsight.framework.x")
+    assert {"chainsight.storage.writer", "chainsight.tui.app", "chainsight.plugins",
+            "chainsight.storage.query"} <= names
+
+
+def test_core_imports_neither_storage_nor_plugins_nor_tui() -> None:
+    """The core (model, hookspecs, observer, pipeline, dispatch, spill,
+    adapters...) gets its store through ``framework/store_api.py`` and its
+    plugins by dotted path (``framework/defaults.py``), never by import."""
+    core = _core_files()
+    assert ROOT / "framework" / "observer.py" in core and ROOT / "framework" / "adapters" / "langchain.py" in core
+    above = ("chainsight.storage", "chainsight.plugins", "chainsight.tui")
+    offenders = [
+        f"{p.relative_to(ROOT)}: {name}"
+        for p in core
+        for name in sorted(_package_imports(p))
+        if any(_within(name, layer) for layer in above)
+    ]
+    assert offenders == [], "core modules import layers above them"
+
+
+def test_storage_imports_only_the_core() -> None:
+    """Storage sits on the core: never the CLI, plugins or the TUI above it."""
+    readers = {_module_name(p) for pattern in READERS for p in (ROOT / "framework").glob(pattern)}
+    offenders = [
+        f"{p.relative_to(ROOT)}: {name}"
+        for p in _python_files("storage")
+        for name in sorted(_package_imports(p))
+        if name in readers or _within(name, "chainsight.plugins") or _within(name, "chainsight.tui")
+    ]
+    assert offenders == []
+
+
+def _cli_internal(name: str) -> bool:
+    return _within(name, "chainsight.framework.cli") or name.startswith("chainsight.framework.cli_")
+
+
+def test_plugins_use_the_public_command_api_not_cli_internals() -> None:
+    """Plugins get command errors, time parsing, the store and output helpers
+    from ``chainsight.framework.commands``, never from ``framework.cli*``."""
+    assert _cli_internal("chainsight.framework.cli_render") and _cli_internal("chainsight.framework.cli")
+    assert not _cli_internal("chainsight.framework.commands")
+    offenders = [
+        f"{p.relative_to(ROOT)}: {name}"
+        for p in _python_files("plugins")
+        for name in sorted(_package_imports(p))
+        if _cli_internal(name)
+    ]
+    assert offenders == [], "plugins import framework.cli internals; use chainsight.framework.commands"
+    users = [p.name for p in _python_files("plugins")
+             if "chainsight.framework.commands" in _package_imports(p)]
+    assert {"pricing.py", "feedback.py", "gpu.py", "tui_command.py"} <= set(users)
+
+
 def test_only_tui_imports_textual() -> None:
     offenders = [
-        str(p.relative_to(ROOT))
-        for p in _python_files("framework", "storage", "plugins")
-        if any(name.split(".")[0] == "textual" for name in _imports(p))
+        f"{p.relative_to(ROOT)}: {name}"
+        for p in [ROOT / "chainsight" / "__init__.py", *_python_files("framework", "storage", "plugins")]
+        for name in sorted(_package_imports(p))
+        if name.split(".")[0] == "textual"
     ]
     assert offenders == []
 
@@ -100,12 +199,13 @@ def test_every_hook_has_a_test_implementing_it(hook: str) -> None:
 
 
 def test_every_hook_is_documented() -> None:
-    assert HOOKS == sorted([
+    expected = [
         "configure", "register_commands", "setup_problems",  # startup
         "process_span", "price_span", "check_span", "process_score", "trace_finished", "spans_finished",
         "samples_collected", "alert_changed", "feedback_recorded", "shutdown",  # pipeline
         "collect_samples",  # sampler
-    ])
+    ]
+    assert sorted(expected) == HOOKS
     for name in HOOKS:
         assert (getattr(hookspecs, name).__doc__ or "").strip(), f"hook {name} is undocumented"
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from chainsight.framework import cli
-from chainsight.framework.cli import main, parse_duration, parse_time
+from chainsight.framework.cli import main
 from chainsight.framework.cli_render import (
     Column,
     clean,
@@ -23,6 +23,7 @@ from chainsight.framework.cli_render import (
     print_table,
     tree_order,
 )
+from chainsight.framework.commands import CommandError, parse_duration, parse_time
 from chainsight.framework.model import Score, Span
 
 REPO = Path(__file__).resolve().parents[2]
@@ -98,9 +99,9 @@ def test_value_parsers() -> None:
     assert parse_duration("30m") == 1800
     assert parse_time("2h", now_ns=10_000 * 10**9) == (10_000 - 7200) * 10**9
     assert parse_time("2025-01-31T12:00:00+00:00") == 1738324800 * 10**9
-    with pytest.raises(cli.CliError, match="not a duration"):
+    with pytest.raises(CommandError, match="not a duration"):
         parse_duration("soon")
-    with pytest.raises(cli.CliError, match="not a time"):
+    with pytest.raises(CommandError, match="not a time"):
         parse_time("yesterday")
 
 

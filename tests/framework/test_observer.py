@@ -194,3 +194,36 @@ def test_feedback_rejects_bad_input(sqlite_url: str, tmp_path: Path) -> None:
     [score] = obs.feedback("t1", rating=5, comment="great")
     assert (score.name, score.value, score.passed, score.source) == ("rating", 5.0, True, "feedback")
     obs.shutdown(timeout=5)
+
+
+def test_the_store_is_handed_in_by_a_factory(sqlite_url: str, tmp_path: Path) -> None:
+    """The core builds its store through ``store_api.StoreFactory``; by
+    default the storage writer, named in ``defaults.DEFAULT_STORE_FACTORY``."""
+    from chainsight.framework.store_api import Rows, default_store_factory
+    from chainsight.storage.writer import StoreWriter
+
+    assert default_store_factory() is StoreWriter
+    built: list[tuple[str, int]] = []
+    written: list[str] = []
+
+    class CountingStore(StoreWriter):
+        def write_prepared(self, rows: Rows) -> None:
+            written.extend(row["span_id"] for row in rows.get("spans", []))
+            super().write_prepared(rows)
+
+    def factory(url: str, *, max_content_bytes: int) -> CountingStore:
+        built.append((url, max_content_bytes))
+        return CountingStore(url, max_content_bytes=max_content_bytes)
+
+    obs = Observer(sqlite_url, builtins=(), entry_points=False, strict=True, store_factory=factory,
+                   spill_path=tmp_path / "spill.jsonl", pipeline={"max_content_bytes": 1234})
+    try:
+        with obs.span("step", kind="chain") as span:
+            pass
+        assert obs.flush(timeout=10)
+    finally:
+        obs.shutdown(timeout=5)
+    assert built == [(sqlite_url, 1234)]
+    assert isinstance(obs.writer, CountingStore)
+    assert span.span_id in written
+    assert Store(sqlite_url).get_trace(span.trace_id) is not None
