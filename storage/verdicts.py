@@ -57,18 +57,28 @@ def attach(span_rows: Sequence[dict[str, Any]], scores: Iterable[Score]) -> list
     """Put each compactable verdict on its span's row (``checks``, JSON text);
     return the scores that need rows of their own, in their order."""
     by_span: dict[Any, dict[str, Any]] = {row["span_id"]: row for row in span_rows}
-    entries: dict[Any, list[list[Any]]] = {}
+    entries: dict[Any, tuple[int, list[list[Any]]]] = {}  # span id -> (anchor, verdicts)
     rows: list[Score] = []
     for score in scores:
-        row = by_span.get(score.span_id) if compactable(score) else None
-        anchor = None if row is None else anchor_ns(row["start_ns"], row["end_ns"])
-        if row is None or anchor is None or row["trace_id"] != score.trace_id:
+        span_id = score.span_id
+        held = entries.get(span_id)
+        if held is None:
+            row = by_span.get(span_id)
+            anchor = None if row is None else anchor_ns(row["start_ns"], row["end_ns"])
+            if anchor is None or row is None:
+                rows.append(score)
+                continue
+            held = entries[span_id] = (anchor, [])
+            trace_id = row["trace_id"]
+        else:
+            trace_id = by_span[span_id]["trace_id"]
+        if score.trace_id != trace_id or not compactable(score):
             rows.append(score)
             continue
-        entries.setdefault(score.span_id, []).append(
-            [score.name, score.value, score.label, score.comment, score.created_ns - anchor])
-    for span_id, verdicts in entries.items():
-        by_span[span_id][COLUMN] = dumps(verdicts)
+        held[1].append([score.name, score.value, score.label, score.comment, score.created_ns - held[0]])
+    for span_id, (_anchor, verdicts) in entries.items():
+        if verdicts:
+            by_span[span_id][COLUMN] = dumps(verdicts)
     return rows
 
 
