@@ -20,14 +20,20 @@ slows down mid-run slows both.
   schema per run);
 * CPU: process CPU per LangChain span (``bench/langchain_overhead.py``'s
   ``prompt | model | parser``), flush included, above a no-op handler's, with
-  the default plugins and every span stored.
+  the default plugins and every span stored;
+* readers: on a store of ``--reader-spans`` spans (``ingest.py``'s traces,
+  four check verdicts per model call, 2% of them failed), the CPU time of
+  the first page of ``chainsight traces`` (50 traces and their score
+  summaries), one trace's detail (``show``), and the aggregates by model
+  over the whole store (the metrics screen's table); the best of 20 (3 for
+  the aggregates).
 
 The measuring code (this file, ``ingest.py``, ``langchain_overhead.py``) is
 this tree's for both: only the ``chainsight`` package differs.
 
     .venv/bin/python bench/lean_storage.py [--before REV] [--rounds 3]
         [--demo-traces 300] [--spans 50000] [--invokes 500] [--postgres URL]
-        [--only disk,ingest,cpu]
+        [--reader-spans 100000] [--only disk,ingest,cpu,readers]
 """
 
 from __future__ import annotations
@@ -83,7 +89,8 @@ def run_worker(side: str, tree: Path, folder: Path, what: str, args: argparse.Na
     env = {**os.environ, **ENV, "PYTHONPATH": str(folder)}
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", what, "--tree", str(tree),
                "--workdir", str(workdir), "--demo-traces", str(args.demo_traces),
-               "--spans", str(args.spans), "--invokes", str(args.invokes)]
+               "--spans", str(args.spans), "--invokes", str(args.invokes),
+               "--reader-spans", str(args.reader_spans)]
     if args.postgres:
         command += ["--postgres", args.postgres]
     done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=workdir)
@@ -234,6 +241,47 @@ def measure_cpu(workdir: Path, invokes: int) -> dict[str, Any]:
     return {"us_per_span": statistics.median(per_span), "stored": stored, "expected": expected}
 
 
+def measure_readers(workdir: Path, count: int) -> dict[str, Any]:
+    import random
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    import ingest
+
+    from chainsight.framework.model import Score
+    from chainsight.storage.engine import upgrade
+    from chainsight.storage.query import Store
+    from chainsight.storage.writer import StoreWriter, WriteBatch
+
+    url = f"sqlite:///{workdir}/readers.db"
+    upgrade(url)
+    writer = StoreWriter(url)
+    rng = random.Random(1)
+    for batch in ingest.batches(ingest.make_spans(count), 1000):
+        scores = []
+        for span in batch:
+            if span.kind == "llm":
+                for name in ("toxicity", "pii", "refusal", "length"):
+                    ok = rng.random() > 0.02
+                    scores.append(Score(name, "check", span.trace_id, span.span_id, 0.0 if ok else 1.0,
+                                        "clean" if ok else "found", ok, "fine" if ok else "found one"))
+        writer.write(WriteBatch(spans=batch, scores=scores))
+    writer.close()
+
+    def best(fn: Any, n: int = 20) -> float:
+        times = []
+        for _ in range(n):
+            start = time.process_time()
+            fn()
+            times.append(time.process_time() - start)
+        return min(times) * 1000
+
+    with Store(url) as store:
+        trace_id = store.list_traces(limit=50).items[25].trace_id
+        return {"traces page (ms)": best(lambda: store.list_traces(limit=50)),
+                "trace detail (ms)": best(lambda: store.get_trace(trace_id)),
+                "aggregates by model (ms)": best(lambda: store.aggregates(group_by="model"), 3)}
+
+
 def worker(args: argparse.Namespace) -> int:
     import chainsight
 
@@ -245,6 +293,8 @@ def worker(args: argparse.Namespace) -> int:
         result = measure_disk(workdir, args.demo_traces)
     elif args.worker == "ingest":
         result = measure_ingest(workdir, args.spans, args.postgres)
+    elif args.worker == "readers":
+        result = measure_readers(workdir, args.reader_spans)
     else:
         result = measure_cpu(workdir, args.invokes)
     shutil.rmtree(workdir, ignore_errors=True)
@@ -277,7 +327,8 @@ def report(results: dict[str, dict[str, list[dict[str, Any]]]], before: str) -> 
         print(f"  score rows: {parts[0]['scores']:,} before, {parts[1]['scores']:,} after, "
               f"for {parts[0]['spans']:,} / {parts[1]['spans']:,} spans")
     for what, title, unit in (("ingest", "spans per second stored", "spans/s"),
-                              ("cpu", "process CPU per LangChain span above a no-op handler", "us")):
+                              ("cpu", "process CPU per LangChain span above a no-op handler", "us"),
+                              ("readers", "reader CPU time on a store of checked spans", "ms")):
         runs = {side: results[side].get(what) for side in sides}
         if not all(runs.values()):
             continue
@@ -305,8 +356,9 @@ def main() -> int:
     parser.add_argument("--spans", type=int, default=50_000)
     parser.add_argument("--invokes", type=int, default=500)
     parser.add_argument("--postgres", metavar="URL")
-    parser.add_argument("--only", default="disk,ingest,cpu")
-    parser.add_argument("--worker", choices=["disk", "ingest", "cpu"], help=argparse.SUPPRESS)
+    parser.add_argument("--reader-spans", type=int, default=100_000)
+    parser.add_argument("--only", default="disk,ingest,cpu,readers")
+    parser.add_argument("--worker", choices=["disk", "ingest", "cpu", "readers"], help=argparse.SUPPRESS)
     parser.add_argument("--tree", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     args = parser.parse_args()
