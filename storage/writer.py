@@ -7,6 +7,12 @@ idempotent: an id that exists already is skipped (alerts are upserted: each
 state change of an alert carries the same ``alert_id``), and the trace rows
 stay exact whatever order the spans of a trace arrive in.
 
+``prepare`` also stores less: a passing check verdict of a span in the batch
+goes onto the span's row (:mod:`chainsight.storage.verdicts`), and content a
+span repeats from an earlier span of its trace in the batch becomes a
+reference (:mod:`chainsight.storage.shared_content`). Span rows from a spill
+file written before those columns existed are stored as they are.
+
 Trace rows are kept by :mod:`chainsight.storage.trace_summary` in the same transaction.
 
 Rows go in through :class:`chainsight.storage.bulk.BulkInsert` (driver SQL, multi-row
