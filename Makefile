@@ -29,9 +29,17 @@ $(STAMP): pyproject.toml constraints.txt
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# mypy must see the package as it installs (chainsight.framework is framework/,
+# ...): it checks a tree of links that lays the folders out that way. Run from
+# the repository root, it would find no module named chainsight.* and treat
+# every cross-module import as Any.
+TYPECHECK := build/typecheck
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy
+	rm -rf $(TYPECHECK) && mkdir -p $(TYPECHECK)/chainsight
+	ln -s $(CURDIR)/chainsight/* $(TYPECHECK)/chainsight/
+	for folder in framework plugins storage tui; do ln -s $(CURDIR)/$$folder $(TYPECHECK)/chainsight/$$folder; done
+	cd $(TYPECHECK) && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml -p chainsight
 
 bench: $(STAMP)
 	$(BIN)/python bench/hot_path.py

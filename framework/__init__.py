@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from chainsight.framework.adapters.langchain import AsyncCallbackHandler, CallbackHandler
     from chainsight.framework.adapters.litellm import LitellmCallback
     from chainsight.framework.observer import Observer
+    from chainsight.framework.zero_code import instrument, uninstrument
 
 __all__ = [
     "Alert",
@@ -26,9 +27,12 @@ __all__ = [
     "Score",
     "Span",
     "Trace",
+    "evaluate",
     "get_observer",
     "hookimpl",
+    "instrument",
     "set_observer",
+    "uninstrument",
 ]
 
 _LAZY = {
@@ -36,8 +40,11 @@ _LAZY = {
     "AsyncCallbackHandler": "chainsight.framework.adapters.langchain",
     "LitellmCallback": "chainsight.framework.adapters.litellm",
     "Observer": "chainsight.framework.observer",
+    "evaluate": "chainsight.framework.eval.runner",
     "get_observer": "chainsight.framework.observer",
     "set_observer": "chainsight.framework.observer",
+    "instrument": "chainsight.framework.zero_code",
+    "uninstrument": "chainsight.framework.zero_code",
 }
 
 

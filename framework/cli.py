@@ -42,6 +42,8 @@ from chainsight.framework.cli_render import (
     short_id,
     tree_order,
 )
+from chainsight.framework.cli_run import HELP as RUN_HELP
+from chainsight.framework.cli_run import cmd_run, configure_run
 from chainsight.framework.commands import (
     CommandError,
     display_url,
@@ -309,6 +311,9 @@ def build_parser(plugins: PluginSet | None = None) -> argparse.ArgumentParser:
 
     p = builtin("show", "show one trace: its span tree and scores", cmd_show)
     p.add_argument("trace_id", metavar="TRACE_ID", help="a trace id, or a unique part of one: its end (as `traces` shows it) or its start")
+
+    p = builtin("run", RUN_HELP, cmd_run, json=False)
+    configure_run(p)
 
     builtin("plugins", "list plugins with their version, source, hooks and status "
             "(degraded: as last recorded in the store)", cmd_plugins)

@@ -24,7 +24,6 @@ import hashlib
 import os
 import re
 import reprlib
-import tomllib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from types import MappingProxyType
 from typing import Any
 
 import platformdirs
+import tomli  # tomllib's parser; its errors carry their position (tomllib's from 3.14 on)
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
@@ -263,22 +263,9 @@ def find_config_path(explicit: str | os.PathLike[str] | None = None) -> Path | N
     return None
 
 
-_TOML_POS = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
-_TOML_END = re.compile(r"\s*\(at end of document\)\s*$")
-
-
-def _syntax_problem(err: tomllib.TOMLDecodeError, file: str, text: str) -> ConfigProblem:
-    msg = str(err)
-    m = _TOML_POS.search(msg)
-    if m:
-        line, col = int(m.group(1)), int(m.group(2))
-        return ConfigProblem("", f"invalid TOML: {msg[: m.start()]} (column {col})", file, line)
-    m = _TOML_END.search(msg)
-    if m:
-        return ConfigProblem(
-            "", f"invalid TOML: {msg[: m.start()]} (at end of file)", file, text.count("\n") + 1
-        )
-    return ConfigProblem("", f"invalid TOML: {msg}", file)
+def _syntax_problem(err: tomli.TOMLDecodeError, file: str) -> ConfigProblem:
+    where = "at end of file" if err.pos >= len(err.doc) else f"column {err.colno}"
+    return ConfigProblem("", f"invalid TOML: {err.msg} ({where})", file, err.lineno)
 
 
 def read_settings(
@@ -302,9 +289,9 @@ def read_settings(
     except UnicodeDecodeError as exc:
         return Settings(path=found), [ConfigProblem("", f"not UTF-8 text: {exc.reason}", file)]
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        return Settings(path=found, source=text), [_syntax_problem(exc, file, text)]
+        data = tomli.loads(text)
+    except tomli.TOMLDecodeError as exc:
+        return Settings(path=found, source=text), [_syntax_problem(exc, file)]
 
     locator = _Locator(text)
     problems: list[ConfigProblem] = []
@@ -623,7 +610,7 @@ def format_path(parts: Iterable[PathPart]) -> str:
 
 
 # --------------------------------------------------------------------------
-# Locating a path in the TOML text (tomllib keeps no positions)
+# Locating a path in the TOML text (the parser keeps no positions)
 # --------------------------------------------------------------------------
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'[^\']*\'')

@@ -29,13 +29,15 @@ a sampler          :func:`collect_samples` (GPU, process...)
 a redactor         :func:`process_span` and :func:`process_score`
 a price source     :func:`price_span`
 a CLI command      :func:`register_commands`
+an evaluator       :func:`evaluate` (a dataset item's output against its
+                   expected answer, or a judge's opinion of it)
 =================  ==========================================================
 
 A plugin that keeps state is a class: the host builds one instance per
 observer from the module's ``create_plugin()`` factory (or registers the
 object it is given), so two observers never share it. No module globals.
 
-There are three kinds of hooks, by the thread that calls them.
+There are four kinds of hooks, by the thread that calls them.
 
 **Startup hooks** (``configure``, ``register_commands``,
 ``setup_problems``) run once, before the pipeline processes any span: on the
@@ -64,6 +66,11 @@ instead.
 **Sampler hook** (``collect_samples``) runs on the host's sampler thread,
 under the same guard.
 
+**Evaluation hook** (``evaluate``) runs only in an evaluation run
+(``chainsight eval run``, ``chainsight.evaluate``), on the run's own worker
+threads, several items at once; never on the pipeline worker, so it may
+block (an LLM judge calls a model).
+
 Nothing here is ever called on the caller's thread: the recorder only builds
 spans and enqueues them.
 """
@@ -76,7 +83,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from chainsight.framework.extension import CommandRegistry
-from chainsight.framework.model import Alert, Sample, Score, Span
+from chainsight.framework.model import Alert, EvalCase, Sample, Score, Span
 
 if TYPE_CHECKING:
     from chainsight.framework.observer import Observer
@@ -264,8 +271,9 @@ def samples_collected(samples: Sequence[Sample]) -> None:
 
 @hookspec
 def alert_changed(alert: Alert) -> None:
-    """An alert changed state (pending -> firing -> resolved): notifiers
-    (a webhook, Slack, stderr) live here.
+    """An alert changed state (pending -> firing -> resolved; a pending one
+    that clears before it fired: inactive): notifiers (a webhook, Slack,
+    stderr) live here. ``alert.alert_id`` is the same through one alert's states.
 
     When: on the pipeline worker, after the alert row was stored.
     Return: ignored. Give network calls a short timeout.
@@ -292,3 +300,36 @@ def shutdown(timeout: float) -> None:
     Return: ignored.
     """
 
+
+
+# --------------------------------------------------------------------------
+# Evaluation (the eval runner's threads)
+# --------------------------------------------------------------------------
+
+
+@hookspec
+def evaluate(case: EvalCase) -> list[Score] | None:
+    """Judge one dataset item's output: an evaluator (exact match, ROUGE-L,
+    an LLM judge...).
+
+    When: in an evaluation run, once per item and evaluator, after the target
+    ran on the item and its trace was stored, so ``case.spans`` hold the
+    trace as stored (redacted, priced; the online checks have run on it).
+    ``case.output`` is what the target returned, ``case.expected`` the
+    dataset's expected output (None when the item has none), ``case.error``
+    set when the target failed (built-in reference evaluators then score 0;
+    an evaluator may also return None). Thread: one of the run's worker
+    threads; several items are evaluated at once, so keep per-item state
+    local. May block (a judge calls a model): give network calls a timeout.
+    Guarded like pipeline hooks: a raising evaluator is counted, reported
+    in the run's summary with its name, and the other evaluators still run.
+
+    Return: the scores, e.g. ``Score("exact_match", "eval", case.trace_id,
+    value=1.0, passed=True)``; ``value`` in 0..1, higher is better (the
+    summary averages it, comparisons and gates read it that way), ``passed``
+    the verdict, ``comment`` the explanation. The runner links each score to
+    the item's trace and the experiment (``trace_id``, ``experiment_id``),
+    keeps ``source`` ``"eval"`` or ``"judge"`` (anything else becomes
+    ``"eval"``), and stores it through :func:`process_score`. None or an
+    empty list: nothing to say about this item.
+    """

@@ -11,39 +11,34 @@ Times are integer nanoseconds since the Unix epoch (``time.time_ns()``).
 from __future__ import annotations
 
 import dataclasses
-import os
-import random
 import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-_rand = random.Random()
-# ``random`` reseeds only its module-level instance in a forked child; without
-# this, pre-forked workers (gunicorn, multiprocessing) would make the same ids.
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_rand.seed)
+import uuid_utils
 
 
 def new_ordered_id() -> str:
-    """A 128-bit id as 32 hex digits: the clock (in units of 2**20 ns, about a
-    millisecond) in the first 48 bits, 80 random bits after it.
+    """A new RFC 9562 UUIDv7 as 32 hex digits (``uuid_utils.uuid7``, the
+    generator LangChain makes its run ids with): the millisecond clock in
+    the first 48 bits, then 74 random bits (and the version and variant).
 
-    Used for span, trace and score ids (``new_span_id`` and ``new_trace_id``
-    are this function). Time-ordered, so the stores' indexes on these ids grow
-    at their right edge instead of touching a random page per row (random span
-    and trace ids made SQLite span inserts 2-3x slower at 100k spans);
-    LangChain's run ids (uuid7) have the same shape. The random part is the
-    end (W3C trace context asks for the rightmost 7 bytes of a trace id to be
-    random; an OpenTelemetry exporter takes a span's last 16 digits as its
-    64-bit id), which is why short ids show the end.
+    Used for span, trace and score ids. Time-ordered, so the stores' indexes
+    on these ids grow at their right edge instead of touching a random page
+    per row (random span and trace ids made SQLite span inserts 2-3x slower
+    at 100k spans). The time is given, not left to uuid_utils, whose own
+    clock puts a counter after it: ids of one millisecond would then share
+    their first 24 digits, and the start of an id would no longer tell
+    traces apart (``chainsight show`` and ``feedback`` resolve a start or an
+    end). The end is the random part, which is why short ids show it.
+    uuid_utils reseeds its generator in a forked child.
     """
-    return f"{(_time_ns() >> 20) << 80 | _getrandbits(80):032x}"
+    seconds, nanos = divmod(time.time_ns(), 1_000_000_000)
+    return uuid_utils.uuid7(timestamp=seconds, nanos=nanos).hex
 
 
-_time_ns = time.time_ns
-_getrandbits = _rand.getrandbits
 new_span_id = new_ordered_id
 new_trace_id = new_ordered_id
 
@@ -300,10 +295,21 @@ class Sample:
 
 @dataclass(frozen=True, slots=True)
 class Alert:
-    """One state of an alert rule; a new object is emitted on every transition."""
+    """One state of an alert rule; a new object is emitted on every transition.
+
+    The states of one alert (one series of a rule: the rule and its labels)
+    share its ``alert_id``: pending (the condition holds, not yet for the
+    rule's ``for``), firing, resolved (after firing), or inactive (it was
+    pending and the condition stopped holding before it fired).
+    ``started_ns`` is when it became pending, ``ended_ns`` when it resolved;
+    ``trace_ids`` are traces behind the value (the slow, failed or costly
+    ones), at most a few dozen. ``source`` says what recorded it: ``"rules"``
+    for the alert evaluator (which moves only its own alerts on), empty for
+    an alert a plugin or the application recorded.
+    """
 
     rule: str
-    state: str  # pending, firing, resolved
+    state: str  # pending, firing, resolved, inactive
     severity: str = "warning"
     value: float | None = None
     threshold: float | None = None
@@ -312,6 +318,9 @@ class Alert:
     summary: str = ""
     labels: dict[str, str] = field(default_factory=dict)
     alert_id: str = field(default_factory=new_span_id)
+    description: str = ""
+    trace_ids: tuple[str, ...] = ()
+    source: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,3 +385,58 @@ def feedback_scores(
     if not scores:
         scores.append(Score("comment", "feedback", trace_id, span_id, None, label, None, comment))
     return scores
+
+
+@dataclass(frozen=True, slots=True)
+class EvalCase:
+    """One dataset item after the target ran on it: what an evaluator judges
+    (the ``evaluate`` hook). Frozen: evaluators run on several threads at once.
+
+    ``output`` is what the target returned, as returned (a string, a message,
+    a dict...); :meth:`output_text` is its text. ``error`` is set (and
+    ``output`` None) when the target failed after its retries. ``root`` and
+    ``spans`` are the item's trace as the pipeline stored it (redacted,
+    priced), empty when it was not stored in time; ``trace_id`` is None then.
+    """
+
+    item_id: str
+    input: Any
+    expected: Any
+    output: Any
+    experiment_id: str
+    trace_id: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    root: Span | None = None
+    spans: tuple[Span, ...] = ()
+
+    def output_text(self) -> str:
+        """The output as text: a string as it is, a chat message's content,
+        the one value (or ``output``/``answer``/``text``) of a dict, else JSON."""
+        return as_text(self.output)
+
+
+_TEXT_KEYS: Final = ("output", "answer", "text", "content", "result")
+
+
+def as_text(value: Any) -> str:
+    """A target's output or an expected answer as text (see :meth:`EvalCase.output_text`)."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    content = getattr(value, "content", None)
+    if isinstance(content, str):
+        return content
+    if isinstance(value, dict):
+        if len(value) == 1:
+            return as_text(next(iter(value.values())))
+        for key in _TEXT_KEYS:
+            if key in value:
+                return as_text(value[key])
+    import json
+
+    try:
+        return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+    except (TypeError, ValueError):
+        return str(value)

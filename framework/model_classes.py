@@ -10,11 +10,11 @@ class in its MRO redefines ``__class__`` (then ``isinstance`` equals
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from typing import Final, Generic, TypeVar
+from typing import Final
 
-T = TypeVar("T")
 MAX_CLASSES: Final = 1024
+"""How many classes each verdict cache keeps (``functools.lru_cache``): classes
+made at run time (``pydantic.create_model``) come and go."""
 
 
 def plain_pydantic_class(cls: type, excluded: tuple[type, ...]) -> bool:
@@ -28,24 +28,3 @@ def plain_pydantic_class(cls: type, excluded: tuple[type, ...]) -> bool:
         and not issubclass(cls, excluded)
         and not any("__class__" in vars(k) for k in cls.__mro__[:-1])
     )
-
-
-class ClassMemo(Generic[T]):
-    """``verdict(cls)`` computed once per class. Bounded: classes made at run
-    time (``pydantic.create_model``) come and go."""
-
-    def __init__(self, verdict: Callable[[type], T]) -> None:
-        self._verdict = verdict
-        self._known: dict[type, T] = {}
-
-    def __len__(self) -> int:
-        return len(self._known)
-
-    def __call__(self, cls: type) -> T:
-        try:
-            return self._known[cls]
-        except KeyError:
-            if len(self._known) >= MAX_CLASSES:
-                self._known.clear()
-            value = self._known[cls] = self._verdict(cls)
-            return value

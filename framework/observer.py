@@ -35,6 +35,7 @@ from chainsight.framework.pipeline import (
     PipelineParts,
 )
 from chainsight.framework.plugin_manager import PluginSet, load_plugins, plugin_name
+from chainsight.framework.process_context import process_context
 
 if TYPE_CHECKING:
     from chainsight.framework.config import ConfigProblem, Settings
@@ -122,6 +123,8 @@ class Observer:
         self._given = _Given(storage_url, settings, config_path, tuple(plugins), builtins,
                              entry_points, strict, spill_path, dict(pipeline or {}), store_factory)
         self.internal_errors = 0
+        self.last_trace_id: str | None = None
+        """The trace of the last root span this observer ended (``%chainsight`` shows it)."""
         self._closed = False
         self._sampler: _SamplerThread | None = None
         self._shutdown_timeout = float(self._given.pipeline.get("shutdown_timeout_s", 5.0))
@@ -279,10 +282,19 @@ class Observer:
         attributes: Mapping[str, Any] | None = None,
     ) -> Span:
         """Open a span. ``parent`` (or ``parent_id`` + ``trace_id``) nests it;
-        without either it starts a new trace. Never raises."""
+        without either it starts a new trace, whose user, session and tags
+        default to the process's (``CHAINSIGHT_USER``...). Never raises."""
         try:
             if parent is not None:
                 parent_id, trace_id = parent.span_id, parent.trace_id
+            elif parent_id is None:
+                context = process_context()
+                if user_id is None:
+                    user_id = context.user_id
+                if session_id is None:
+                    session_id = context.session_id
+                if context.tags:
+                    tags = [*context.tags, *(t for t in tags or () if t not in context.tags)]
             span = Span(name, kind, span_id=span_id, trace_id=trace_id, parent_id=parent_id, start_ns=start_ns)
             if inputs is not None:
                 span.inputs = inputs
@@ -330,6 +342,8 @@ class Observer:
                     span.error = error
             elif span.status == "unset":
                 span.status = "ok"
+            if span.parent_id is None:
+                self.last_trace_id = span.trace_id
             self.pipeline.put(span)
         except Exception:
             self.internal_errors += 1
@@ -441,11 +455,12 @@ class Observer:
         if self._closed:
             return True
         self._closed = True
+        started = time.monotonic()
         if timeout is None:
-            timeout = self._shutdown_timeout
-        deadline = time.monotonic() + timeout
+            timeout = self.exit_deadline_s()
+        deadline = started + timeout
         if self._sampler is not None:
-            self._sampler.stop(min(1.0, timeout / 4))
+            self._sampler.stop(min(1.0, (deadline - started) / 4))
         ok = self.pipeline.stop(max(0.0, deadline - time.monotonic()))
         parts = self.pipeline.parts
         if parts is not None and not self.pipeline.alive:
@@ -454,6 +469,13 @@ class Observer:
             parts.store.close()
         _live_observers.discard(self)
         return ok
+
+    def exit_deadline_s(self) -> float:
+        """``[pipeline] shutdown_timeout_s``. The configuration is read by
+        start-up, so an observer still starting (a process that exits soon
+        after its first span) waits for it, at most the default deadline."""
+        self.pipeline.wait_startup(self._shutdown_timeout)
+        return self._shutdown_timeout
 
     def _after_fork_in_child(self) -> None:
         if self._closed:
@@ -534,7 +556,8 @@ def _shutdown_all() -> None:
     observers = list(_live_observers)
     if not observers:
         return
-    deadline = time.monotonic() + max(o._shutdown_timeout for o in observers)
+    started = time.monotonic()
+    deadline = started + max(o.exit_deadline_s() for o in observers)
     for observer in observers:
         try:
             observer.shutdown(max(0.0, deadline - time.monotonic()))

@@ -268,6 +268,10 @@ class Pipeline:
         assert self.parts is not None
         return self.parts
 
+    def wait_startup(self, timeout: float) -> bool:
+        """Wait until start-up is over (done or failed); False on timeout."""
+        return self._ready.wait(timeout)
+
     def wait_started(self, timeout: float) -> bool:
         """Wait until start-up, and the first attempt to open the store, are
         over (or failed); False on timeout."""

@@ -27,8 +27,8 @@ from typing import Any, Final
 import jsonschema
 from jsonschema.exceptions import ValidationError
 
-from chainsight.framework import hookimpl
 from chainsight.framework.model import Score, Span
+from chainsight.plugins.span_check import SpanCheckPlugin
 from chainsight.plugins.text import answer_text
 
 NAME: Final = "json_schema"
@@ -138,23 +138,5 @@ def _message_like(value: Any) -> bool:
     )
 
 
-class JsonSchemaPlugin:
-    """One per observer (see ``create_plugin``), so two observers in one
-    process can check against different schemas."""
-
-    CONFIG_SCHEMA: Final = CONFIG_SCHEMA
-
-    def __init__(self) -> None:
-        self.check = JsonSchemaCheck()
-
-    @hookimpl
-    def configure(self, config: Mapping[str, Any]) -> None:
-        self.check = JsonSchemaCheck(config.get("schemas") or {})
-
-    @hookimpl
-    def check_span(self, span: Span) -> list[Score] | None:
-        return self.check.check_span(span)
-
-
-def create_plugin() -> JsonSchemaPlugin:
-    return JsonSchemaPlugin()
+def create_plugin() -> SpanCheckPlugin[JsonSchemaCheck]:
+    return SpanCheckPlugin(lambda config: JsonSchemaCheck(config.get("schemas") or {}), CONFIG_SCHEMA)

@@ -26,8 +26,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from chainsight.framework import hookimpl
 from chainsight.framework.model import Score, Span
+from chainsight.plugins.span_check import SpanCheckPlugin
 from chainsight.plugins.text import judges_answer, span_answer
 
 NAME: Final = "length"
@@ -160,23 +160,5 @@ def calls_tools(reply: Any, _depth: int = 0) -> bool:
     return isinstance(nested, Mapping) and calls_tools(nested, _depth + 1)
 
 
-class LengthPlugin:
-    """One per observer (see ``create_plugin``), so two observers in one
-    process can check with different settings."""
-
-    CONFIG_SCHEMA: Final = CONFIG_SCHEMA
-
-    def __init__(self) -> None:
-        self.check = LengthCheck.from_config({})
-
-    @hookimpl
-    def configure(self, config: Mapping[str, Any]) -> None:
-        self.check = LengthCheck.from_config(config)  # a bad option fails here, at startup
-
-    @hookimpl
-    def check_span(self, span: Span) -> list[Score] | None:
-        return self.check.check_span(span)
-
-
-def create_plugin() -> LengthPlugin:
-    return LengthPlugin()
+def create_plugin() -> SpanCheckPlugin[LengthCheck]:
+    return SpanCheckPlugin(LengthCheck.from_config, CONFIG_SCHEMA)

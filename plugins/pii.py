@@ -26,10 +26,10 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any, Final
 
-from chainsight.framework import hookimpl
 from chainsight.framework.model import Score, Span
 from chainsight.plugins import detectors
 from chainsight.plugins.redaction import ATTRIBUTE
+from chainsight.plugins.span_check import SpanCheckPlugin
 from chainsight.plugins.text import judges_answer, strings
 
 NAME: Final = "pii"
@@ -111,23 +111,5 @@ class PiiCheck:
                      ",".join(sorted(total)), False, comment)
 
 
-class PiiPlugin:
-    """One per observer (see ``create_plugin``), so two observers in one
-    process can check with different settings."""
-
-    CONFIG_SCHEMA: Final = CONFIG_SCHEMA
-
-    def __init__(self) -> None:
-        self.check = PiiCheck.from_config({})
-
-    @hookimpl
-    def configure(self, config: Mapping[str, Any]) -> None:
-        self.check = PiiCheck.from_config(config)  # a bad option fails here, at startup
-
-    @hookimpl
-    def check_span(self, span: Span) -> list[Score] | None:
-        return self.check.check_span(span)
-
-
-def create_plugin() -> PiiPlugin:
-    return PiiPlugin()
+def create_plugin() -> SpanCheckPlugin[PiiCheck]:
+    return SpanCheckPlugin(PiiCheck.from_config, CONFIG_SCHEMA)

@@ -57,7 +57,7 @@ from typing import Any, Final
 from chainsight.framework import hookimpl
 from chainsight.framework.model import WITHHELD as WITHHELD  # re-exported: it used to live here
 from chainsight.framework.model import Score, Span, withhold_content
-from chainsight.framework.model_classes import ClassMemo, plain_pydantic_class
+from chainsight.framework.model_classes import MAX_CLASSES, plain_pydantic_class
 from chainsight.plugins import detectors
 from chainsight.plugins.detectors import SECRETS, SENSITIVE_KEY, SWITCHES, Detector
 from chainsight.storage.serialize import MAX_DEPTH, dumps, key_to_text
@@ -216,7 +216,7 @@ class Redactor:
 
     def _walk_container(self, value: Any, counts: Counter[str], depth: int, path: set[int]) -> Any:
         """``depth``: that of the values inside ``value``."""
-        kind = type(value)
+        kind: type = type(value)
         if kind is dict:  # exact types first: an ABC isinstance check costs more
             return self._walk_mapping(value, counts, depth, path)
         if kind is list or kind is tuple:
@@ -372,7 +372,8 @@ _CONTAINERS: Final = frozenset({dict, list, tuple})
 _NOT_MODELS: Final = (str, *_SCALARS, Mapping, list, tuple, set, frozenset)
 
 
-def _plain_model_fields(cls: type) -> tuple[str, ...] | None:
+@functools.lru_cache(maxsize=MAX_CLASSES)
+def _model_fields(cls: type) -> tuple[str, ...] | None:
     """The field names, when _walk_object would take the pydantic branch for
     every instance of ``cls`` (one no earlier check of the walk matches)."""
     if not plain_pydantic_class(cls, _NOT_MODELS):
@@ -381,9 +382,6 @@ def _plain_model_fields(cls: type) -> tuple[str, ...] | None:
     if not isinstance(fields, Mapping) or not hasattr(cls, "model_copy"):
         return None
     return tuple(fields)
-
-
-_model_fields = ClassMemo(_plain_model_fields)
 
 
 @functools.lru_cache(maxsize=4096)

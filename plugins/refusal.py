@@ -21,8 +21,8 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
-from chainsight.framework import hookimpl
 from chainsight.framework.model import Score, Span
+from chainsight.plugins.span_check import SpanCheckPlugin
 from chainsight.plugins.text import any_of, fold, judges_answer, span_answer
 
 NAME: Final = "refusal"
@@ -158,23 +158,5 @@ def _normalise(text: str) -> str:
     return _SPACES.sub(" ", text.replace("’", "'"))
 
 
-class RefusalPlugin:
-    """One per observer (see ``create_plugin``), so two observers in one
-    process can check with different settings."""
-
-    CONFIG_SCHEMA: Final = CONFIG_SCHEMA
-
-    def __init__(self) -> None:
-        self.check = RefusalCheck.from_config({})
-
-    @hookimpl
-    def configure(self, config: Mapping[str, Any]) -> None:
-        self.check = RefusalCheck.from_config(config)  # a bad option fails here, at startup
-
-    @hookimpl
-    def check_span(self, span: Span) -> list[Score] | None:
-        return self.check.check_span(span)
-
-
-def create_plugin() -> RefusalPlugin:
-    return RefusalPlugin()
+def create_plugin() -> SpanCheckPlugin[RefusalCheck]:
+    return SpanCheckPlugin(RefusalCheck.from_config, CONFIG_SCHEMA)

@@ -30,8 +30,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, runtime_checkable
 
-from chainsight.framework import hookimpl
 from chainsight.framework.model import Score, Span
+from chainsight.plugins.span_check import SpanCheckPlugin
 from chainsight.plugins.text import all_text, any_of, judges_answer, span_answer
 
 NAME: Final = "toxicity"
@@ -335,23 +335,5 @@ class ToxicityCheck:
         return label, passed, comment
 
 
-class ToxicityPlugin:
-    """One per observer (see ``create_plugin``), so two observers in one
-    process can check with different settings."""
-
-    CONFIG_SCHEMA: Final = CONFIG_SCHEMA
-
-    def __init__(self) -> None:
-        self.check = ToxicityCheck.from_config({})
-
-    @hookimpl
-    def configure(self, config: Mapping[str, Any]) -> None:
-        self.check = ToxicityCheck.from_config(config)  # a bad option fails here, at startup
-
-    @hookimpl
-    def check_span(self, span: Span) -> list[Score] | None:
-        return self.check.check_span(span)
-
-
-def create_plugin() -> ToxicityPlugin:
-    return ToxicityPlugin()
+def create_plugin() -> SpanCheckPlugin[ToxicityCheck]:
+    return SpanCheckPlugin(ToxicityCheck.from_config, CONFIG_SCHEMA)

@@ -58,7 +58,8 @@ ORDER_COLUMNS: Final[dict[str, sa.Column[Any]]] = {
     "errors": T.c.error_count,
     "error_count": T.c.error_count,
 }
-SPAN_GROUPS: Final = {"model": S.c.model, "provider": S.c.provider}
+# "kind": every LLM call in one group (the per-call figures of `chainsight stats`).
+SPAN_GROUPS: Final = {"model": S.c.model, "provider": S.c.provider, "kind": S.c.kind}
 TRACE_GROUPS: Final = {
     "name": T.c.name,
     "status": T.c.status,
@@ -299,10 +300,13 @@ def _sample(row: Any) -> Sample:
 
 
 def _alert(row: Any) -> Alert:
+    trace_ids = row.trace_ids if isinstance(row.trace_ids, list) else []
     return Alert(
         rule=row.rule, state=row.state, severity=row.severity, value=row.value,
         threshold=row.threshold, started_ns=row.started_ns, ended_ns=row.ended_ns,
         summary=row.summary, labels=dict(row.labels or {}), alert_id=row.alert_id,
+        description=row.description or "", trace_ids=tuple(str(t) for t in trace_ids),
+        source=row.source or "",
     )
 
 
@@ -533,12 +537,33 @@ class Store:
                 entry[4] += int(ok or 0)
         return [ScoreStat(source, name, *entry) for (source, name), entry in sorted(totals.items())]
 
-    def list_alerts(self, state: str | None = None, limit: int = 100) -> list[Alert]:
+    def list_alerts(self, state: str | None = None, limit: int = 100,
+                    since_ns: int | None = None, source: str | None = None) -> list[Alert]:
+        """Alerts, newest first. ``state=None``: pending, firing and resolved
+        ones (not ``inactive``: pending ones that never fired; ask for them by
+        name). ``since_ns``: only alerts active at some time since then;
+        ``source``: only those recorded by it (``"rules"``: the evaluator)."""
         al = schema.alerts
-        clauses = [al.c.state == state] if state is not None else []
+        clauses: list[sa.ColumnElement[bool]] = [
+            al.c.state == state if state is not None else al.c.state != "inactive"]
+        if source is not None:
+            clauses.append(al.c.source == source)
+        if since_ns is not None:
+            clauses.append(sa.or_(al.c.started_ns >= since_ns, al.c.ended_ns.is_(None),
+                                  al.c.ended_ns >= since_ns))
         stmt = (sa.select(al).where(*clauses)
                 .order_by(al.c.started_ns.desc(), al.c.alert_id.desc()).limit(limit))
         return [_alert(r) for r in self._rows(stmt)]
+
+    def get_traces(self, trace_ids: Sequence[str]) -> list[Trace]:
+        """The traces of ``trace_ids`` that exist, in the order given (the
+        traces behind an alert)."""
+        ids = list(dict.fromkeys(trace_ids))
+        if not ids:
+            return []
+        rows = {r.trace_id: r for r in self._rows(sa.select(T).where(T.c.trace_id.in_(ids)))}
+        summaries = self.score_summaries(list(rows))
+        return [_trace(rows[i], summaries) for i in ids if i in rows]
 
     def list_samples(
         self,
@@ -575,6 +600,19 @@ class Store:
         """The last stored health of each plugin (see StoreWriter.write_plugin_health)."""
         ph = schema.plugin_health
         return [dict(r._mapping) for r in self._rows(sa.select(ph).order_by(ph.c.name))]
+
+    # ---- experiments (storage/evaluation.py holds the rest) ---------------------
+    def list_experiments(self, limit: int = 200) -> list[Any]:
+        """Experiments, newest first (``storage.evaluation.Experiment``)."""
+        from chainsight.storage.evaluation import EvalStore
+
+        return EvalStore(self.url, engine=self.engine).list_experiments(limit=limit)
+
+    def list_experiment_results(self, experiment_id: str) -> list[Any]:
+        """One ``storage.evaluation.ExperimentResult`` per finished item."""
+        from chainsight.storage.evaluation import EvalStore
+
+        return EvalStore(self.url, engine=self.engine).results(experiment_id)
 
     # ---- aggregates ------------------------------------------------------------
     def _metric_query(

@@ -179,18 +179,36 @@ alerts = Table(
     Column("summary", Text, nullable=False),
     Column("labels", Json),
     Column("updated_ns", BigInteger, nullable=False),
+    Column("description", Text),
+    Column("trace_ids", Json),  # the traces behind the value (a JSON list)
+    Column("source", Text),  # "rules": made by the alert evaluator
     Index(None, "state", "started_ns"),
     Index(None, "started_ns"),
+)
+
+# A lease per singleton job over one store (the alert evaluator): the holder
+# renews it while it runs; another process takes it over once it expired.
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("holder", Text, nullable=False),
+    Column("expires_ns", BigInteger, nullable=False),
+    Column("updated_ns", BigInteger, nullable=False),
+    Column("acquired_ns", BigInteger, nullable=False),  # when this holder took it
 )
 
 datasets = Table(
     "datasets",
     metadata,
     Column("dataset_id", Text, primary_key=True),
-    Column("name", Text, nullable=False, unique=True),
+    Column("name", Text, nullable=False),
+    # Content hash of the items (storage/evaluation.py): a name has one row per version.
+    Column("version", Text),
     Column("description", Text),
     Column("metadata", Json),
     Column("created_ns", BigInteger, nullable=False),
+    UniqueConstraint("name", "version"),
 )
 
 dataset_items = Table(
@@ -236,8 +254,27 @@ experiment_results = Table(
     Column("input_tokens", BigInteger),
     Column("output_tokens", BigInteger),
     Column("cost_usd", Float),
+    Column("scores", Json),  # score name -> value (0..1) of this item, as the run computed it
     Column("created_ns", BigInteger, nullable=False),
     Index(None, "experiment_id", "item_id"),
+)
+
+SEQUENCE_COLUMN: Final = "seq"
+SEQUENCED_TABLES: Final = ("spans", "scores")
+"""On PostgreSQL these tables have one more column, ``seq``, filled from the
+sequence ``chainsight_seq`` by a default (migration 0004): the order rows were
+inserted in, which a follower pages by (chainsight.storage.follow). It is
+left out of the tables above on purpose: the writer inserts every column named
+there, and SQLite needs none (its rowid is already in commit order)."""
+
+followers = Table(
+    "followers",
+    metadata,
+    # A reader that follows the store (``chainsight serve``): where it is, so a
+    # restart resumes there (chainsight.storage.follow); see SEQUENCE_COLUMN.
+    Column("name", Text, primary_key=True),
+    Column("position", Json),
+    Column("updated_ns", BigInteger, nullable=False),
 )
 
 plugin_health = Table(

@@ -4,10 +4,11 @@ Span inputs and outputs are whatever a chain passed around: pydantic messages,
 dataclasses, bytes, exceptions, self-referencing dicts. :func:`encode_capped`
 turns any of them into JSON text of at most ``max_bytes`` UTF-8 bytes (a
 truncation marker replaces what does not fit); :func:`to_jsonable` is the same
-as a Python value. The common case (plain dicts, lists and strings) goes
-through the C encoder once; only awkward objects take the slow walk.
-Pydantic models (LangChain messages) are recognised by class, once, and
-:class:`BatchEncoder` dumps a model shared by several values of a batch once.
+as a Python value. One encoder, orjson, writes every text: the common case
+(plain dicts, lists, strings, and what :func:`_leaf` makes of other objects)
+in one call; what it refuses (cycles, lone surrogates, integers beyond 64
+bits) is first made plain by a careful walk. Pydantic models (LangChain
+messages) are recognised by class, once per class.
 """
 
 from __future__ import annotations
@@ -15,33 +16,34 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import enum
+import functools
 import hashlib
 import json
 import math
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import PurePath
 from typing import Any, Final
 
 import orjson
 
-from chainsight.framework.model_classes import ClassMemo, plain_pydantic_class
+from chainsight.framework.model_classes import MAX_CLASSES, plain_pydantic_class
 
 MAX_DEPTH: Final = 64
 """How deep the careful walk below goes, and redaction too (plugins.redaction
 imports it): what redaction replaced with a marker is never written deeper."""
 REPR_LIMIT: Final = 1000
 
-_encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 # PostgreSQL jsonb rejects the NUL escape; an escaped backslash before "u0000" is text.
 _NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 
 
 def _leaf(obj: Any) -> Any:
     """A JSON-friendly stand-in for one object json cannot encode (may still nest)."""
-    if _is_model(type(obj)):  # most leaves: LangChain messages; skips the checks below
+    kind: type = type(obj)
+    if _is_model(kind):  # most leaves: LangChain messages; skips the checks below
         return _model_leaf(obj)
     return _leaf_any(obj)
 
@@ -102,12 +104,10 @@ _EARLIER_LEAVES: Final = (
 )
 
 
-def _plain_model_class(cls: type) -> bool:
+@functools.lru_cache(maxsize=MAX_CLASSES)
+def _is_model(cls: type) -> bool:
     """Every instance of ``cls`` is one _leaf_any sends straight to model_dump."""
     return plain_pydantic_class(cls, _EARLIER_LEAVES) and not dataclasses.is_dataclass(cls)
-
-
-_is_model = ClassMemo(_plain_model_class)
 
 
 def _safe_str(obj: Any) -> str:
@@ -125,17 +125,17 @@ def _safe_repr(obj: Any) -> str:
     return text if len(text) <= REPR_LIMIT else text[:REPR_LIMIT] + "..."
 
 
-_fast_encoder = json.JSONEncoder(
-    ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_leaf
-)
-
-
 def _walk(obj: Any, depth: int, path: set[int]) -> Any:
-    """The careful conversion: cycles, depth, non-string keys, NaN."""
-    if obj is None or isinstance(obj, bool | int | str):
+    """The careful conversion into what orjson takes: cycles, depth, keys that
+    are not strings, NaN, lone surrogates, integers beyond 64 bits."""
+    if obj is None or isinstance(obj, bool):
         return obj
+    if isinstance(obj, str):
+        return _storable(obj)
+    if isinstance(obj, int):
+        return obj if _INT_MIN <= obj <= _UINT_MAX else str(obj)
     if isinstance(obj, float):
-        return obj if math.isfinite(obj) else repr(obj)
+        return float(obj) if math.isfinite(obj) else repr(obj)
     if depth >= MAX_DEPTH:
         return "<max depth>"
     oid = id(obj)
@@ -145,7 +145,7 @@ def _walk(obj: Any, depth: int, path: set[int]) -> Any:
     try:
         if isinstance(obj, dict):
             return {
-                (k if isinstance(k, str) else key_to_text(k)): _walk(v, depth + 1, path)
+                _storable(k if isinstance(k, str) else key_to_text(k)): _walk(v, depth + 1, path)
                 for k, v in obj.items()
             }
         if isinstance(obj, list | tuple):
@@ -155,10 +155,23 @@ def _walk(obj: Any, depth: int, path: set[int]) -> Any:
         except Exception:
             replacement = _safe_repr(obj)
         if isinstance(replacement, str):
-            return replacement
+            return _storable(replacement)
         return _walk(replacement, depth + 1, path)
     finally:
         path.discard(oid)
+
+
+_INT_MIN: Final = -(2**63)
+_UINT_MAX: Final = 2**64 - 1
+
+
+def _storable(text: str) -> str:
+    """``text`` with lone surrogates replaced (no UTF-8 encoder takes them)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
 
 
 def key_to_text(key: Any) -> str:
@@ -168,37 +181,16 @@ def key_to_text(key: Any) -> str:
     return key.value if isinstance(key, enum.Enum) and isinstance(key.value, str) else _safe_str(key)
 
 
-def _encode(obj: Any, leaf: Callable[[Any], Any] = _leaf) -> tuple[str, int]:
-    """JSON text for anything, made storable everywhere, and its size in bytes.
-
-    ``leaf``: :func:`_leaf` or one that gives the same values (a memo of it).
-    """
-    try:  # orjson: ~15x faster than the stdlib encoder on the write path
-        raw = orjson.dumps(obj, default=leaf, option=orjson.OPT_NON_STR_KEYS)
-    except Exception:  # cycles, surrogates, huge ints...: the stdlib, then the careful walk
-        pass
-    else:
-        text = raw.decode("utf-8")
-        if "\\u0000" in text:  # same length after the substitution
-            text = _NUL_ESCAPE.sub(lambda m: m.group(1) + "\\ufffd", text)
-        return text, len(raw)
+def _encode(obj: Any) -> tuple[str, int]:
+    """JSON text for anything, made storable everywhere, and its size in bytes."""
     try:
-        text = _fast_encoder.encode(obj)
-    except Exception:  # cycles, NaN, odd keys, recursion, a raising __repr__...
-        text = _encoder.encode(_walk(obj, 0, set()))
-    return _clean(text)
-
-
-def _clean(text: str) -> tuple[str, int]:
-    """Drop lone surrogates and NUL escapes (PostgreSQL rejects both); count bytes."""
-    try:
-        size = len(text.encode("utf-8"))
-    except UnicodeEncodeError:
-        text = text.encode("utf-8", "replace").decode("utf-8")
-        size = len(text.encode("utf-8"))
-    if "\\u0000" in text:
+        raw = orjson.dumps(obj, default=_leaf, option=orjson.OPT_NON_STR_KEYS)
+    except Exception:  # cycles, surrogates, huge ints, a raising __repr__...: the careful walk
+        raw = orjson.dumps(_walk(obj, 0, set()))
+    text = raw.decode("utf-8")
+    if "\\u0000" in text:  # PostgreSQL rejects it; same length after the substitution
         text = _NUL_ESCAPE.sub(lambda m: m.group(1) + "\\ufffd", text)
-    return text, size
+    return text, len(raw)
 
 
 def _marker(text: str, size: int, max_bytes: int) -> str:
@@ -206,68 +198,21 @@ def _marker(text: str, size: int, max_bytes: int) -> str:
     keep = max(0, max_bytes - 80)
     while True:
         preview = raw[:keep].decode("utf-8", "ignore")
-        out = _encoder.encode(
-            {"__truncated__": True, "original_bytes": size, "preview": preview}
-        )
-        overflow = len(out.encode("utf-8")) - max_bytes
+        out = orjson.dumps({"__truncated__": True, "original_bytes": size, "preview": preview})
+        overflow = len(out) - max_bytes
         if overflow <= 0 or keep == 0:
-            return out
+            return out.decode("utf-8")
         keep = max(0, keep - overflow)
 
 
 def encode_capped(obj: Any, max_bytes: int) -> str | None:
     """JSON text of ``obj`` of at most ``max_bytes`` bytes (None stays None)."""
-    return _capped(obj, max_bytes, _leaf)
-
-
-def _capped(obj: Any, max_bytes: int, leaf: Callable[[Any], Any]) -> str | None:
     if obj is None:
         return None
-    text, size = _encode(obj, leaf)
+    text, size = _encode(obj)
     if size <= max_bytes:
         return text
     return _marker(text, size, max_bytes)
-
-
-_MISSING: Final = object()
-
-
-class BatchEncoder:
-    """:func:`encode_capped` for the values of one batch, each pydantic object
-    dumped once: the spans of a trace share their messages (a prompt's output
-    is the model's input, the model's answer the parser's input).
-
-    Use one per batch and drop it after: it keeps every dumped object alive,
-    so an ``id`` it holds cannot be reused while it lives. An object changed
-    between two of its calls may be stored as it was first seen.
-    """
-
-    def __init__(self) -> None:
-        self._leaf = _memo_leaf()
-
-    def encode_capped(self, obj: Any, max_bytes: int) -> str | None:
-        return _capped(obj, max_bytes, self._leaf)
-
-
-def _memo_leaf() -> Callable[[Any], Any]:
-    """:func:`_leaf` with a memo of model dumps by ``id``. A closure, not a
-    method: a bound method kept on its instance would make a reference cycle,
-    and a batch's dumps would then wait for the garbage collector."""
-    dumps: dict[int, Any] = {}
-    dumped: list[Any] = []  # keeps their ids taken; cheaper than (object, dump) pairs
-
-    def leaf(obj: Any) -> Any:
-        out = dumps.get(id(obj), _MISSING)
-        if out is not _MISSING:
-            return out
-        if not _is_model(type(obj)):
-            return _leaf_any(obj)
-        out = dumps[id(obj)] = _model_leaf(obj)
-        dumped.append(obj)
-        return out
-
-    return leaf
-
 
 
 def to_jsonable(obj: Any, max_bytes: int) -> Any:
@@ -289,6 +234,6 @@ def dumps(obj: Any) -> str:
 def key_text(obj: Mapping[str, Any]) -> str:
     """Canonical JSON of a small mapping (sorted keys), used as a uniqueness key."""
     try:
-        return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS).decode("utf-8")
     except Exception:
         return dumps({str(k): v for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))})

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -42,7 +42,7 @@ from chainsight.storage.engine import (
     translate_errors,
 )
 from chainsight.storage.row_checks import RowChecker, clean_text
-from chainsight.storage.serialize import BatchEncoder, dumps, encode_capped, key_text
+from chainsight.storage.serialize import dumps, encode_capped, key_text
 from chainsight.storage.trace_summary import write_trace_totals
 
 log = logging.getLogger("chainsight.storage")
@@ -87,19 +87,17 @@ def _tags_text(tags: Iterable[str] | None) -> str | None:
     return sep + sep.join(str(t).replace(sep, " ") for t in tags) + sep
 
 
-def _span_row(
-    span: Span, cap: int, encode: Callable[[Any, int], str | None] = encode_capped
-) -> dict[str, Any]:
-    """``encode``: :func:`encode_capped` or a :class:`BatchEncoder`'s. Values
-    of the wrong type are left for :class:`RowChecker` to report; only what
-    is computed here from them is guarded. ``tags_text`` and ``search_text``
-    are no columns: the trace row takes them from its root (``add_root_text``)."""
+def _span_row(span: Span, cap: int) -> dict[str, Any]:
+    """Values of the wrong type are left for :class:`RowChecker` to report;
+    only what is computed here from them is guarded. ``tags_text`` and
+    ``search_text`` are no columns: the trace row takes them from its root
+    (``add_root_text``)."""
     error = span.error
     if type(error) is str:
         if len(error) > cap:
             error = error[:cap] + "…"
     elif error is not None:
-        error = encode(error, cap)
+        error = encode_capped(error, cap)
     tags = span.tags
     return {
         "span_id": span.span_id,
@@ -122,13 +120,13 @@ def _span_row(
         "tokens_estimated": bool(span.tokens_estimated),
         "cost_usd": span.cost_usd,
         "chunk_count": span.chunk_count or 0,
-        "inputs": encode(span.inputs, cap) if span.inputs is not None else None,
-        "outputs": encode(span.outputs, cap) if span.outputs is not None else None,
-        "tags": encode(tags, cap) if tags is not None else None,
-        "metadata": encode(span.metadata, cap) if span.metadata is not None else None,
+        "inputs": encode_capped(span.inputs, cap) if span.inputs is not None else None,
+        "outputs": encode_capped(span.outputs, cap) if span.outputs is not None else None,
+        "tags": encode_capped(tags, cap) if tags is not None else None,
+        "metadata": encode_capped(span.metadata, cap) if span.metadata is not None else None,
         "user_id": span.user_id,
         "session_id": span.session_id,
-        "attributes": encode(span.attributes, cap) if span.attributes is not None else None,
+        "attributes": encode_capped(span.attributes, cap) if span.attributes is not None else None,
         "checks": None,
         "content_refs": None,
         "tags_text": _tags_text(tags) if span.parent_id is None and isinstance(tags, list | tuple) else None,
@@ -236,6 +234,9 @@ def _alert_row(alert: Alert, now_ns: int) -> dict[str, Any]:
         "summary": alert.summary,
         "labels": key_text(alert.labels or {}),
         "updated_ns": now_ns,
+        "description": alert.description or None,
+        "trace_ids": dumps(list(alert.trace_ids)) if alert.trace_ids else None,
+        "source": alert.source or None,
     }
 
 
@@ -258,7 +259,7 @@ def _insert(dialect: sa.Dialect, table: sa.Table, columns: Sequence[str]) -> Bul
 def _alert_upsert(stmt: Any, excluded: Any) -> Any:
     a = schema.alerts
     updated = ("severity", "state", "value", "threshold", "ended_ns", "summary", "labels",
-               "updated_ns")
+               "updated_ns", "description", "trace_ids", "source")
     return stmt.on_conflict_do_update(
         index_elements=[a.c.alert_id],
         set_={c: excluded[c] for c in updated},
@@ -289,8 +290,7 @@ class StoreWriter:
         cap = self.max_content_bytes
         rows: dict[str, list[dict[str, Any]]] = {}
         if batch.spans:
-            encode = BatchEncoder().encode_capped  # spans of a trace share messages
-            rows["spans"] = [self._span_row(span, cap, encode) for span in batch.spans]
+            rows["spans"] = [self._span_row(span, cap) for span in batch.spans]
         scores = verdicts.attach(rows.get("spans", ()), batch.scores) if batch.scores else ()
         if scores:
             rows["scores"] = [_score_row(score) for score in scores]
@@ -350,9 +350,9 @@ class StoreWriter:
                     write_trace_totals(conn, span_rows, all_new=inserted["spans"] == len(span_rows))
 
     @staticmethod
-    def _span_row(span: Span, cap: int, encode: Callable[[Any, int], str | None]) -> dict[str, Any]:
+    def _span_row(span: Span, cap: int) -> dict[str, Any]:
         try:
-            return _span_row(span, cap, encode)
+            return _span_row(span, cap)
         except Exception as exc:  # one span's odd values never cost its batch
             return _unencodable_span_row(span, exc)
 

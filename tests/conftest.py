@@ -22,6 +22,14 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         report for report in terminalreporter.stats.get("skipped", [])
         if POSTGRES_ENV in str(getattr(report, "longrepr", ""))
     ]
+    promtool = [report for report in terminalreporter.stats.get("skipped", [])
+                if "promtool not found" in str(getattr(report, "longrepr", ""))]
+    if promtool:
+        terminalreporter.write_line(
+            f"{len(promtool)} Prometheus rule test{'s' if len(promtool) != 1 else ''} skipped: "
+            "promtool not found (apt-get install prometheus, or run .ci/run)",
+            yellow=True, bold=True,
+        )
     if skipped:
         terminalreporter.write_line(
             f"{len(skipped)} PostgreSQL test{'s' if len(skipped) != 1 else ''} skipped: "

@@ -197,6 +197,18 @@ class ChainsightApp(App[None]):
         if isinstance(screen, TraceDetailScreen) and screen.trace_id == trace_id:
             screen.load()
 
+    @work(thread=True, group="datasets", exit_on_error=False)
+    def add_to_dataset(self, detail: Any, name: str) -> None:
+        from chainsight.tui.datasets import add_trace
+
+        try:
+            label, count, new = add_trace(self.store_url, detail, name)
+        except Exception as error:  # shown to the user, never fatal
+            self.call_from_thread(self.say, f"not added to dataset {name!r}: {error}", "error")
+            return
+        said = "added to" if new else "already in"
+        self.call_from_thread(self.say, f"trace {said} dataset {label} ({count} items)")
+
     @work(thread=True, group="export", exit_on_error=False)
     def export_trace(self, detail: Any) -> None:
         path = export_path(self.export_dir, detail.trace.trace_id)

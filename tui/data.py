@@ -116,6 +116,10 @@ class DataSource:
     def list_alerts(self, state: str | None = None, limit: int = 100) -> list[Alert]:
         return list(self.call(lambda s: s.list_alerts(state=state, limit=limit)))
 
+    def get_traces(self, trace_ids: list[str]) -> list[Any]:
+        """The traces of ``trace_ids`` still in the store, in that order (an alert's)."""
+        return list(self.call(lambda s: s.get_traces(trace_ids)))
+
     def list_scores(self, **kwargs: Any) -> list[Score]:
         return list(self.call(lambda s: s.list_scores(**kwargs)))
 

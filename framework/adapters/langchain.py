@@ -27,6 +27,16 @@ Design (see docs/ARCHITECTURE.md):
   ``on_agent_finish`` only annotate it.
 * No callback ever raises into the user's chain: internal errors are counted
   (``internal_errors``) and logged at debug level.
+
+Zero-code tracing (``CHAINSIGHT_TRACING=true``, :func:`chainsight.instrument`):
+:func:`enable_global_tracing` registers :class:`TracingHandler` with
+LangChain's own global-handler mechanism, ``register_configure_hook``, the
+way LangChain switches its tracers on: a context variable (never set here)
+plus an environment variable, ``CHAINSIGHT_TRACING``. While that variable is
+set, LangChain builds a ``TracingHandler`` for every top-level run in any
+thread, and every child run inherits it, so the nesting is exactly the
+explicit handler's. A run that an explicit Chainsight handler also records is
+left to it (see ``_Claims``): one span per run either way.
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Coroutine, Sequence
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -42,6 +53,7 @@ from langchain_core.callbacks import AsyncCallbackHandler as _LCAsyncHandler
 from langchain_core.callbacks import BaseCallbackHandler
 
 from chainsight.framework.model import Span
+from chainsight.framework.process_context import process_context
 
 if TYPE_CHECKING:
     from langchain_core.agents import AgentAction, AgentFinish
@@ -51,7 +63,7 @@ if TYPE_CHECKING:
 
     from chainsight.framework.observer import Observer
 
-__all__ = ["AsyncCallbackHandler", "CallbackHandler"]
+__all__ = ["AsyncCallbackHandler", "CallbackHandler", "TracingHandler", "enable_global_tracing"]
 
 log = logging.getLogger("chainsight.langchain")
 
@@ -79,10 +91,37 @@ def _name(serialized: dict[str, Any] | None, kwargs: dict[str, Any], default: st
     return default
 
 
+class _Claims:
+    """Which Chainsight handler records a run while global tracing is on.
+
+    An explicit handler (passed in ``config``) always records its runs; the
+    global one (:class:`TracingHandler`) records a run only if no explicit
+    handler does. Both see every run they share in the same callback loop,
+    in either order: at a top-level run the explicit handler comes first
+    (``explicit`` tells the global one to leave the run alone); for an
+    explicit handler passed to a nested call the global one, inherited,
+    comes first (its span is ``tentative`` until the explicit handler claims
+    the run and drops it, before anything was enqueued). LangChain calls a
+    run's handlers one after the other on one thread, and these are plain
+    set/dict operations, atomic under the GIL.
+    """
+
+    def __init__(self) -> None:
+        # Once on, it stays on: global handlers LangChain built before
+        # uninstrument() may still be running.
+        self.active = False
+        self.explicit: set[int] = set()
+        self.tentative: dict[int, _Recorder] = {}
+
+
+_claims = _Claims()
+
+
 class _Recorder:
     """The span bookkeeping shared by the sync and async handlers."""
 
     _observer: Observer | None
+    _global = False  # TracingHandler: yields runs that an explicit handler records
 
     def __init__(
         self,
@@ -96,9 +135,12 @@ class _Recorder:
         self._observer = observer
         # Keyed by ``run_id.int``: UUID.__hash__ is Python code, three calls a span.
         self._runs: dict[int, Span] = {}
-        self._user_id = user_id
-        self._session_id = session_id
-        self._tags = list(tags) if tags else None
+        # The process's CHAINSIGHT_USER / _SESSION / _TAGS are the defaults.
+        context = process_context()
+        self._user_id = user_id if user_id is not None else context.user_id
+        self._session_id = session_id if session_id is not None else context.session_id
+        tags = [*context.tags, *(t for t in tags or () if t not in context.tags)]
+        self._tags = tags or None
         self._metadata = dict(metadata) if metadata else None
         self.internal_errors = 0
 
@@ -136,7 +178,18 @@ class _Recorder:
         inputs: Any,
         tags: list[str] | None,
         metadata: dict[str, Any] | None,
-    ) -> Span:
+    ) -> Span | None:
+        """The run's new span; None when the run is left to another handler."""
+        key = run_id.int
+        if self._global:
+            if key in _claims.explicit:
+                return None
+            _claims.tentative[key] = self
+        elif _claims.active:
+            _claims.explicit.add(key)
+            other = _claims.tentative.pop(key, None)
+            if other is not None:
+                other._runs.pop(key, None)
         parent = self._runs.get(parent_run_id.int) if parent_run_id is not None else None
         if parent is not None:
             span = Span(name, kind, span_id=f"{run_id.int:032x}", trace_id=parent.trace_id,
@@ -162,11 +215,16 @@ class _Recorder:
             span.tags = tags
         if inputs is not None:
             span.inputs = inputs
-        self._runs[run_id.int] = span
+        self._runs[key] = span
         return span
 
     def _end(self, run_id: UUID, outputs: Any = None, error: BaseException | None = None) -> Span | None:
-        span = self._runs.pop(run_id.int, None)
+        key = run_id.int
+        span = self._runs.pop(key, None)
+        if self._global:
+            _claims.tentative.pop(key, None)
+        else:
+            _claims.explicit.discard(key)
         if span is None:
             return None
         if error is not None and not _CONTROL_FLOW.isdisjoint(c.__name__ for c in type(error).__mro__):
@@ -267,6 +325,8 @@ class _Recorder:
         try:
             span = self._start(_name(serialized, kwargs, "llm"), "llm", run_id, parent_run_id,
                                inputs, tags, metadata)
+            if span is None:
+                return
             params = kwargs.get("invocation_params") or {}
             md = metadata or {}
             model = params.get("model") or params.get("model_name") or md.get("ls_model_name")
@@ -329,6 +389,8 @@ class _Recorder:
                 details = usage.get("output_token_details")
                 if details and details.get("reasoning") is not None:
                     span.reasoning_tokens = details["reasoning"]
+                if usage.get("total_cost") == 0:  # how LangChain marks an answer from its cache
+                    span.set_attribute("langchain.cache_hit", True)
             llm_output = response.llm_output
             if llm_output:
                 if span.model is None:
@@ -532,3 +594,48 @@ def _coroutine(name: str) -> Callable[..., Coroutine[Any, Any, None]]:
 
 for _callback in CALLBACKS:
     setattr(AsyncCallbackHandler, _callback, _coroutine(_callback))
+
+
+# ---- zero-code tracing ---------------------------------------------------------
+
+TRACING_ENV = "CHAINSIGHT_TRACING"
+"""The environment variable LangChain reads, at every top-level run, to add a TracingHandler."""
+
+# register_configure_hook's context variable: LangChain adds the handler set
+# in it to runs in that context. Chainsight never sets it: a context variable
+# is not seen by threads started later, the environment variable is.
+_tracing_var: ContextVar[TracingHandler | None] = ContextVar("chainsight_tracing", default=None)
+_hook_registered = False
+_global_observer: Observer | None = None
+
+
+class TracingHandler(CallbackHandler):
+    """The handler that zero-code tracing attaches to every LangChain run.
+
+    LangChain builds one for each top-level run while ``CHAINSIGHT_TRACING``
+    is set (after :func:`enable_global_tracing`), and the run's children
+    inherit it. It records like :class:`CallbackHandler`, into the observer
+    given to :func:`enable_global_tracing` (default: the process observer),
+    except the runs an explicit Chainsight handler records.
+    """
+
+    _global = True
+
+    def __init__(self) -> None:
+        super().__init__(_global_observer)
+
+
+def enable_global_tracing(observer: Observer | None = None) -> None:
+    """Register :class:`TracingHandler` with LangChain (once per process) and
+    direct it to ``observer``. LangChain adds it to runs while the environment
+    variable ``CHAINSIGHT_TRACING`` is set: setting and removing that is the
+    caller's part (:mod:`chainsight.framework.zero_code`)."""
+    global _global_observer, _hook_registered
+    from langchain_core.tracers.context import register_configure_hook
+
+    _global_observer = observer
+    _claims.active = True
+    if not _hook_registered:
+        register_configure_hook(_tracing_var, inheritable=True, handle_class=TracingHandler,
+                                env_var=TRACING_ENV)
+        _hook_registered = True

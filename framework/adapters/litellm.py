@@ -47,6 +47,13 @@ How the span is built
       waits.
     * A call that failed without usage has no token counts (and so no cost):
       nothing says the provider counted or charged its prompt.
+    * A root span's user, session and tags default to the process's
+      (``CHAINSIGHT_USER``...; the observer fills them), litellm's own
+      ``user`` / ``metadata`` win, and request tags are added to them.
+
+Zero-code tracing adds a :class:`GlobalLitellmCallback` with
+:func:`add_global_callback`; it leaves every call alone while an explicit
+``LitellmCallback`` is registered with litellm (one span per call).
 
 The callbacks only build a Span and enqueue it: no serialisation, no I/O.
 """
@@ -406,7 +413,7 @@ class LitellmCallback(CustomLogger):
             span.session_id = parent.session_id
         tags = slo.get("request_tags")
         if tags:
-            span.tags = [str(t) for t in tags]
+            span.tags = [*(span.tags or ()), *(str(t) for t in tags if str(t) not in (span.tags or ()))]
 
         if self.capture_content:
             messages = slo.get("messages")
@@ -496,4 +503,74 @@ def _exception_type(kwargs: Mapping[str, Any]) -> str | None:
     return type(exc).__name__ if isinstance(exc, BaseException) else None
 
 
-__all__ = ["LitellmCallback", "find_parent", "langchain_parent"]
+# ---- zero-code tracing ---------------------------------------------------------
+
+# The lists litellm dispatches events from that are public: a LitellmCallback
+# in litellm.callbacks is copied into the others at the next call, and stays
+# there when litellm.callbacks is reassigned.
+_PUBLIC_LISTS = ("callbacks", "input_callback", "success_callback", "failure_callback")
+
+
+class GlobalLitellmCallback(LitellmCallback):
+    """The callback zero-code tracing adds to litellm: a :class:`LitellmCallback`
+    that records a call only while no explicit ``LitellmCallback`` is
+    registered with litellm, so a call is one span either way."""
+
+    def _started(self, kwargs: Mapping[str, Any]) -> None:
+        if not explicit_callback_registered():
+            super()._started(kwargs)
+
+    def _record(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any, *, failed: bool) -> None:
+        if explicit_callback_registered():
+            call_id = kwargs.get("litellm_call_id")
+            if call_id:
+                self._claim(str(call_id))  # forget it, so flush() does not wait for it
+            return
+        super()._record(kwargs, response_obj, start_time, end_time, failed=failed)
+
+
+def explicit_callback_registered() -> bool:
+    """Whether a LitellmCallback other than the global one is in litellm's callback lists."""
+    import litellm
+
+    for name in _PUBLIC_LISTS:
+        for callback in getattr(litellm, name, None) or ():
+            if isinstance(callback, LitellmCallback) and not isinstance(callback, GlobalLitellmCallback):
+                return True
+    return False
+
+
+def add_global_callback(observer: Observer | None = None) -> GlobalLitellmCallback:
+    """Add a :class:`GlobalLitellmCallback` to litellm: to ``litellm.callbacks``
+    and, as litellm itself does at a call's set-up, to the lists it dispatches
+    from (so an application that later assigns ``litellm.callbacks = [...]``
+    does not drop it)."""
+    import litellm
+
+    callback = GlobalLitellmCallback(observer)
+    manager = litellm.logging_callback_manager
+    manager.add_litellm_callback(callback)
+    manager.add_litellm_input_callback(callback)
+    manager.add_litellm_success_callback(callback)
+    manager.add_litellm_failure_callback(callback)
+    manager.add_litellm_async_success_callback(callback)
+    manager.add_litellm_async_failure_callback(callback)
+    return callback
+
+
+def remove_global_callback(callback: GlobalLitellmCallback) -> None:
+    """Take ``callback`` out of every litellm callback list."""
+    import litellm
+
+    litellm.logging_callback_manager.remove_callback_from_all_lists(callback)
+
+
+__all__ = [
+    "GlobalLitellmCallback",
+    "LitellmCallback",
+    "add_global_callback",
+    "explicit_callback_registered",
+    "find_parent",
+    "langchain_parent",
+    "remove_global_callback",
+]

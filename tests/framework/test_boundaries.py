@@ -93,9 +93,9 @@ def _package_imports(path: Path) -> set[str]:
                            is_package=path.name == "__init__.py")
 
 
-# The framework's readers: the CLI and the public API for plugin commands. They
+# The framework's readers: the CLI, the IPython extension and the public API for plugin commands. They
 # open the store and may import storage; the rest of ``framework`` is the core.
-READERS = ("cli.py", "cli_*.py", "commands.py")
+READERS = ("cli.py", "cli_*.py", "commands.py", "notebook.py", "eval/**/*.py")
 
 
 def _core_files() -> list[Path]:
@@ -204,6 +204,7 @@ def test_every_hook_is_documented() -> None:
         "process_span", "price_span", "check_span", "process_score", "trace_finished", "spans_finished",
         "samples_collected", "alert_changed", "feedback_recorded", "shutdown",  # pipeline
         "collect_samples",  # sampler
+        "evaluate",  # evaluation runs
     ]
     assert sorted(expected) == HOOKS
     for name in HOOKS:

@@ -181,6 +181,18 @@ def test_unterminated_string_points_at_end(tmp_path: Path) -> None:
     assert info.value.problems[0].line is not None
 
 
+def test_syntax_error_at_the_end_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[pipeline]\nbatch_size = [1,\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert str(info.value.problems[0]) == f"{path}:3: invalid TOML: Invalid value (at end of file)"
+    path.write_text("[pipeline]\nbatch_size = 10\nqueue_size =\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert str(info.value.problems[0]) == f"{path}:3: invalid TOML: Invalid value (column 13)"
+
+
 def test_all_problems_at_once_with_file_line_and_path(tmp_path: Path) -> None:
     path = write(tmp_path / "plugins.toml", """
         [storage]
@@ -353,11 +365,19 @@ def test_helpers() -> None:
     assert apply_defaults(None, {"a": 1}) == {"a": 1}
 
 
-def test_every_commented_plugin_example_in_plugins_toml_is_valid(tmp_path: Path) -> None:
+def test_every_commented_plugin_example_in_plugins_toml_is_valid(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Uncomment each `# [plugins.NAME]` block of the repository's plugins.toml
     (one `# ` level; `# # ` lines stay comments) and validate it against the
-    installed plugin's real CONFIG_SCHEMA, so the documentation cannot drift."""
+    installed plugin's real CONFIG_SCHEMA, so the documentation cannot drift.
+    The secrets it references (`{ env = "NAME" }`) are set to a URL."""
+    import re
+
     from chainsight.framework.plugin_manager import load_plugins
+
+    for name in re.findall(r'\{ env = "([A-Za-z_][A-Za-z0-9_]*)" \}',
+                           (REPO / "plugins.toml").read_text(encoding="utf-8")):
+        monkeypatch.setenv(name, "https://example.invalid/secret")
 
     blocks: list[str] = []
     current: list[str] | None = None

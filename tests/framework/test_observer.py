@@ -227,3 +227,39 @@ def test_the_store_is_handed_in_by_a_factory(sqlite_url: str, tmp_path: Path) ->
     assert isinstance(obs.writer, CountingStore)
     assert span.span_id in written
     assert Store(sqlite_url).get_trace(span.trace_id) is not None
+
+
+def test_exit_keeps_the_configured_deadline_while_start_up_is_still_running(tmp_path: Path) -> None:
+    """Shutdown right after the first span, while start-up (which reads the
+    configuration) still runs: the deadline is the configured 1.5 s, not the
+    default 5 s, even though a sink then hangs."""
+    from chainsight.framework import hookimpl
+
+    class SlowStartHangingSink:
+        name = "slow_start_hanging_sink"
+
+        @hookimpl
+        def configure(self) -> None:
+            time.sleep(0.5)
+
+        @hookimpl
+        def spans_finished(self) -> None:
+            time.sleep(30)
+
+    config = tmp_path / "plugins.toml"
+    config.write_text("[pipeline]\nshutdown_timeout_s = 1.5\n")
+    obs = Observer(f"sqlite:///{tmp_path / 'd.db'}", config_path=config, builtins=(), entry_points=False,
+                   plugins=[SlowStartHangingSink()], spill_path=tmp_path / "spill.jsonl")
+    with obs.span("first"):
+        pass
+    started = time.monotonic()
+    obs.shutdown()
+    assert time.monotonic() - started < 3.0
+
+
+def test_shutdown_without_a_timeout_stops_the_sampler(tmp_path: Path) -> None:
+    """shutdown() takes its deadline from the configuration; with a sampler
+    running it once divided None by 4."""
+    obs = Observer(f"sqlite:///{tmp_path / 'sampled.db'}", plugins=[EveryHook()], builtins=(),
+                   entry_points=False, strict=True, spill_path=tmp_path / "spill")
+    assert obs.shutdown() is True

@@ -34,7 +34,7 @@ class Slow:
     @hookimpl
     def check_span(self, span: Span) -> list[Score] | None:
         if span.name == "slow":
-            time.sleep(0.05)
+            time.sleep(0.1)  # 20 budgets
         return [Score("slow", "check", span.trace_id, span.span_id, 1.0)]
 
 

@@ -3,7 +3,7 @@
 ``data/store_0002.db.gz`` was written by commit 159cc8d (the demo workload,
 feedback, a trace-level check, an evaluation, a passing check recorded on its
 own) and ``data/answers_0002.json.gz`` holds what that commit's readers
-answered about it (see data/make_old_store.py). Upgraded (migration 0003
+answered about it (see data/make_old_store.py). Upgraded (migration 0006
 moves passing check scores onto their spans and stores repeated content once),
 today's readers must give the same answers, on SQLite and, with the same rows
 loaded at revision 0002, on PostgreSQL.
@@ -149,7 +149,7 @@ def test_the_upgraded_file_is_smaller(tmp_path: Path) -> None:
 
 
 def test_downgrade_gives_the_old_rows_back(tmp_path: Path) -> None:
-    """0003's downgrade restores every row of revision 0002, verdicts as
+    """0006's downgrade restores every row as it was before, verdicts as
     score rows again (with new ids), content in full, the dropped columns."""
     from alembic import command
 
@@ -162,7 +162,7 @@ def test_downgrade_gives_the_old_rows_back(tmp_path: Path) -> None:
     with engine.begin() as conn:
         config = alembic_config()
         config.attributes["connection"] = conn
-        command.downgrade(config, "0002")
+        command.downgrade(config, "0005")
     engine.dispose()
 
     def rows(path: Path, table: str, key: str) -> dict[Any, dict[str, Any]]:

@@ -17,6 +17,7 @@ from chainsight.storage.query import Store
 from chainsight.tui import format as fmt
 from chainsight.tui.app import ChainsightApp
 from chainsight.tui.export import export_path, write_private
+from chainsight.tui.screens.alert_traces import AlertTracesScreen
 from chainsight.tui.screens.alerts import AlertsScreen
 from chainsight.tui.screens.experiments import ExperimentsScreen
 from chainsight.tui.screens.help import HelpScreen
@@ -341,7 +342,11 @@ async def test_alert_jumps_to_its_traces(store_url: str, now_ns: int) -> None:
         await settle(pilot)
         await pilot.press("3")
         await settle(pilot)
-        await pilot.press("enter")
+        await pilot.press("enter")  # the traces it kept
+        await settle(pilot)
+        assert isinstance(app.screen, AlertTracesScreen)
+        assert app.screen.traces and all(t.status == "error" for t in app.screen.traces)
+        await pilot.press("escape", "t")  # the traces its labels and time point at
         await settle(pilot)
         screen = app.screen
         assert isinstance(screen, TracesScreen)

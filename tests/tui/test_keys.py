@@ -25,8 +25,10 @@ from tui_fake_store import FakeStore
 from tui_seed import NOW_NS
 
 from chainsight.framework.model import Trace
+from chainsight.storage.evaluation import Experiment, ExperimentResult
 from chainsight.tui.app import ChainsightApp
 from chainsight.tui.data import DataSource
+from chainsight.tui.screens.alert_traces import AlertTracesScreen
 from chainsight.tui.screens.alerts import AlertsScreen
 from chainsight.tui.screens.experiments import ExperimentsScreen
 from chainsight.tui.screens.help import HelpScreen
@@ -55,6 +57,7 @@ PLACES = (
     Place("comment", "traces", ("enter", "c"), CommentScreen),
     Place("metrics", "metrics", (), MetricsScreen),
     Place("alerts", "alerts", (), AlertsScreen),
+    Place("alert traces", "alerts", ("enter",), AlertTracesScreen),
     Place("experiments", "experiments", (), ExperimentsScreen),
     Place("help", "traces", ("question_mark",), HelpScreen),
 )
@@ -127,19 +130,24 @@ def _footer_keys(screen: Screen[Any]) -> list[tuple[str, str, bool]]:
 
 def _experiments_app() -> ChainsightApp:
     experiments = [
-        {"experiment_id": f"exp-{i}", "name": f"prompt v{i}", "dataset_id": "faq",
-         "created_ns": NOW_NS - i * 10**9, "status": "done", "summary": {"accuracy": 0.5 + i / 10}}
+        Experiment(f"exp-{i}", f"prompt v{i}", "faq", "done", NOW_NS - i * 10**9,
+                   summary={"scores": {"accuracy": {"mean": 0.5 + i / 10, "low": 0.4, "high": 0.9, "n": 2}}})
         for i in range(3)
     ]
-    results = [{"item_id": f"item-{n}", "output": f"answer {n}", "scores": {"accuracy": 1.0}}
-               for n in range(2)]
+
+    def results(experiment_id: str) -> list[ExperimentResult]:
+        worse = experiment_id == "exp-0"  # the newest got item-1 wrong
+        return [ExperimentResult(f"{experiment_id}-{n}", experiment_id, f"item-{n}", f"{n:032x}", f"q{n}",
+                                 "a", f"answer {n}", None, 1.0, None, None, None,
+                                 {"accuracy": 0.0 if worse and n == 1 else 1.0}, NOW_NS)
+                for n in range(2)]
 
     class WithExperiments(FakeStore):
-        def list_experiments(self) -> list[dict[str, Any]]:
+        def list_experiments(self) -> list[Experiment]:
             return experiments
 
-        def list_experiment_results(self, experiment_id: str) -> list[dict[str, Any]]:
-            return results
+        def list_experiment_results(self, experiment_id: str) -> list[ExperimentResult]:
+            return results(experiment_id)
 
     traces = [Trace(f"{i:032x}", f"t{i}", "ok", NOW_NS - i * 10**9, NOW_NS - i * 10**8)
               for i in range(3)]

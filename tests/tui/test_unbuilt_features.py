@@ -1,9 +1,10 @@
 """The Alerts and Experiments screens name no command or configuration that fails.
 
-Alerting and evaluation are not built yet. The screens said to configure
-``[plugins.alerts]`` (rejected: no such plugin) and to run ``chainsight eval
-run`` (no such command). Whatever command or ``[plugins.NAME]`` table these
-screens mention must work: the test runs each through the real CLI.
+The screens once said to configure ``[plugins.alerts]`` (rejected then: no
+such plugin) and to run ``chainsight eval run`` (no such command then;
+evaluation has landed since, and the Experiments screen names its commands).
+Whatever command or ``[plugins.NAME]`` table these screens mention must
+work: the test runs each through the real CLI.
 """
 
 from __future__ import annotations
@@ -47,10 +48,10 @@ def broken_references(text: str, tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 def test_the_check_catches_what_the_screens_used_to_say(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    old = ("No alerts. Rules live in plugins.toml under [plugins.alerts].\n"
-           "  chainsight eval run DATASET --chain module:function --name NAME")
-    assert broken_references(old, tmp_path, capsys) == ["chainsight eval run", "[plugins.alerts]"]
-    fine = "see chainsight traces --help and [plugins.redaction]"
+    old = ("No alerts. Rules live in plugins.toml under [plugins.alerting].\n"
+           "  chainsight eval start DATASET --chain module:function --name NAME")
+    assert broken_references(old, tmp_path, capsys) == ["chainsight eval start", "[plugins.alerting]"]
+    fine = "see chainsight traces --help, chainsight alerts test RULE and [plugins.alerts]"
     assert broken_references(fine, tmp_path, capsys) == []
 
 
@@ -67,12 +68,13 @@ async def _texts(url: str) -> dict[str, str]:
     return texts
 
 
-async def test_unbuilt_screens_say_so_and_name_nothing_that_fails(
+async def test_empty_screens_name_nothing_that_fails(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     url = f"sqlite:///{tmp_path / 'empty.db'}"
     StoreWriter(url).close()  # a store with no alerts and no experiments
     texts = await _texts(url)
-    assert "Alerting is not built yet" in texts["AlertsScreen"]
-    assert "Evaluation is not built yet" in texts["ExperimentsScreen"]
+    assert "[plugins.alerts]" in texts["AlertsScreen"]
+    assert "chainsight alerts test RULE" in texts["AlertsScreen"]
+    assert "chainsight eval run NAME --target module:attr" in texts["ExperimentsScreen"]
     for name, text in texts.items():
         assert broken_references(text, tmp_path, capsys) == [], name

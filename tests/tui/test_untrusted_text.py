@@ -9,6 +9,7 @@ from test_app import make_app, screen_text, settle
 from tui_seed import HOSTILE
 
 from chainsight.tui.safe_text import clean, safe
+from chainsight.tui.screens.alert_traces import AlertTracesScreen
 from chainsight.tui.screens.alerts import AlertsScreen
 from chainsight.tui.screens.metrics import MetricsScreen
 from chainsight.tui.screens.trace_detail import TraceDetailScreen
@@ -78,7 +79,12 @@ async def test_hostile_text_through_every_screen(hostile: tuple[str, str], now_n
         assert isinstance(app.screen, AlertsScreen)
         _assert_literal(screen_text(app))  # rule, summary, labels
 
-        await pilot.press("enter")  # the jump builds a filter from hostile labels
+        await pilot.press("enter")  # the traces behind it: hostile header and trace names
+        await settle(pilot)
+        assert isinstance(app.screen, AlertTracesScreen)
+        assert len(app.screen.traces) == 2
+        _assert_literal(screen_text(app))
+        await pilot.press("escape", "t")  # the jump builds a filter from hostile labels
         await settle(pilot)
         await pilot.press("4", "question_mark", "escape", "1")
         await settle(pilot)

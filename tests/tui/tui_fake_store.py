@@ -65,6 +65,10 @@ class FakeStore:
         self._check()
         return [a for a in self.alerts if state is None or a.state == state][:limit]
 
+    def get_traces(self, trace_ids: list[str]) -> list[Trace]:
+        self._check()
+        return [t for i in trace_ids for t in self.traces if t.trace_id == i]
+
     def list_samples(self, **kwargs: Any) -> list[Sample]:
         self._check()
         return []

@@ -89,12 +89,15 @@ def seeded_batches(n_traces: int = 300, seed: int = 7, now_ns: int = NOW_NS,
     rng = random.Random(seed)
     spans: list[Span] = []
     scores: list[Score] = []
+    failed: list[str] = []  # the newest failed traces: behind the firing alert
     step = span_window_s * SECOND // max(1, n_traces)
     for i in range(n_traces):
         start = now_ns - (n_traces - i) * step + rng.randrange(step // 2)
         trace = make_trace(rng, start)
         spans.extend(trace)
         root = trace[0]
+        if root.status == "error":
+            failed = [root.trace_id, *failed][:3]
         if rng.random() < 0.5:
             value = round(rng.random(), 2)
             scores.append(Score("groundedness", "check", root.trace_id, None, value, None,
@@ -107,7 +110,8 @@ def seeded_batches(n_traces: int = 300, seed: int = 7, now_ns: int = NOW_NS,
                       now_ns - (360 - m) * 60 * SECOND, {"gpu_id": "0"}) for m in range(360)]
     alerts = [
         Alert("error_rate", "firing", "critical", 0.12, 0.05, now_ns - 600 * SECOND, None,
-              "error rate 12% over 5m (threshold 5%)", {"model": "gpt-4o"}, alert_id="a1"),
+              "error rate 12% over 5m (threshold 5%)", {"model": "gpt-4o"}, alert_id="a1",
+              trace_ids=tuple(failed)),
         Alert("p95_latency", "resolved", "warning", 4.1, 3.0, now_ns - 7200 * SECOND,
               now_ns - 6600 * SECOND, "p95 latency 4.1s", {}, alert_id="a2"),
     ]
@@ -148,7 +152,8 @@ def build_hostile_store(url: str, now_ns: int = NOW_NS) -> str:
     score = Score("groundedness", "check", root.trace_id, None, 0.2, nasty, False, nasty,
                   score_id="hostile-score", created_ns=now_ns - 20 * SECOND)
     alert = Alert(nasty, "firing", nasty, 1.0, 0.5, now_ns - 60 * SECOND, None, nasty,
-                  {"model": nasty}, alert_id="hostile-alert")
+                  {"model": nasty}, alert_id="hostile-alert", description=nasty,
+                  trace_ids=(root.trace_id, others[0].trace_id))
     writer = StoreWriter(url)
     try:
         writer.write(WriteBatch(spans=spans + others, scores=[score], alerts=[alert]))

@@ -1,4 +1,5 @@
-"""Firing and recent alerts; Enter jumps to the traces behind one."""
+"""Firing and recent alerts; Enter opens the traces behind one, ``t`` lists
+the traces its labels and time point at."""
 
 from __future__ import annotations
 
@@ -17,11 +18,10 @@ from chainsight.tui.safe_text import clean, safe
 from chainsight.tui.widgets.health import HealthBar
 from chainsight.tui.widgets.keybar import KeyBar
 
-# No built-in plugin evaluates alert rules yet: say so, and name no command or
-# [plugins.X] table that does not exist (tests check what this screen names).
-EMPTY: Final = ("No alerts. Alerting is not built yet: Chainsight has no alert rules to "
-                "configure, so this list shows only alerts that a plugin of your own records "
-                "(observer.record_alert).")
+# Name only commands and [plugins.X] tables that exist (tests run each through the CLI).
+EMPTY: Final = ("No alerts. The rules (p95 latency, error rate, GPU utilisation, spend) are set "
+                "in [plugins.alerts] of plugins.toml and evaluated by the recording application; "
+                "chainsight alerts rules lists them, chainsight alerts test RULE evaluates one now.")
 STATE_STYLE = {"firing": "bold red", "pending": "yellow", "resolved": "green"}
 # Alert labels that are also trace filter keys.
 FILTER_KEYS = {"model": "model", "user": "user", "user_id": "user", "session": "session",
@@ -46,7 +46,8 @@ class AlertsScreen(Screen[None]):
     AUTO_FOCUS = "#alerts"
     BINDINGS: ClassVar = [
         # priority: above the table's own Enter, so the footer shows what it does
-        Binding("enter", "jump", "Traces", priority=True),
+        Binding("enter", "open", "Traces", priority=True),
+        Binding("t", "jump", "Filter traces"),
         Binding("f", "toggle_firing", "Firing only"),
         Binding("ctrl+r", "reload", "Reload", show=False),
     ]
@@ -66,7 +67,7 @@ class AlertsScreen(Screen[None]):
     def on_mount(self) -> None:
         table = self.query_one("#alerts", DataTable)
         for title, width in (("state", 9), ("severity", 8), ("rule", 24), ("value", 9),
-                             ("threshold", 9), ("since", 9), ("summary", None)):
+                             ("threshold", 9), ("since", 9), ("traces", 6), ("summary", None)):
             table.add_column(title, key=title, width=width)
         table.focus()
 
@@ -102,6 +103,7 @@ class AlertsScreen(Screen[None]):
                 Text(fmt.number(alert.value), justify="right"),
                 Text(fmt.number(alert.threshold), justify="right", style="dim"),
                 Text(fmt.ago(alert.started_ns, now)),
+                Text(str(len(alert.trace_ids)) if alert.trace_ids else "", justify="right"),
                 safe(alert.summary, single_line=True, max_len=200),
                 key=alert.alert_id,
             )
@@ -126,8 +128,13 @@ class AlertsScreen(Screen[None]):
         if alert.labels:
             text.append("\nlabels ", style="dim")
             text.append_text(safe(", ".join(f"{k}={v}" for k, v in alert.labels.items())))
+        if alert.description:
+            text.append("\n")
+            text.append_text(safe(alert.description))
         jump = alert_filter(alert, self.app.now())  # type: ignore[attr-defined]
-        text.append("\nEnter → traces", style="dim")
+        if alert.trace_ids:
+            text.append(f"\nEnter → the {len(alert.trace_ids)} traces behind it", style="dim")
+        text.append("\n" + ("t" if alert.trace_ids else "Enter or t") + " → traces", style="dim")
         if jump:
             text.append(" filtered by ", style="dim")
             text.append_text(safe(jump, "italic"))
@@ -135,10 +142,22 @@ class AlertsScreen(Screen[None]):
 
     @on(DataTable.RowSelected, "#alerts")
     def _selected(self, event: DataTable.RowSelected) -> None:
-        self.action_jump()
+        self.action_open()
 
     def _alert(self, row: int) -> Any:
         return self.alerts[row] if 0 <= row < len(self.alerts) else None
+
+    def action_open(self) -> None:
+        """The traces the alert kept, or (none kept) the filtered traces list."""
+        alert = self._alert(self.query_one("#alerts", DataTable).cursor_row)
+        if alert is None:
+            return
+        if alert.trace_ids:
+            from chainsight.tui.screens.alert_traces import AlertTracesScreen
+
+            self.app.push_screen(AlertTracesScreen(alert))
+        else:
+            self.action_jump()
 
     def action_jump(self) -> None:
         alert = self._alert(self.query_one("#alerts", DataTable).cursor_row)

@@ -42,7 +42,8 @@ KEYS = (
         ("[ / ]", "shorter / longer time range"),
         ("g", "group by model on/off"),
     )),
-    ("Alerts", (("Enter", "traces behind the alert"), ("f", "firing only"))),
+    ("Alerts", (("Enter", "the traces behind the alert"), ("t", "traces filtered by its labels"),
+                ("f", "firing only"))),
     ("Experiments", (("Space", "mark for comparison"), ("Enter", "compare side by side"))),
     ("Filter syntax", (
         ("status:error", "field:value — status, model, user, session, tag, name"),

@@ -1,4 +1,4 @@
-"""Small modal prompts for feedback: a 1..5 rating and a comment."""
+"""Small modal prompts: a 1..5 rating, a comment, a dataset name."""
 
 from __future__ import annotations
 
@@ -39,6 +39,25 @@ class CommentScreen(ModalScreen[str | None]):
             yield Input(placeholder="what was right or wrong?", id="comment")
 
     @on(Input.Submitted, "#comment")
+    def _submit(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip() or None)
+
+    def action_dismiss_none(self) -> None:
+        self.dismiss(None)
+
+
+class DatasetNameScreen(ModalScreen[str | None]):
+    """Which dataset the trace goes to (a new version of it, or a new dataset)."""
+
+    BINDINGS: ClassVar = [Binding("escape", "dismiss_none", "Cancel")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="prompt"):
+            yield Static(Text("Add this trace to the dataset (Enter adds, Esc cancels); its input and "
+                              "output become an item's input and expected output"))
+            yield Input(placeholder="dataset name", id="dataset-name")
+
+    @on(Input.Submitted, "#dataset-name")
     def _submit(self, event: Input.Submitted) -> None:
         self.dismiss(event.value.strip() or None)
 

@@ -16,7 +16,7 @@ from chainsight.tui import format as fmt
 from chainsight.tui.data import StoreDown
 from chainsight.tui.export import trace_json
 from chainsight.tui.safe_text import clean, safe
-from chainsight.tui.screens.prompts import CommentScreen, RatingScreen
+from chainsight.tui.screens.prompts import CommentScreen, DatasetNameScreen, RatingScreen
 from chainsight.tui.widgets.health import HealthBar
 from chainsight.tui.widgets.keybar import KeyBar
 from chainsight.tui.widgets.span_detail import SpanDetail, span_text
@@ -58,6 +58,7 @@ class TraceDetailScreen(Screen[None]):
         Binding("c", "comment", "Comment"),
         Binding("e", "export", "Export"),
         Binding("y", "copy", "Copy"),
+        Binding("a", "add_to_dataset", "Dataset"),
         Binding("tab", "app.focus_next", "Pane", show=False),
     ]
 
@@ -147,6 +148,12 @@ class TraceDetailScreen(Screen[None]):
             if comment:
                 self.app.send_feedback(self.trace_id, comment=comment)  # type: ignore[attr-defined]
         self.app.push_screen(CommentScreen(), done)
+
+    def action_add_to_dataset(self) -> None:
+        def done(name: str | None) -> None:
+            if name and self.detail is not None:
+                self.app.add_to_dataset(self.detail, name)  # type: ignore[attr-defined]
+        self.app.push_screen(DatasetNameScreen(), done)
 
     def action_export(self) -> None:
         if self.detail is not None:

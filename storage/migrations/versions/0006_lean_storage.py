@@ -17,8 +17,8 @@ Converts what is stored, nothing lost:
 The downgrade puts it all back as it was, except that a verdict's score id
 is its ``<span_id>:<index>`` (the original id was not kept).
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-11-27 15:00:00
 """
 
@@ -38,8 +38,8 @@ from chainsight.framework.model import Score
 from chainsight.storage import shared_content
 from chainsight.storage.verdicts import anchor_ns, compactable, decode
 
-revision: str = '0003'
-down_revision: str | None = '0002'
+revision: str = '0006'
+down_revision: str | None = '0005'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
