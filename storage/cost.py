@@ -109,7 +109,7 @@ class CostReport:
 
 
 def _window(since_ns: int | None, until_ns: int | None) -> list[sa.ColumnElement[bool]]:
-    conds: list[sa.ColumnElement[bool]] = [schema.is_llm(s.c.kind), s.c.model.is_not(None)]
+    conds: list[sa.ColumnElement[bool]] = [s.c.kind == "llm", s.c.model.is_not(None)]
     if since_ns is not None:
         conds.append(s.c.start_ns >= since_ns)
     if until_ns is not None:

@@ -496,7 +496,7 @@ class Store:
         found = [_score(r) for r in self._rows(sa.select(sc).where(*clauses).order_by(*order).limit(limit))]
         if source in (None, "check"):
             v = verdicts.verdict_source(self.engine.dialect.name)
-            where = [S.c.checks.is_not(None)]
+            where: list[sa.ColumnElement[bool]] = [S.c.checks.is_not(None)]
             if trace_id is not None:
                 where.append(S.c.trace_id == trace_id)
             if name is not None:
@@ -647,7 +647,7 @@ class Store:
             # errors, input and output tokens, cost, unpriced calls: summed
             parts = [sa.case((S.c.status == "error", 1), else_=0), S.c.input_tokens, S.c.output_tokens,
                      S.c.cost_usd, sa.case((S.c.cost_usd.is_(None), 1), else_=0)]
-            where: list[sa.ColumnElement[bool]] = [schema.is_llm(S.c.kind)]
+            where: list[sa.ColumnElement[bool]] = [S.c.kind == "llm"]
         elif group_by is None or group_by in TRACE_GROUPS:
             time_col = T.c.start_ns
             group_col = TRACE_GROUPS[group_by] if group_by else sa.null()

@@ -24,11 +24,8 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    literal_column,
-    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.sql.elements import ColumnElement
 
 metadata = MetaData(
     naming_convention={
@@ -80,18 +77,11 @@ spans = Table(
     # Content stored once per trace: which fields another span holds (storage/shared_content.py).
     Column("content_refs", Text),
     Index(None, "trace_id", "start_ns"),
-    # Model calls by time (metrics and cost by model): only LLM spans are in it.
-    Index("ix_spans_llm_start_ns", "start_ns", sqlite_where=text("kind = 'llm'"),
-          postgresql_where=text("kind = 'llm'")),
+    # Spans by time, of any kind: metrics and cost of model calls, alert
+    # rules over any kind, check verdicts in a window.
+    Index(None, "start_ns"),
 )
 
-
-
-def is_llm(kind: ColumnElement[str]) -> ColumnElement[bool]:
-    """``kind = 'llm'`` with the literal in the SQL, as a query must say it to
-    use ``ix_spans_llm_start_ns`` (PostgreSQL's generic plan for a parameter
-    could not)."""
-    return kind == literal_column("'llm'")
 
 
 traces = Table(

@@ -181,8 +181,9 @@ def set_root_text(conn: sa.Connection, roots: Sequence[dict[str, Any]]) -> None:
     best: dict[str, dict[str, Any]] = {}
     ids = sorted({r["trace_id"] for r in roots})
     for i in range(0, len(ids), TRACE_CHUNK):
-        stmt = sa.select(t.c.trace_id, t.c.tags, t.c.search_text).where(t.c.trace_id.in_(ids[i : i + TRACE_CHUNK]))
-        for found in conn.execute(stmt):
+        chunk = ids[i : i + TRACE_CHUNK]
+        for found in conn.execute(sa.select(t.c.trace_id, t.c.tags, t.c.search_text)
+                                  .where(t.c.trace_id.in_(chunk))):
             best[found.trace_id] = {"b_trace_id": found.trace_id, "b_tags": found.tags,
                                     "b_search_text": found.search_text}
     for r in roots:

@@ -357,6 +357,7 @@ def test_every_index_serves_a_reader(sqlite_url: str, tmp_path: Path) -> None:
     readers run (the primary keys serve the writer's conflict checks)."""
     from sqlalchemy import event
 
+    from chainsight.storage import alert_queries
     from chainsight.storage.cost import cost_report
 
     record_workload(sqlite_url, tmp_path)
@@ -375,6 +376,8 @@ def test_every_index_serves_a_reader(sqlite_url: str, tmp_path: Path) -> None:
         store.score_stats(T0, T0 + HOUR)
         store.aggregates(T0, T0 + HOUR, group_by="model")
         cost_report(store.engine, since_ns=T0, until_ns=T0 + HOUR)
+        alert_queries.check_verdicts(store.engine, "refusal", T0, T0 + HOUR, alert_queries.SpanSelect(kind=None))
+        alert_queries.span_error_rate(store.engine, T0, T0 + HOUR, alert_queries.SpanSelect(kind="tool"))
         conn = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"))
         used = set()
         for sql, params in statements:
@@ -384,3 +387,43 @@ def test_every_index_serves_a_reader(sqlite_url: str, tmp_path: Path) -> None:
                     for index in table.indexes}
         conn.close()
     assert declared - used == set()
+
+
+def test_alert_queries_read_both_forms_alike(store_url: str, tmp_path: Path) -> None:
+    """Check failure rates and score values for alert rules: a passing verdict
+    on its span counts as a passing score row did."""
+    from chainsight.storage import alert_queries as q
+
+    rng = random.Random(3)
+    spans: list[Span] = []
+    scores: list[Score] = []
+    for i in range(40):
+        trace = three_level_trace(T0 + i * 10**9, model="gpt-a" if i % 2 else "gpt-b")
+        llm = trace[3]
+        for name in ("refusal", "toxicity"):
+            ok = rng.random() > 0.2
+            scores.append(Score(name, "check", llm.trace_id, llm.span_id, rng.random(), None, ok,
+                                created_ns=llm.end_ns + 1000))
+        spans += trace
+    lean, rows = store_url, f"sqlite:///{tmp_path / 'rows.db'}"
+    StoreWriter(lean).write(WriteBatch(spans=spans, scores=scores))
+    rows_writer = StoreWriter(rows)
+    rows_writer.write(WriteBatch(spans=spans))
+    rows_writer.write(WriteBatch(scores=scores))  # the spans stored already: every score a row
+    assert count(lean, schema.scores) < count(rows, schema.scores) == 80
+    window = (T0, T0 + 40 * 10**9)
+    got = {}
+    for url in (lean, rows):
+        with Store(url) as store:
+            every = q.SpanSelect(kind=None)
+            got[url] = plain([
+                sorted(q.check_verdicts(store.engine, "refusal", *window, every, group_by=["model"]),
+                       key=lambda m: m.labels["model"]),
+                q.check_verdicts(store.engine, "toxicity", *window, q.SpanSelect(kind=None, model="gpt-a")),
+                sorted(((v.labels, sorted(v.values), sorted(t)) for v, t in
+                        q.score_values(store.engine, "toxicity", *window, every, group_by=["model"])),
+                       key=lambda x: x[0]["model"]),
+            ])
+    assert_same(got[lean], got[rows])
+    refusal = got[lean][0]
+    assert [m["count"] for m in refusal] == [20, 20] and 0 < refusal[0]["value"] < 1

@@ -8,9 +8,9 @@ Converts what is stored, nothing lost:
 * a span's inputs, outputs or metadata that repeat another span's of the same
   trace become references (``content_refs``, storage/shared_content.py);
 * ``spans.search_text``, ``spans.tags_text`` (copies of what the trace row
-  holds) and ``spans.latency_ms`` (``end_ns - start_ns``) are dropped; the
-  index of spans by kind and time keeps only LLM spans (the only kind its
-  queries ask for); the indexes no query uses (traces by model: the model
+  holds) and ``spans.latency_ms`` (``end_ns - start_ns``) are dropped; spans
+  are indexed by time alone (by kind and time served only queries that name
+  a kind, not a window over every kind); the indexes no query uses (traces by model: the model
   filter also matches any span's model, so it cannot use it; scores by name
   and by experiment) are dropped, and scores get one by time.
 
@@ -90,8 +90,7 @@ def upgrade() -> None:
         batch_op.drop_column('search_text')
         batch_op.drop_column('tags_text')
         batch_op.drop_column('latency_ms')
-    op.create_index('ix_spans_llm_start_ns', 'spans', ['start_ns'], unique=False,
-                    sqlite_where=sa.text("kind = 'llm'"), postgresql_where=sa.text("kind = 'llm'"))
+    op.create_index(op.f('ix_spans_start_ns'), 'spans', ['start_ns'], unique=False)
     with op.batch_alter_table('traces', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_traces_model_start_ns'))
     with op.batch_alter_table('scores', schema=None) as batch_op:
@@ -164,7 +163,7 @@ def _share_content(conn: sa.Connection, trace_ids: list[str]) -> None:
 
 def downgrade() -> None:
     op.create_index('ix_traces_model_start_ns', 'traces', ['model', 'start_ns'], unique=False)
-    op.drop_index('ix_spans_llm_start_ns', table_name='spans')
+    op.drop_index(op.f('ix_spans_start_ns'), table_name='spans')
     op.create_index('ix_spans_kind_start_ns', 'spans', ['kind', 'start_ns'], unique=False)
     with op.batch_alter_table('scores', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_scores_created_ns'))
@@ -193,7 +192,7 @@ def downgrade() -> None:
 def _expand_verdicts(conn: sa.Connection, trace_ids: list[str]) -> None:
     stmt = (sa.select(spans.c.span_id, spans.c.trace_id, spans.c.start_ns, spans.c.end_ns, spans.c.checks)
             .where(spans.c.trace_id.in_(trace_ids), spans.c.checks.is_not(None)))
-    rows = [{"score_id": s.score_id, "name": s.name, "value": s.value, "label": s.label, "passed": True,
+    rows: list[dict[str, Any]] = [{"score_id": s.score_id, "name": s.name, "value": s.value, "label": s.label, "passed": True,
              "source": s.source, "comment": s.comment, "trace_id": s.trace_id, "span_id": s.span_id,
              "experiment_id": None, "created_ns": s.created_ns}
             for r in conn.execute(stmt) for s in decode(r.span_id, r.trace_id, r.start_ns, r.end_ns, r.checks)]
