@@ -1,7 +1,7 @@
 """What a span costs to store, before and after, side by side in one run.
 
 Runs the same measurements against two trees: ``before`` (a git revision,
-default the last commit before the lean storage work, 159cc8d) and
+default main as it was before lean storage was merged, 7222664) and
 ``after`` (this working tree). Each measurement runs in a fresh subprocess
 that imports ``chainsight`` from that tree (a throw-away package folder whose
 subpackages link to the tree's ``framework/``, ``storage/``... folders, as the
@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-BEFORE = "159cc8d"
+BEFORE = "7222664"
 SUBPACKAGES = ("framework", "plugins", "storage", "tui")
 ENV = {
     "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_OFFLINE_MODE": "true",
