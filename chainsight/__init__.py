@@ -19,7 +19,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from chainsight.framework.hookspecs import hookimpl
-from chainsight.framework.model import Alert, Sample, Score, Span, Trace
+from chainsight.framework.model import Alert, EvalCase, Sample, Score, Span, Trace
 
 if TYPE_CHECKING:
     from chainsight.framework.adapters.langchain import AsyncCallbackHandler, CallbackHandler
@@ -31,6 +31,7 @@ __all__ = [
     "Alert",
     "AsyncCallbackHandler",
     "CallbackHandler",
+    "EvalCase",
     "LitellmCallback",
     "Observer",
     "Sample",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from chainsight.framework.hookspecs import hookimpl
-from chainsight.framework.model import Alert, Sample, Score, Span, Trace
+from chainsight.framework.model import Alert, EvalCase, Sample, Score, Span, Trace
 
 if TYPE_CHECKING:
     from chainsight.framework.adapters.langchain import AsyncCallbackHandler, CallbackHandler
@@ -21,6 +21,7 @@ __all__ = [
     "Alert",
     "AsyncCallbackHandler",
     "CallbackHandler",
+    "EvalCase",
     "LitellmCallback",
     "Observer",
     "Sample",

@@ -147,6 +147,10 @@ def parse_program(words: Sequence[str]) -> Program:
         if not module:
             raise ProgramError(f"-m needs a module name: {USAGE_HINT}")
         return Program(tuple(words[2:] if first == "-m" else words[1:]), module=module)
+    if first == "-c" or (first.startswith("-c") and len(first) > 2):
+        raise ProgramError(
+            "python -c is not supported: put the code in a file and run that, or call "
+            "chainsight.instrument() at the top of it: " + USAGE_HINT)
     if first.startswith("-") and first != "-":
         raise ProgramError(
             f"Python option {first!r} cannot apply: the program runs inside chainsight's own "

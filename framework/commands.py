@@ -45,11 +45,9 @@ the ``fmt_*`` helpers and :func:`short_id`, URLs through
 
 from __future__ import annotations
 
-import datetime as dt
-import re
-import time
 from typing import TYPE_CHECKING
 
+from chainsight.framework import units
 from chainsight.framework.cli_render import (
     MISSING,
     Column,
@@ -100,17 +98,14 @@ class CommandError(Exception):
 
 # ---- times -------------------------------------------------------------------
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
-_UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
-
-
 def parse_duration(text: str) -> float:
-    """``500ms``, ``2s``, ``1.5``, ``30m``, ``2h``, ``7d``, ``1w`` -> seconds;
-    :class:`CommandError` otherwise."""
-    m = _DURATION.match(text)
-    if not m:
-        raise CommandError(f"not a duration: {text!r} (use e.g. 500ms, 2s, 30m, 2h, 7d)")
-    return float(m.group(1)) * _UNIT_S[m.group(2)]
+    """``500ms``, ``2s``, ``1.5``, ``30m``, ``1h30m``, ``7d``, ``1w`` -> seconds
+    (:func:`chainsight.framework.units.parse_duration`); :class:`CommandError`
+    otherwise."""
+    try:
+        return units.parse_duration(text)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def parse_time(text: str, *, now_ns: int | None = None) -> int:
@@ -118,19 +113,10 @@ def parse_time(text: str, *, now_ns: int | None = None) -> int:
     (``2025-01-31``, ``2025-01-31T12:00``, local time unless it has an
     offset) -> nanoseconds since the epoch, the unit of every stored time;
     :class:`CommandError` otherwise."""
-    now_ns = time.time_ns() if now_ns is None else now_ns
-    if _DURATION.match(text):
-        return now_ns - int(parse_duration(text) * 1e9)
     try:
-        when = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise CommandError(
-            f"not a time: {text!r} (use a duration back from now like 2h or 7d, "
-            "or an ISO date such as 2025-01-31 or 2025-01-31T12:00)"
-        ) from None
-    if when.tzinfo is None:
-        when = when.astimezone()  # local time
-    return int(when.timestamp() * 1e9)
+        return units.parse_time(text, now_ns)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
 
 
 # ---- the store -----------------------------------------------------------------

@@ -1,10 +1,51 @@
-"""Number formats shared by every reader (CLI and TUI), so they agree."""
+"""Durations and times read from users, and number formats shared by every
+reader (CLI and TUI), so they agree."""
 
 from __future__ import annotations
 
+import datetime as dt
 import math
+import re
+import time
 
 DASH = "—"
+
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, "y": 31536000.0}
+_DURATION = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w|y))+|\d+(?:\.\d+)?")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration: a number of seconds (``1.5``), or number-unit
+    parts as Prometheus writes them (``500ms``, ``2s``, ``1.5m``, ``1h30m``,
+    ``7d``, ``1w``, ``1y``), in any case. The one grammar of ``--since``, the
+    filter language and the configuration; ValueError otherwise."""
+    cleaned = text.strip().lower()
+    if not _DURATION.fullmatch(cleaned):
+        raise ValueError(f"not a duration: {text!r} (use e.g. 500ms, 2s, 30m, 1h30m, 7d)")
+    if cleaned[-1].isdigit():
+        return float(cleaned)
+    return sum(float(n) * _UNIT_S[unit] for n, unit in _DURATION_PART.findall(cleaned))
+
+
+def parse_time(text: str, now_ns: int | None = None) -> int:
+    """Nanoseconds since the epoch (the unit of every stored time) for a
+    duration back from now (``15m``, ``2d``) or an ISO 8601 date or time
+    (``2025-01-31``, ``2025-01-31T12:00``; local time unless it has an
+    offset); ValueError otherwise."""
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    try:
+        return now_ns - int(parse_duration(text) * 1e9)
+    except ValueError:
+        pass
+    try:
+        moment = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"not a time: {text!r} (use a duration back from now like 2h or 7d, "
+                         "or an ISO date such as 2025-01-31 or 2025-01-31T12:00)") from None
+    if moment.tzinfo is None:
+        moment = moment.astimezone()  # naive: local time
+    return int(moment.timestamp() * 1e9)
 
 
 def format_cost(usd: float | None) -> str:

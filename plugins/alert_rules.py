@@ -22,22 +22,23 @@ from typing import Any, Final
 
 from jsonschema import Draft202012Validator
 
+from chainsight.framework import units
 from chainsight.storage.alert_queries import SpanSelect
 
 # ---- durations ------------------------------------------------------------------
 
 _UNIT_NS: Final = {"ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9,
                    "d": 86400 * 10**9, "w": 7 * 86400 * 10**9, "y": 365 * 86400 * 10**9}
-_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
 DURATION_PATTERN: Final = r"^([0-9]+(ms|s|m|h|d|w|y))+$"
 
 
 def parse_duration(text: str) -> int:
-    """A Prometheus duration (``30s``, ``5m``, ``1h30m``, ``7d``) in nanoseconds."""
+    """A Prometheus duration (``30s``, ``5m``, ``1h30m``, ``7d``: whole
+    numbers, so the rule can be exported) in nanoseconds."""
     text = text.strip()
     if not re.fullmatch(DURATION_PATTERN, text):
         raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 5m, 1h30m, 1d)")
-    return sum(int(n) * _UNIT_NS[unit] for n, unit in _PART.findall(text))
+    return round(units.parse_duration(text) * 1e9)
 
 
 def format_duration(ns: int) -> str:

@@ -182,6 +182,7 @@ class Serve:
         self._ingest: Any = None
         self._ingest_lock = threading.Lock()
         self.received = 0
+        self._received_lock = threading.Lock()  # HTTP requests run on threads of their own
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.http: ThreadingHTTPServer | None = None
@@ -262,7 +263,9 @@ class Serve:
         except OtlpRequestError as exc:
             _reply(request, exc.status, f"POST /v1/traces: {exc}\n".encode(), "text/plain; charset=utf-8")
             return
-        self.received += record(self.ingest_observer(), decoded)
+        count = record(self.ingest_observer(), decoded)
+        with self._received_lock:
+            self.received += count
         reply, media = response_body(content_type.split(";", 1)[0].strip().lower())
         _reply(request, HTTPStatus.OK, reply, media)
 

@@ -14,13 +14,12 @@ or an ISO 8601 time (naive times are local). Durations: ``500ms``, ``2s``,
 
 from __future__ import annotations
 
-import datetime as _dt
 import re
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any, Final
 
+from chainsight.framework.units import parse_duration, parse_time
 from chainsight.storage.query import TraceFilter
 
 FIELDS: Final[dict[str, str]] = {
@@ -40,8 +39,6 @@ FIELDS: Final[dict[str, str]] = {
     "text": "text",
 }
 _THRESHOLDS: Final = frozenset({"min_cost", "min_latency_s"})
-_UNITS: Final = {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)?$")
 _FIELD_TOKEN = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(:|>=|>|=)(.*)$", re.S)
 STATUSES: Final = ("ok", "error", "unset")
 
@@ -78,30 +75,6 @@ def _tokens(text: str) -> Iterator[tuple[str, int, bool]]:
                 out.append(text[i])
                 i += 1
         yield "".join(out), start + 1, quoted and text[start] == '"'
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in ``500ms``, ``2s``, ``1.5m``, ``1h``, ``2d``; ValueError otherwise."""
-    m = _DURATION.match(text.strip().lower())
-    if not m:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 500ms, 2s, 1.5m, 1h)")
-    return float(m.group(1)) * _UNITS[m.group(2) or "s"]
-
-
-def parse_time(text: str, now_ns: int | None = None) -> int:
-    """Nanoseconds for a relative age (``15m`` ago) or an ISO 8601 time."""
-    now_ns = time.time_ns() if now_ns is None else now_ns
-    try:
-        return now_ns - int(parse_duration(text) * 1e9)
-    except ValueError:
-        pass
-    try:
-        moment = _dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"not a time: {text!r} (use e.g. 15m, 1h, 2d or 2024-05-01T12:00)") from None
-    if moment.tzinfo is None:
-        moment = moment.astimezone()  # naive: local time
-    return int(moment.timestamp() * 1e9)
 
 
 def _convert(field: str, op: str, value: str, now_ns: int | None) -> Any:

@@ -92,3 +92,24 @@ def test_the_summary_never_prints_the_store_password(capsys: pytest.CaptureFixtu
     print_summary(summary, url, as_json=True)
     doc = json.loads(capsys.readouterr().out)
     assert doc["db"] == "postgresql+psycopg://cs:***@db.example:5432/chainsight"
+
+
+def test_demo_records_with_the_configuration_given_by_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """`chainsight --config FILE demo` runs the demo with that file's settings
+    (here metrics_only: no content stored), not with the defaults."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(workload, "TOKEN_SLEEP", 0.0005)
+    monkeypatch.setattr(workload, "SLOW_TOKEN_SLEEP", 0.002)
+    config = tmp_path / "metrics-only.toml"
+    config.write_text("[pipeline]\nmetrics_only = true\n")
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    assert cli_main(["--config", str(config), "demo", "--count", "5", "--seed", "1", "--db", url]) == 0
+
+    from chainsight.storage.query import Store, TraceFilter
+
+    store = Store(url)
+    (trace, *_) = store.list_traces(TraceFilter(), limit=10).items
+    detail = store.get_trace(trace.trace_id)
+    assert detail is not None and detail.spans
+    assert all(s.inputs is None and s.outputs is None for s in detail.spans)

@@ -51,7 +51,7 @@ def run_demo(ns: argparse.Namespace) -> int:
         sys.stderr.write("langgraph is not installed: skipped the LangGraph scenario "
                          "(pip install langgraph to include it)\n")
     started_ns = time.time_ns()
-    observer = Observer(ns.db) if ns.db else Observer()
+    observer = Observer(ns.db, settings=getattr(ns, "settings", None))
     handler = CallbackHandler(observer)
     jobs = workload.plan(ns.count, ns.seed, skip=skip)
     with Progress(TextColumn("recording"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

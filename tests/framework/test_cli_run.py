@@ -72,6 +72,7 @@ def test_parse_program(words: list[str], program: Program) -> None:
     (["--", "python"], "no program to run"),
     (["python", "-m"], "-m needs a module name"),
     (["python", "-u", "app.py"], "Python option '-u' cannot apply"),
+    (["python", "-c", "print(1)"], "python -c is not supported: put the code in a file"),
     (["python", "-"], "standard input is not supported"),
 ])
 def test_parse_program_refuses(words: list[str], message: str) -> None:

@@ -56,3 +56,20 @@ def test_errors_name_token_and_column(text: str, token: str, column: int, words:
     assert f"column {column}" in str(info.value)
     assert info.value.column == column and info.value.token == token
     assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("1.5", 1.5), ("500ms", 0.5), ("2s", 2.0), ("1.5m", 90.0), ("2H", 7200.0), ("1h30m", 5400.0),
+    ("7d", 604800.0), ("1w", 604800.0), (" 30m ", 1800.0),
+])
+def test_one_duration_grammar_for_since_filters_and_configuration(text: str, seconds: float) -> None:
+    from chainsight.framework.commands import parse_duration as command_duration
+    from chainsight.framework.units import parse_duration as core_duration
+
+    assert core_duration(text) == parse_duration(text) == command_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "m", "1x", "1h-30m", "-5s", "nan", "inf", "1e3s"])
+def test_what_is_not_a_duration(text: str) -> None:
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration(text)
