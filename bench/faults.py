@@ -588,7 +588,7 @@ def first_call(ctx: Ctx) -> None:
 
     engine = sa.create_engine(ctx.url)
     with engine.connect() as conn:
-        latency = conn.execute(sa.text("SELECT latency_ms FROM spans")).scalar()
+        latency = conn.execute(sa.text("SELECT (end_ns - start_ns) / 1e6 FROM spans")).scalar()
     engine.dispose()
     obs.shutdown(timeout=5)
     report(produced=1, flush=flushed, import_ms=(imported - t0) * 1000,
@@ -686,7 +686,7 @@ def stored_value(r: Result, column: str, where: str) -> str:
 
 
 NEIGHBOUR_COLUMNS = {
-    "surrogate in name": "name", "surrogate in user id": "user_id", "surrogate in tag": "tags_text",
+    "surrogate in name": "name", "surrogate in user id": "user_id", "surrogate in tag": "tags",
     "surrogate in error": "error", "name None": "name", "user id object()": "user_id",
     'token count "12"': "input_tokens", "token count 2**70": "output_tokens",
     "NUL in text": "name, error, session_id", 'cost "free"': "cost_usd",

@@ -8,8 +8,10 @@ statement is two.
 
 Same process, the same prepared span rows (bench/ingest.py's workload) into
 the real schema, batches of 1000 in one transaction each, printed side by
-side: executemany vs multi-row statements, each alone and next to a thread
-that runs Python.
+side: executemany vs multi-row statements (storage/bulk.py's, and
+SQLAlchemy's own "insertmanyvalues", which batches an executemany with
+RETURNING into multi-row statements), each alone and next to a thread that
+runs Python.
 
     python bench/gil_convoy.py [--batches 20]
 """
@@ -46,7 +48,7 @@ def main() -> int:
     parser.add_argument("--batches", type=int, default=20)
     args = parser.parse_args()
     rows_per_run = [StoreWriter("sqlite://").prepare(WriteBatch(spans=b))["spans"]
-                    for b in batches(make_spans(4 * args.batches * BATCH), BATCH)]
+                    for b in batches(make_spans(6 * args.batches * BATCH), BATCH)]
     columns = [c.name for c in schema.spans.columns]
     values = {c: sa.bindparam(c) for c in columns}
     multi = BulkInsert(sqlite.insert(schema.spans).values(values).on_conflict_do_nothing(),
@@ -71,13 +73,26 @@ def main() -> int:
                 for sql, params in multi.statements(next(todo)):
                     conn.execute(sql, params)
 
+        # The rows hold JSON already encoded: the same table with text columns.
+        plain = sa.Table("spans", sa.MetaData(), *(
+            sa.Column(c.name, sa.Text if isinstance(c.type, sa.JSON) else c.type, primary_key=c.primary_key)
+            for c in schema.spans.columns))
+        returning = sqlite.insert(plain).on_conflict_do_nothing().returning(plain.c.span_id)
+        engine = sa.create_engine(f"sqlite:///{path}")
+
+        def insertmanyvalues() -> None:
+            with engine.begin() as sa_conn:
+                sa_conn.execute(returning, next(todo)).all()
+
         print(f"{args.batches} batches of {BATCH} span rows, ms per batch")
-        print(f"{'insert':<26} {'alone':>8} {'busy thread':>12}")
-        for label, write in (("executemany", executemany), ("multi-row statements", multi_row)):
+        print(f"{'insert':<30} {'alone':>8} {'busy thread':>12}")
+        for label, write in (("executemany", executemany), ("multi-row statements (bulk.py)", multi_row),
+                             ("SQLAlchemy insertmanyvalues", insertmanyvalues)):
             alone = per_batch(write, args.batches)
             busy = per_batch(write, args.batches, spinning=True)
-            print(f"{label:<26} {alone:>8.2f} {busy:>12.2f}")
+            print(f"{label:<30} {alone:>8.2f} {busy:>12.2f}")
         conn.close()
+        engine.dispose()
     return 0
 
 

@@ -94,6 +94,7 @@ def stored_rows(count: int, size: int, workdir: Path) -> list[dict[str, list[dic
 
     obs = Observer(f"sqlite:///{workdir}/scratch.db", spill_path=workdir / "scratch.spill.jsonl",
                    entry_points=False)
+    obs.pipeline.wait_started(30)  # the plugins are loaded on the worker
     writer = StoreWriter("sqlite://")
     out = []
     for batch in batches(make_spans(count), size):
@@ -119,7 +120,7 @@ def raw_sqlite_all(path: Path, batches_of_rows: list[dict[str, list[dict[str, An
     for rows in batches_of_rows:
         with conn:
             for name in ("spans", "scores", "traces"):
-                conn.executemany(sql[name], rows[name])
+                conn.executemany(sql[name], rows.get(name, ()))
     conn.close()
 
 
@@ -206,7 +207,7 @@ def main() -> int:
         results.append(("sqlite", "(a) raw sqlite3 executemany, prepared rows",
                         timed(lambda: raw_sqlite(work / "raw.db", prepared), len(spans))))
         everything = stored_rows(args.spans, args.batch, work)
-        per_span = sum(len(r["scores"]) + len(r["traces"]) for r in everything) / len(spans)
+        per_span = sum(len(r.get("scores", ())) + len(r["traces"]) for r in everything) / len(spans)
         results.append(("sqlite", f"(a'') the same, + {per_span:.2f} score/trace rows per span",
                         timed(lambda: raw_sqlite_all(work / "raw_all.db", everything), len(spans))))
         results.append(("sqlite", "(b) StoreWriter.write (serialise+insert+totals)",

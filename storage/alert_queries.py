@@ -15,12 +15,12 @@ fetches a bounded number of rows whatever the window holds:
   label with more values says so in the log).
 
 Check verdicts (failure rate of a check) and score values are read in one
-place each, :func:`check_verdicts` and :func:`score_values`: how verdicts
-are stored may change (passing verdicts of the default checks moving from
-score rows onto the span), and only these two functions know.
+place each, :func:`check_verdicts` and :func:`score_values`: from score rows
+and from the passing verdicts stored on spans (storage/verdicts.py).
 
-Windows are ``[since_ns, until_ns)`` on a span's start, a score's creation
-and a sample's time.
+Windows are ``[since_ns, until_ns)`` on a span's start, a score row's
+creation (a verdict stored on a span: that span's start) and a sample's
+time.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from chainsight.storage import schema
+from chainsight.storage.verdicts import VerdictSource, verdict_source
 
 log = logging.getLogger("chainsight.alerts")
 
@@ -71,7 +72,7 @@ def span_field(name: str) -> sa.ColumnElement[Any]:
         return sa.cast(sa.func.coalesce(S.c.input_tokens, 0) + sa.func.coalesce(S.c.output_tokens, 0),
                        sa.Float)
     return {
-        "latency": lambda: S.c.latency_ms / 1000.0,
+        "latency": lambda: sa.cast(S.c.end_ns - S.c.start_ns, sa.Float) / 1e9,
         "ttft": lambda: sa.cast(S.c.first_token_ns - S.c.start_ns, sa.Float) / 1e9,
         "cost": lambda: S.c.cost_usd,
         "input_tokens": lambda: sa.cast(S.c.input_tokens, sa.Float),
@@ -351,12 +352,8 @@ def span_values(
 # ---- scores (check verdicts) ---------------------------------------------------
 
 
-def _score_source(select: SpanSelect) -> tuple[Any, list[Any], sa.ColumnElement[Any]]:
-    """Scores joined to their span (if any) and trace, the filters of
-    ``select`` on them (the span's, else the trace's model), and the model
-    column to group by."""
-    model = sa.func.coalesce(S.c.model, T.c.model)
-    source = SC.outerjoin(S, S.c.span_id == SC.c.span_id).outerjoin(T, T.c.trace_id == SC.c.trace_id)
+def _score_filters(select: SpanSelect, model: sa.ColumnElement[Any]) -> list[Any]:
+    """The filters of ``select`` on a score's span (``S``) and trace (``T``)."""
     where: list[Any] = []
     if select.model is not None:
         where.append(model == select.model)
@@ -368,7 +365,28 @@ def _score_source(select: SpanSelect) -> tuple[Any, list[Any], sa.ColumnElement[
         where.append(_has_tag(select.tag))
     if select.user is not None:
         where.append(sa.or_(S.c.user_id == select.user, T.c.user_id == select.user))
-    return source, where, model
+    return where
+
+
+def _score_source(select: SpanSelect) -> tuple[Any, list[Any], sa.ColumnElement[Any]]:
+    """Score rows joined to their span (if any) and trace, the filters of
+    ``select`` on them (the span's, else the trace's model), and the model
+    column to group by."""
+    model = sa.func.coalesce(S.c.model, T.c.model)
+    source = SC.outerjoin(S, S.c.span_id == SC.c.span_id).outerjoin(T, T.c.trace_id == SC.c.trace_id)
+    return source, _score_filters(select, model), model
+
+
+def _verdict_source(select: SpanSelect, dialect: str, name: str, since_ns: int,
+                    until_ns: int) -> tuple[VerdictSource, Any, list[Any]]:
+    """The passing verdicts named ``name`` stored on spans that started in the
+    window, one row each, with the same filters and group columns as
+    :func:`_score_source` (``S`` is the judged span itself)."""
+    v = verdict_source(dialect)
+    source = v.select_from(S.outerjoin(T, T.c.trace_id == S.c.trace_id))
+    where = [S.c.start_ns >= since_ns, S.c.start_ns < until_ns, S.c.checks.is_not(None), v.name == name,
+             *_score_filters(select, sa.func.coalesce(S.c.model, T.c.model))]
+    return v, source, where
 
 
 def _score_groups(group_by: Sequence[str], model: sa.ColumnElement[Any]) -> list[sa.ColumnElement[Any]]:
@@ -386,8 +404,9 @@ def check_verdicts(
     max_traces: int = 20,
 ) -> list[Measured]:
     """Failure rate of check ``check`` per group: failed verdicts over all
-    verdicts (scores of ``source = 'check'`` with a ``passed`` value); the
-    traces of the failed ones, newest first.
+    verdicts (scores of ``source = 'check'`` with a ``passed`` value, and
+    the passing verdicts stored on spans); the traces of the failed ones,
+    newest first.
 
     The one place that knows where verdicts are stored."""
     source, where, model = _score_source(select)
@@ -396,11 +415,20 @@ def check_verdicts(
     groups = _score_groups(group_by, model)
     failed = sa.func.sum(sa.case((SC.c.passed.is_(False), 1), else_=0))
     stmt = sa.select(*groups, failed, sa.func.count()).select_from(source).where(*where)
+    _, stored, stored_where = _verdict_source(select, engine.dialect.name, check, since_ns, until_ns)
+    passed = sa.select(*groups, sa.func.count()).select_from(stored).where(*stored_where)
     if groups:
         stmt = stmt.group_by(*groups)
+        passed = passed.group_by(*groups)
     out: list[Measured] = []
     with engine.connect() as conn:
-        for row in _bounded_groups(_rows(conn, stmt), len(groups) + 1, f"check {check}"):
+        totals: dict[tuple[Any, ...], list[int]] = {}
+        for row in _rows(conn, stmt):
+            totals[tuple(row[: len(groups)])] = [int(row[len(groups)] or 0), int(row[len(groups) + 1])]
+        for row in _rows(conn, passed):
+            totals.setdefault(tuple(row[: len(groups)]), [0, 0])[1] += int(row[len(groups)])
+        merged = [(*keys, bad, n) for keys, (bad, n) in totals.items()]
+        for row in _bounded_groups(merged, len(groups) + 1, f"check {check}"):
             keys = tuple(row[: len(groups)])
             bad, n = int(row[len(groups)] or 0), int(row[len(groups) + 1])
             if not n:
@@ -425,27 +453,41 @@ def score_values(
     limit: int = 5000,
 ) -> list[tuple[Values, list[str]]]:
     """The values of scores named ``name`` (any source: a check, feedback,
-    a judge) per group, the newest ``limit`` of each, with the trace of
-    each value. The one place that knows where score values are stored."""
+    a judge; rows and verdicts stored on spans) per group, the newest
+    ``limit`` of each, with the trace of each value. The one place that
+    knows where score values are stored."""
     source, where, model = _score_source(select)
     where += [SC.c.name == name, SC.c.value.is_not(None),
               SC.c.created_ns >= since_ns, SC.c.created_ns < until_ns]
     groups = _score_groups(group_by, model)
+    v, stored, stored_where = _verdict_source(select, engine.dialect.name, name, since_ns, until_ns)
+    stored_where.append(v.value.is_not(None))
     keys_stmt = sa.select(*groups, sa.func.count()).select_from(source).where(*where)
+    stored_keys = sa.select(*groups, sa.func.count()).select_from(stored).where(*stored_where)
     if groups:
         keys_stmt = keys_stmt.group_by(*groups)
+        stored_keys = stored_keys.group_by(*groups)
     out: list[tuple[Values, list[str]]] = []
     with engine.connect() as conn:
-        for row in _bounded_groups(_rows(conn, keys_stmt), len(groups), f"score {name}"):
+        counts: dict[tuple[Any, ...], int] = {}
+        for stmt in (keys_stmt, stored_keys):
+            for row in _rows(conn, stmt):
+                keys = tuple(row[: len(groups)])
+                counts[keys] = counts.get(keys, 0) + int(row[len(groups)])
+        merged = [(*keys, n) for keys, n in counts.items()]
+        for row in _bounded_groups(merged, len(groups), f"score {name}"):
             keys = tuple(row[: len(groups)])
             if not row[len(groups)]:
                 continue
-            stmt = (sa.select(SC.c.value, SC.c.trace_id).select_from(source)
-                    .where(*where, *_group_match(groups, keys))
-                    .order_by(SC.c.created_ns.desc()).limit(limit))
-            rows = _rows(conn, stmt)
-            out.append((Values(_labels(group_by, keys), [float(r[0]) for r in rows]),
-                        [str(r[1]) for r in rows]))
+            match = _group_match(groups, keys)
+            found = _rows(conn, sa.select(SC.c.created_ns, SC.c.value, SC.c.trace_id).select_from(source)
+                          .where(*where, *match).order_by(SC.c.created_ns.desc()).limit(limit))
+            found += _rows(conn, sa.select(v.created_ns, v.value, S.c.trace_id).select_from(stored)
+                           .where(*stored_where, *match).order_by(v.created_ns.desc()).limit(limit))
+            found.sort(key=lambda r: -int(r[0]))
+            rows = found[:limit]
+            out.append((Values(_labels(group_by, keys), [float(r[1]) for r in rows]),
+                        [str(r[2]) for r in rows]))
     return out
 
 

@@ -26,12 +26,13 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any, Final
 
 import sqlalchemy as sa
 
 from chainsight.framework.model import SPAN_FIELDS, Sample, Score, Span
-from chainsight.storage import schema
+from chainsight.storage import schema, shared_content, verdicts
 from chainsight.storage.engine import open_engine, translate_errors
 
 DEFAULT_WINDOW_S: Final = 60.0
@@ -111,6 +112,21 @@ def score_from_row(row: Any) -> Score:
     )
 
 
+def _resolve_content(conn: sa.Connection, spans: list[Span], refs: dict[str, str]) -> None:
+    """Fill the content these spans store once elsewhere (storage/shared_content.py):
+    from a span of the same poll, else from the store."""
+    if not refs:
+        return
+    here = {s.span_id for s in spans}
+    wanted = sorted({ref[2:] for text in refs.values() for ref in text.split(" ")} - here)
+    sources: list[Any] = []
+    if wanted:
+        s = schema.spans
+        stmt = sa.select(s.c.span_id, s.c.inputs, s.c.outputs, s.c.metadata).where(s.c.span_id.in_(wanted))
+        sources = [SimpleNamespace(**r._mapping) for r in conn.execute(stmt)]
+    shared_content.resolve([*spans, *sources], refs)
+
+
 def sequence_column(table: sa.Table, dialect: str) -> sa.ColumnElement[int]:
     """The insertion sequence of ``spans`` or ``scores`` on this database."""
     name = "rowid" if dialect == "sqlite" else schema.SEQUENCE_COLUMN
@@ -154,7 +170,10 @@ class StoreFollower:
         return {s: StreamPosition.from_json(stored.get(s)) for s in STREAMS}
 
     def poll(self) -> Followed:
-        """Spans and scores stored since the last poll (up to ``limit`` of each)."""
+        """Spans and scores stored since the last poll (up to ``limit`` rows
+        of each). The spans' content is whole (content stored once is read
+        from the span holding it) and the scores include the check verdicts
+        stored on the spans, after the score rows."""
         with translate_errors(self.url):
             engine = self._connect()
             with engine.connect() as conn:
@@ -162,10 +181,14 @@ class StoreFollower:
                     self.positions = self._load(conn)
                 now = time.time_ns()
                 rows = {s: self._read(conn, s, self.positions[s], now) for s in STREAMS}
+                spans = [span_from_row(r) for r in rows["spans"]]
+                _resolve_content(conn, spans, {r.span_id: r.content_refs for r in rows["spans"]
+                                               if r.content_refs})
         for position in self.positions.values():
             self.given_up += position.expire(now, self.window_s)
-        return Followed(tuple(span_from_row(r) for r in rows["spans"]),
-                        tuple(score_from_row(r) for r in rows["scores"]))
+        stored = [v for r in rows["spans"]
+                  for v in verdicts.decode(r.span_id, r.trace_id, r.start_ns, r.end_ns, r.checks)]
+        return Followed(tuple(spans), (*(score_from_row(r) for r in rows["scores"]), *stored))
 
     def _read(self, conn: sa.Connection, stream: str, position: StreamPosition, now: int) -> list[Any]:
         table = schema.metadata.tables[stream]

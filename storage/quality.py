@@ -1,6 +1,7 @@
 """Quality metrics from the store: read-only, SQLAlchemy Core, SQLite and PostgreSQL.
 
-What the built-in checks and feedback wrote, aggregated:
+What the built-in checks and feedback wrote (score rows and the check
+verdicts stored on spans alike), aggregated:
 
 * thumbs-up rate (``thumbs`` feedback: value > 0 over all thumbs), mean rating
   (``rating`` feedback);
@@ -26,6 +27,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from chainsight.storage import schema
+from chainsight.storage.verdicts import verdict_source
 
 BINS: Final = 10
 _T = schema.traces
@@ -127,34 +129,37 @@ def _compute(
             for k, n, errors in conn.execute(stmt):
                 slot(k).update(traces=int(n), errors=int(errors or 0))
 
-            # scores, joined to their trace (window) and span (model)
-            joined = _S.join(_T, _T.c.trace_id == _S.c.trace_id).outerjoin(_SP, _SP.c.span_id == _S.c.span_id)
-            skey = key(True).label("k") if key else sa.literal(None).label("k")
-            positive = sa.case((_S.c.value > 0, 1), else_=0)
-            names = ("thumbs", "rating", "refusal", "pii", "groundedness", "toxicity")
-            stmt = (
-                sa.select(skey, _S.c.name, sa.func.count(_S.c.value), sa.func.sum(positive),
-                          sa.func.avg(_S.c.value), sa.func.min(_S.c.value), sa.func.max(_S.c.value))
-                .select_from(joined)
-                .where(_S.c.name.in_(names), _S.c.value.is_not(None), *window)
-                .group_by(skey, _S.c.name)
-            )
-            for k, name, n, pos, mean, low, high in conn.execute(stmt):
-                s = slot(k)
-                s[name] = (int(n), int(pos or 0), mean, low, high)
+            # Scores, joined to their trace (window) and span (model): the
+            # score rows, then the check verdicts stored on spans. Sums, not
+            # means, so the two parts add up.
+            for joined, name_col, value, where in _score_sources(conn.dialect.name):
+                skey = key(True).label("k") if key else sa.literal(None).label("k")
+                positive = sa.case((value > 0, 1), else_=0)
+                names = ("thumbs", "rating", "refusal", "pii", "groundedness", "toxicity")
+                stmt = (
+                    sa.select(skey, name_col.label("name"), sa.func.count(value), sa.func.sum(positive),
+                              sa.func.sum(value), sa.func.min(value), sa.func.max(value))
+                    .select_from(joined)
+                    .where(name_col.in_(names), value.is_not(None), *where, *window)
+                    .group_by(skey, name_col)
+                )
+                for k, name, n, pos, total, low, high in conn.execute(stmt):
+                    _add(slot(k), name, (int(n), int(pos or 0), total, low, high))
 
-            # histograms of groundedness and toxicity
-            clamped = sa.case((_S.c.value >= 1.0, BINS - 1), (_S.c.value <= 0.0, 0),
-                              else_=sa.cast(_S.c.value * BINS, sa.Integer))
-            bin_ = sa.case((clamped > BINS - 1, BINS - 1), else_=clamped).label("bin")
-            stmt = (
-                sa.select(skey, _S.c.name, bin_, sa.func.count())
-                .select_from(joined)
-                .where(_S.c.name.in_(("groundedness", "toxicity")), _S.c.value.is_not(None), *window)
-                .group_by(skey, _S.c.name, bin_)
-            )
-            for k, name, b, n in conn.execute(stmt):
-                slot(k)["hist"][name][int(b)] += int(n)
+                # histograms of groundedness and toxicity
+                # floor: PostgreSQL's cast to integer rounds (0.85 would land in bin 9)
+                scaled = sa.func.floor(value * BINS) if conn.dialect.name == "postgresql" else value * BINS
+                clamped = sa.case((value >= 1.0, BINS - 1), (value <= 0.0, 0),
+                                  else_=sa.cast(scaled, sa.Integer))
+                bin_ = sa.case((clamped > BINS - 1, BINS - 1), else_=clamped).label("bin")
+                stmt = (
+                    sa.select(skey, name_col.label("name"), bin_, sa.func.count())
+                    .select_from(joined)
+                    .where(name_col.in_(("groundedness", "toxicity")), value.is_not(None), *where, *window)
+                    .group_by(skey, name_col, bin_)
+                )
+                for k, name, b, n in conn.execute(stmt):
+                    slot(k)["hist"][name][int(b)] += int(n)
     finally:
         if owned:
             engine.dispose()
@@ -167,13 +172,13 @@ def _compute(
         pii = s.get("pii", (0, 0, None, None, None))
 
         def dist(name: str, s: dict[str, Any] = s) -> Distribution:
-            n, _pos, mean, low, high = s.get(name, (0, 0, None, None, None))
-            return Distribution(n, _f(mean), _f(low), _f(high), tuple(s["hist"][name]))
+            n, _pos, total, low, high = s.get(name, (0, 0, None, None, None))
+            return Distribution(n, _mean(total, n), _f(low), _f(high), tuple(s["hist"][name]))
 
         result[k] = QualityMetrics(
             traces=s.get("traces", 0), errors=s.get("errors", 0),
             thumbs=thumbs[0], thumbs_up=thumbs[1],
-            ratings=rating[0], mean_rating=_f(rating[2]),
+            ratings=rating[0], mean_rating=_mean(rating[2], rating[0]),
             refusal_checked=refusal[0], refusals=refusal[1],
             pii_checked=pii[0], pii_found=pii[1],
             groundedness=dist("groundedness"), toxicity=dist("toxicity"),
@@ -183,6 +188,38 @@ def _compute(
 
 def _f(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+def _mean(total: Any, count: int) -> float | None:
+    return float(total) / count if count and total is not None else None
+
+
+Part = tuple[int, int, Any, Any, Any]
+"""Of one score name: count, how many were positive, sum, min, max."""
+
+
+def _add(slot: dict[str, Any], name: str, part: Part) -> None:
+    old: Part | None = slot.get(name)
+    if old is None:
+        slot[name] = part
+        return
+    low = [v for v in (old[3], part[3]) if v is not None]
+    high = [v for v in (old[4], part[4]) if v is not None]
+    total = None if old[2] is None and part[2] is None else float(old[2] or 0) + float(part[2] or 0)
+    slot[name] = (old[0] + part[0], old[1] + part[1], total, min(low) if low else None,
+                  max(high) if high else None)
+
+
+def _score_sources(dialect_name: str) -> list[tuple[sa.FromClause, sa.ColumnElement[Any],
+                                                     sa.ColumnElement[Any], list[sa.ColumnElement[bool]]]]:
+    """(joined tables, score name, score value, conditions) of the score rows
+    and of the check verdicts stored on spans (storage/verdicts.py); both
+    join ``traces`` (the window) and ``spans`` (the model) as _T and _SP."""
+    rows = _S.join(_T, _T.c.trace_id == _S.c.trace_id).outerjoin(_SP, _SP.c.span_id == _S.c.span_id)
+    v = verdict_source(dialect_name)
+    stored = v.select_from(_SP.join(_T, _T.c.trace_id == _SP.c.trace_id))
+    return [(rows, _S.c.name, _S.c.value, []),
+            (stored, v.name, v.value, [_SP.c.checks.is_not(None)])]
 
 
 def quality_metrics(

@@ -16,8 +16,9 @@ Semantics worth knowing:
   aggregate LLM spans that started in the window; otherwise traces that
   started in it. Latency is the span's / trace's duration; TTFT and TPOT of a
   trace are its first streamed LLM call's. Percentiles interpolate linearly
-  between ranks (PostgreSQL's ``percentile_cont``), computed in Python so both
-  backends give the same figures.
+  between ranks (``percentile_cont``): PostgreSQL computes every aggregate
+  itself; SQLite has no percentile function, so its rows' values are read
+  in one pass and added up and sorted here (:func:`_sqlite_metrics`).
 * ``Trace.score_summary`` maps a score name to ``{"value": mean or None,
   "count": n, "passed": k, "failed": m}``.
 """
@@ -35,7 +36,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from chainsight.framework.model import SPAN_FIELDS, Alert, Sample, Score, Span, Trace
-from chainsight.storage import schema
+from chainsight.storage import schema, shared_content, verdicts
 from chainsight.storage.engine import open_engine, translate_errors
 
 T = schema.traces
@@ -121,6 +122,27 @@ class AggregateRow:
     output_tokens: int
     cost_usd: float | None
     unpriced_count: int
+
+
+@dataclass(frozen=True)
+class ScoreStat:
+    """The scores of one (source, name) in a window, added up by the store."""
+
+    source: str
+    name: str
+    count: int
+    values: int  # how many have a value
+    value_sum: float | None
+    verdicts: int  # how many say passed or failed
+    passed: int
+
+    @property
+    def mean(self) -> float | None:
+        return self.value_sum / self.values if self.values and self.value_sum is not None else None
+
+    @property
+    def pass_rate(self) -> float | None:
+        return self.passed / self.verdicts if self.verdicts else None
 
 
 @dataclass(frozen=True)
@@ -244,12 +266,23 @@ def _trace(row: Any, summaries: dict[str, dict[str, Any]]) -> Trace:
 
 
 _SPAN_READ = [S.c[name] for name in SPAN_FIELDS]
+_VERDICT_READ = [S.c.span_id, S.c.trace_id, S.c.start_ns, S.c.end_ns, S.c.checks]
 
 
 def _span(row: Any) -> Span:
     data = dict(row._mapping)
     data["tokens_estimated"] = bool(data["tokens_estimated"])
     return Span.from_dict(data)
+
+
+def _verdicts(row: Any) -> list[Score]:
+    """The check verdicts stored on a span row (see storage/verdicts.py)."""
+    return verdicts.decode(row.span_id, row.trace_id, row.start_ns, row.end_ns, row.checks)
+
+
+def _by_time(scores: list[Score]) -> list[Score]:
+    scores.sort(key=lambda sc: (sc.created_ns, sc.score_id))
+    return scores
 
 
 def _score(row: Any) -> Score:
@@ -275,58 +308,6 @@ def _alert(row: Any) -> Alert:
         description=row.description or "", trace_ids=tuple(str(t) for t in trace_ids),
         source=row.source or "",
     )
-
-
-@dataclass
-class _Acc:
-    count: int = 0
-    errors: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost: float | None = None
-    unpriced: int = 0
-
-    def __post_init__(self) -> None:
-        self.latency: list[float] = []
-        self.ttft: list[float] = []
-        self.tpot: list[float] = []
-
-    def add(self, row: Sequence[Any]) -> None:
-        # row: (group, bucket_key, is_error, latency_ms, ttft_ms, tpot_ms, in, out, cost, unpriced)
-        self.count += 1
-        self.errors += 1 if row[2] else 0
-        if row[3] is not None:
-            self.latency.append(row[3] / 1000.0)
-        if row[4] is not None:
-            self.ttft.append(row[4] / 1000.0)
-        if row[5] is not None:
-            self.tpot.append(row[5] / 1000.0)
-        self.input_tokens += row[6] or 0
-        self.output_tokens += row[7] or 0
-        if row[8] is not None:
-            self.cost = (self.cost or 0.0) + row[8]
-        self.unpriced += row[9] or 0
-
-    def row(self, group: str | None) -> AggregateRow:
-        for values in (self.latency, self.ttft, self.tpot):
-            values.sort()
-        return AggregateRow(
-            group=group,
-            count=self.count,
-            error_count=self.errors,
-            error_rate=self.errors / self.count if self.count else 0.0,
-            latency_p50=percentile(self.latency, 0.5),
-            latency_p95=percentile(self.latency, 0.95),
-            latency_p99=percentile(self.latency, 0.99),
-            ttft_p50=percentile(self.ttft, 0.5),
-            ttft_p95=percentile(self.ttft, 0.95),
-            tpot_p50=percentile(self.tpot, 0.5),
-            tpot_p95=percentile(self.tpot, 0.95),
-            input_tokens=self.input_tokens,
-            output_tokens=self.output_tokens,
-            cost_usd=self.cost,
-            unpriced_count=self.unpriced,
-        )
 
 
 def _metric(row: AggregateRow, metric: str) -> float | None:
@@ -449,19 +430,21 @@ class Store:
             row = conn.execute(sa.select(T).where(T.c.trace_id == tid)).first()
             if row is None:
                 return None
-            spans = [
-                _span(r)
-                for r in conn.execute(
-                    sa.select(*_SPAN_READ).where(S.c.trace_id == tid).order_by(S.c.start_ns, S.c.span_id)
-                )
-            ]
+            spans: list[Span] = []
+            scores: list[Score] = []
+            refs: dict[str, str] = {}
+            for r in conn.execute(
+                sa.select(*_SPAN_READ, S.c.checks, S.c.content_refs)
+                .where(S.c.trace_id == tid).order_by(S.c.start_ns, S.c.span_id)
+            ):
+                spans.append(_span(r))
+                scores.extend(_verdicts(r))
+                if r.content_refs:
+                    refs[r.span_id] = r.content_refs
+            shared_content.resolve(spans, refs)
             sc = schema.scores
-            scores = [
-                _score(r)
-                for r in conn.execute(
-                    sa.select(sc).where(sc.c.trace_id == tid).order_by(sc.c.created_ns, sc.c.score_id)
-                )
-            ]
+            scores.extend(_score(r) for r in conn.execute(sa.select(sc).where(sc.c.trace_id == tid)))
+            _by_time(scores)
             sm = schema.samples
             end = row.end_ns if row.end_ns is not None else row.start_ns
             samples = [
@@ -480,8 +463,11 @@ class Store:
         if not ids:
             return {}
         sc = schema.scores
-        stmt = sa.select(sc).where(sc.c.trace_id.in_(ids))
-        return _summarise([_score(r) for r in self._rows(stmt)])
+        found = [_score(r) for r in self._rows(sa.select(sc).where(sc.c.trace_id.in_(ids)))]
+        stmt = sa.select(*_VERDICT_READ).where(S.c.trace_id.in_(ids), S.c.checks.is_not(None))
+        for r in self._rows(stmt):
+            found.extend(_verdicts(r))
+        return _summarise(_by_time(found))
 
     # ---- scores, alerts, samples --------------------------------------------
     def list_scores(
@@ -492,6 +478,10 @@ class Store:
         since_ns: int | None = None,
         limit: int = 1000,
     ) -> list[Score]:
+        """Scores newest first: score rows and the check verdicts stored on
+        spans. Without ``trace_id`` the verdicts are found by scanning the
+        spans that have any: a window (``since_ns``) bounds what is read,
+        not what is scanned."""
         sc = schema.scores
         clauses = []
         if trace_id is not None:
@@ -502,9 +492,50 @@ class Store:
             clauses.append(sc.c.source == source)
         if since_ns is not None:
             clauses.append(sc.c.created_ns >= since_ns)
-        stmt = (sa.select(sc).where(*clauses)
-                .order_by(sc.c.created_ns.desc(), sc.c.score_id.desc()).limit(limit))
-        return [_score(r) for r in self._rows(stmt)]
+        order = [sc.c.created_ns.desc(), sc.c.score_id.desc()]
+        found = [_score(r) for r in self._rows(sa.select(sc).where(*clauses).order_by(*order).limit(limit))]
+        if source in (None, "check"):
+            v = verdicts.verdict_source(self.engine.dialect.name)
+            where: list[sa.ColumnElement[bool]] = [S.c.checks.is_not(None)]
+            if trace_id is not None:
+                where.append(S.c.trace_id == trace_id)
+            if name is not None:
+                where.append(v.name == name)
+            if since_ns is not None:
+                where.append(v.created_ns >= since_ns)
+            stmt = (sa.select(*v.score_columns()).select_from(v.select_from(S)).where(*where)
+                    .order_by(v.created_ns.desc(), v.score_id.desc()).limit(limit))
+            found.extend(_score(r) for r in self._rows(stmt))
+        found.sort(key=lambda sc: (sc.created_ns, sc.score_id), reverse=True)
+        return found[:limit]
+
+    def score_stats(self, since_ns: int | None = None, until_ns: int | None = None) -> list[ScoreStat]:
+        """Per (source, name), by source and name: score rows created in the
+        window, and the check verdicts stored on the spans of traces that
+        started in it (a verdict is made within its trace's run)."""
+        sc, v = schema.scores, verdicts.verdict_source(self.engine.dialect.name)
+        passed = sa.func.sum(sa.case((sc.c.passed.is_(True), 1), else_=0))
+        rows = (sa.select(sc.c.source, sc.c.name, sa.func.count(), sa.func.count(sc.c.value),
+                          sa.func.sum(sc.c.value), sa.func.count(sc.c.passed), passed)
+                .where(*_between(sc.c.created_ns, since_ns, until_ns))
+                .group_by(sc.c.source, sc.c.name))
+        n = sa.func.count()
+        stored = (sa.select(sa.literal("check", sa.Text), v.name, n, sa.func.count(v.value),
+                            sa.func.sum(v.value), n, n)
+                  .select_from(v.select_from(S.join(T, T.c.trace_id == S.c.trace_id)))
+                  .where(S.c.checks.is_not(None), *_between(T.c.start_ns, since_ns, until_ns))
+                  .group_by(v.name))
+        totals: dict[tuple[str, str], list[Any]] = {}
+        for stmt in (rows, stored):
+            for source, name, count, values, value_sum, judged, ok in self._rows(stmt):
+                entry = totals.setdefault((source, name), [0, 0, None, 0, 0])
+                entry[0] += int(count)
+                entry[1] += int(values)
+                if value_sum is not None:
+                    entry[2] = (entry[2] or 0.0) + float(value_sum)
+                entry[3] += int(judged)
+                entry[4] += int(ok or 0)
+        return [ScoreStat(source, name, *entry) for (source, name), entry in sorted(totals.items())]
 
     def list_alerts(self, state: str | None = None, limit: int = 100,
                     since_ns: int | None = None, source: str | None = None) -> list[Alert]:
@@ -584,11 +615,21 @@ class Store:
         return EvalStore(self.url, engine=self.engine).results(experiment_id)
 
     # ---- aggregates ------------------------------------------------------------
-    def _metric_rows(
-        self, since_ns: int | None, until_ns: int | None, group_by: str | None
-    ) -> tuple[list[Any], sa.ColumnElement[Any]]:
+    def _metric_query(
+        self, since_ns: int | None, until_ns: int | None, group_by: str | None,
+        buckets: tuple[int, float, int] | None = None,
+    ) -> dict[tuple[str | None, int], AggregateRow]:
+        """Request metrics per (group, bucket). PostgreSQL computes them all in
+        one grouped query (sums, ``percentile_cont``). SQLite has no
+        percentile function: its rows' values are read in one pass and added
+        up and sorted here (:func:`_sqlite_metrics`); numbering them with
+        window functions in SQL took 2.6 times as long, and a grouped query
+        for the sums beside it a second scan. ``buckets``: (since_ns,
+        width_ns, count); the bucket of a row is ``int((start - since) /
+        width)``, the last one holding the rest."""
         if group_by in SPAN_GROUPS:
             time_col: sa.ColumnElement[Any] = S.c.start_ns
+            group_col: sa.ColumnElement[Any] = SPAN_GROUPS[group_by]
             tpot = sa.case(
                 (
                     sa.and_(S.c.first_token_ns.is_not(None), S.c.end_ns.is_not(None),
@@ -598,30 +639,59 @@ class Store:
                 ),
                 else_=None,
             )
-            cols: list[sa.ColumnElement[Any]] = [
-                SPAN_GROUPS[group_by], S.c.start_ns, S.c.status == "error", S.c.latency_ms,
-                sa.cast(S.c.first_token_ns - S.c.start_ns, sa.Float) / 1e6, tpot,
-                S.c.input_tokens, S.c.output_tokens, S.c.cost_usd,
-                sa.case((S.c.cost_usd.is_(None), 1), else_=0),
-            ]
-            base = sa.select(*cols).where(S.c.kind == "llm")
+            spread = {
+                "latency": sa.cast(S.c.end_ns - S.c.start_ns, sa.Float) / 1e6,
+                "ttft": sa.cast(S.c.first_token_ns - S.c.start_ns, sa.Float) / 1e6,
+                "tpot": tpot,
+            }
+            # errors, input and output tokens, cost, unpriced calls: summed
+            parts = [sa.case((S.c.status == "error", 1), else_=0), S.c.input_tokens, S.c.output_tokens,
+                     S.c.cost_usd, sa.case((S.c.cost_usd.is_(None), 1), else_=0)]
+            where: list[sa.ColumnElement[bool]] = [S.c.kind == "llm"]
         elif group_by is None or group_by in TRACE_GROUPS:
             time_col = T.c.start_ns
             group_col = TRACE_GROUPS[group_by] if group_by else sa.null()
-            cols = [
-                group_col, T.c.start_ns, T.c.status == "error", T.c.duration_ms, T.c.ttft_ms,
-                T.c.tpot_ms, T.c.input_tokens, T.c.output_tokens, T.c.cost_usd,
-                T.c.unpriced_count,
-            ]
-            base = sa.select(*cols)
+            spread = {"latency": T.c.duration_ms, "ttft": T.c.ttft_ms, "tpot": T.c.tpot_ms}
+            parts = [sa.case((T.c.status == "error", 1), else_=0), T.c.input_tokens, T.c.output_tokens,
+                     T.c.cost_usd, T.c.unpriced_count]
+            where = []
         else:
             known = ", ".join([*SPAN_GROUPS, *TRACE_GROUPS])
             raise ValueError(f"cannot group by {group_by!r}; use one of {known}")
         if since_ns is not None:
-            base = base.where(time_col >= since_ns)
+            where.append(time_col >= since_ns)
         if until_ns is not None:
-            base = base.where(time_col < until_ns)
-        return self._rows(base), time_col
+            where.append(time_col < until_ns)
+        postgres = self.engine.dialect.name == "postgresql"
+        # What rows are grouped by: the group and the bucket, when there are any.
+        keys = {"g": group_col} if group_by else {}
+        if buckets is not None:
+            start, width, count = buckets
+            offset = sa.cast(time_col - start, sa.Float) / sa.literal(width, sa.Float)
+            bucket = sa.cast(sa.func.floor(offset) if postgres else offset, sa.BigInteger)  # truncates
+            keys["b"] = sa.case((bucket > count - 1, count - 1), else_=bucket)
+        with translate_errors(self.url), self.engine.connect() as conn:
+            if postgres:
+                found = _postgres_metrics(conn, keys, parts, spread, where)
+            else:
+                found = _sqlite_metrics(conn, keys, parts, spread, where)
+        out: dict[tuple[str | None, int], AggregateRow] = {}
+        for (group, bucket_no), (n, sums, p) in found.items():
+
+            def seconds(name: str, p: dict[str, float | None] = p) -> float | None:
+                ms = p.get(name)
+                return None if ms is None else ms / 1000.0
+
+            errors = int(sums[0] or 0)
+            out[(group, bucket_no)] = AggregateRow(
+                group=group, count=n, error_count=errors, error_rate=errors / n if n else 0.0,
+                latency_p50=seconds("latency_0.5"), latency_p95=seconds("latency_0.95"),
+                latency_p99=seconds("latency_0.99"), ttft_p50=seconds("ttft_0.5"),
+                ttft_p95=seconds("ttft_0.95"), tpot_p50=seconds("tpot_0.5"),
+                tpot_p95=seconds("tpot_0.95"), input_tokens=int(sums[1] or 0),
+                output_tokens=int(sums[2] or 0), cost_usd=_f(sums[3]), unpriced_count=int(sums[4] or 0),
+            )
+        return out
 
     def aggregates(
         self,
@@ -630,13 +700,9 @@ class Store:
         group_by: str | None = None,
     ) -> list[AggregateRow]:
         """Request metrics over a window, one row per group (by count, descending)."""
-        rows, _ = self._metric_rows(since_ns, until_ns, group_by)
-        accs: dict[str | None, _Acc] = defaultdict(_Acc)
-        for row in rows:
-            accs[row[0]].add(row)
-        if group_by is None and not accs:
-            accs[None] = _Acc()
-        result = [acc.row(group) for group, acc in accs.items()]
+        result = list(self._metric_query(since_ns, until_ns, group_by).values())
+        if group_by is None and not result:
+            result.append(_empty_row(None))
         result.sort(key=lambda r: (-r.count, r.group or ""))
         return result
 
@@ -654,26 +720,95 @@ class Store:
         if buckets < 1 or until_ns <= since_ns:
             raise ValueError("need buckets >= 1 and until_ns > since_ns")
         width = (until_ns - since_ns) / buckets
-        rows, _ = self._metric_rows(since_ns, until_ns, group_by)
-        accs: dict[tuple[str | None, int], _Acc] = defaultdict(_Acc)
+        found = self._metric_query(since_ns, until_ns, group_by, (since_ns, width, buckets))
         groups: dict[str | None, None] = {} if group_by else {None: None}
-        for row in rows:
-            index = min(buckets - 1, int((row[1] - since_ns) / width))
-            accs[(row[0], index)].add(row)
-            groups.setdefault(row[0])
-        empty = _Acc().row(None)
+        for group, _ in sorted(found, key=lambda k: (k[1], k[0] is not None, k[0] or "")):
+            groups.setdefault(group)
+        empty = _empty_row(None)
         points = []
         for group in groups:
             for i in range(buckets):
-                acc = accs.get((group, i))
-                agg = acc.row(group) if acc is not None else empty
+                agg = found.get((group, i))
                 points.append(SeriesPoint(
                     start_ns=since_ns + int(i * width),
                     end_ns=since_ns + int((i + 1) * width),
                     group=group,
-                    value=_metric(agg, metric) if acc is not None or _counts(metric) else None,
+                    value=_metric(agg or empty, metric) if agg is not None or _counts(metric) else None,
                 ))
         return points
+
+
+def _between(col: sa.ColumnElement[Any], since_ns: int | None,
+             until_ns: int | None) -> list[sa.ColumnElement[bool]]:
+    out = [] if since_ns is None else [col >= since_ns]
+    return out if until_ns is None else [*out, col < until_ns]
+
+
+def _empty_row(group: str | None) -> AggregateRow:
+    return AggregateRow(group=group, count=0, error_count=0, error_rate=0.0, latency_p50=None,
+                        latency_p95=None, latency_p99=None, ttft_p50=None, ttft_p95=None,
+                        tpot_p50=None, tpot_p95=None, input_tokens=0, output_tokens=0,
+                        cost_usd=None, unpriced_count=0)
+
+
+def _f(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+QUANTILES: Final = {"latency": (0.5, 0.95, 0.99), "ttft": (0.5, 0.95), "tpot": (0.5, 0.95)}
+MetricGroups = dict[tuple[Any, int], tuple[int, list[Any], dict[str, float | None]]]
+"""(group, bucket) -> (rows, the sums of the parts, percentiles by "<spread>_<q>")."""
+
+
+def _postgres_metrics(conn: sa.Connection, keys: dict[str, sa.ColumnElement[Any]],
+                      parts: list[sa.ColumnElement[Any]], spread: dict[str, sa.ColumnElement[Any]],
+                      where: list[sa.ColumnElement[bool]]) -> MetricGroups:
+    names = [f"{n}_{q}" for n in spread for q in QUANTILES[n]]
+    columns = [*(e.label(n) for n, e in keys.items()), sa.func.count().label("n"),
+               *(sa.func.sum(p).label(f"s{i}") for i, p in enumerate(parts)),
+               *(sa.func.percentile_cont(q).within_group(e).label(f"{n}_{q}")
+                 for n, e in spread.items() for q in QUANTILES[n])]
+    out: MetricGroups = {}
+    for r in conn.execute(sa.select(*columns).where(*where).group_by(*keys.values())):
+        m = r._mapping
+        key = (m["g"] if "g" in keys else None, int(m["b"]) if "b" in keys else 0)
+        out[key] = (int(m["n"]), [m[f"s{i}"] for i in range(len(parts))], {n: _f(m[n]) for n in names})
+    return out
+
+
+def _sqlite_metrics(conn: sa.Connection, keys: dict[str, sa.ColumnElement[Any]],
+                    parts: list[sa.ColumnElement[Any]], spread: dict[str, sa.ColumnElement[Any]],
+                    where: list[sa.ColumnElement[bool]]) -> MetricGroups:
+    """What :func:`_postgres_metrics` returns, from the rows read in one pass:
+    ``percentile_cont`` is linear interpolation between closest ranks."""
+    has_g, has_b = "g" in keys, "b" in keys
+    columns = [keys.get("g", sa.null()), keys.get("b", sa.literal(0)), *parts, *spread.values()]
+    width = len(parts)
+    acc: dict[tuple[Any, int], tuple[list[int], list[Any], list[list[float]]]] = {}
+    for r in conn.execute(sa.select(*columns).where(*where)):
+        key = (r[0] if has_g else None, int(r[1]) if has_b else 0)
+        entry = acc.get(key)
+        if entry is None:
+            entry = acc[key] = ([0], [None] * width, [[] for _ in spread])
+        entry[0][0] += 1
+        sums = entry[1]
+        for i in range(width):
+            value = r[2 + i]
+            if value is not None:
+                sums[i] = value if sums[i] is None else sums[i] + value
+        for i, values in enumerate(entry[2]):
+            value = r[2 + width + i]
+            if value is not None:
+                values.append(value)
+    out: MetricGroups = {}
+    for key, (n, sums, spreads) in acc.items():
+        ranks: dict[str, float | None] = {}
+        for name, values in zip(spread, spreads, strict=True):
+            values.sort()
+            for q in QUANTILES[name]:
+                ranks[f"{name}_{q}"] = percentile(values, q)
+        out[key] = (n[0], sums, ranks)
+    return out
 
 
 def _counts(metric: str) -> bool:

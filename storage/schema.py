@@ -1,7 +1,8 @@
 """The tables, defined once for SQLite and PostgreSQL (SQLAlchemy Core).
 
 Times are integer nanoseconds since the epoch (BigInteger); derived durations
-are float milliseconds, kept only where an index or a sort needs them. JSON
+are float milliseconds, kept only where an index or a sort needs them (a
+span's latency is ``end_ns - start_ns``; a trace's is indexed). JSON
 columns are JSONB on PostgreSQL. Alembic migrations (storage/migrations) are
 generated from this module and are what creates the tables; never call
 ``metadata.create_all`` on a real store.
@@ -55,7 +56,6 @@ spans = Table(
     Column("start_ns", BigInteger, nullable=False),
     Column("end_ns", BigInteger),
     Column("first_token_ns", BigInteger),
-    Column("latency_ms", Float),
     Column("model", Text),
     Column("provider", Text),
     Column("input_tokens", BigInteger),
@@ -68,16 +68,21 @@ spans = Table(
     Column("inputs", Json),
     Column("outputs", Json),
     Column("tags", Json),
-    Column("tags_text", Text),
     Column("metadata", Json),
     Column("user_id", Text),
     Column("session_id", Text),
     Column("attributes", Json),
-    # Lower-cased name, error and content preview; only set on root spans.
-    Column("search_text", Text),
+    # Passing check verdicts on this span (storage/verdicts.py).
+    Column("checks", Json),
+    # Content stored once per trace: which fields another span holds (storage/shared_content.py).
+    Column("content_refs", Text),
     Index(None, "trace_id", "start_ns"),
-    Index(None, "kind", "start_ns"),
+    # Spans by time, of any kind: metrics and cost of model calls, alert
+    # rules over any kind, check verdicts in a window.
+    Index(None, "start_ns"),
 )
+
+
 
 traces = Table(
     "traces",
@@ -103,17 +108,19 @@ traces = Table(
     Column("user_id", Text),
     Column("session_id", Text),
     Column("tags", Text),  # TAG_SEP-delimited, from the root span
+    # Lower-cased name, error and content preview of the root span.
     Column("search_text", Text),
     Column("updated_ns", BigInteger, nullable=False),
     Index(None, "start_ns", "trace_id"),
     Index(None, "status", "start_ns"),
-    Index(None, "model", "start_ns"),
     Index(None, "user_id", "start_ns"),
     Index(None, "session_id", "start_ns"),
     Index(None, "cost_usd", "trace_id"),
     Index(None, "duration_ms", "trace_id"),
 )
 
+# Scores that carry information: failed or flagged checks, feedback, judges,
+# evaluations. A passing check is stored on its span (spans.checks).
 scores = Table(
     "scores",
     metadata,
@@ -129,8 +136,7 @@ scores = Table(
     Column("experiment_id", Text),
     Column("created_ns", BigInteger, nullable=False),
     Index(None, "trace_id"),
-    Index(None, "name", "created_ns"),
-    Index(None, "experiment_id"),
+    Index(None, "created_ns"),
 )
 
 samples = Table(

@@ -14,6 +14,9 @@ Rules (the same for both ways below):
   cost stays NULL when no span is priced.
 * ttft/tpot are those of the earliest LLM span (by start, then id) that
   streamed; model is the model of the earliest LLM span that has one.
+* tags and search text are the root's, computed when its row is prepared
+  (the spans table does not keep them): set by whichever transaction writes
+  the root, and kept by later recomputations.
 
 Two ways to apply them:
 
@@ -117,8 +120,9 @@ def _trace_summary_select(
         "model": model,
         "user_id": sa.func.coalesce(root(s.c.user_id), sa.func.max(s.c.user_id)),
         "session_id": sa.func.coalesce(root(s.c.session_id), sa.func.max(s.c.session_id)),
-        "tags": root(s.c.tags_text),
-        "search_text": root(s.c.search_text),
+        # Taken from the root's prepared row (``set_root_text``), not from spans.
+        "tags": sa.null(),
+        "search_text": sa.null(),
         "updated_ns": now_ns,
     }
     return (
@@ -136,7 +140,9 @@ def refresh_trace_totals(conn: sa.Connection, trace_ids: Iterable[str]) -> None:
     """Recompute the denormalised totals of these traces from their spans.
 
     Idempotent and order-free, so any writer of spans (the batch writer,
-    reprice) calls it inside its own transaction after changing spans.
+    reprice) calls it inside its own transaction after changing spans. The
+    root's tags and search text are kept as they are: they come from the
+    root's prepared row (:func:`set_root_text`), not from the spans table.
     """
     stmt = _trace_upsert(conn.dialect.name)
     ordered = sorted(set(trace_ids))  # a stable lock order between concurrent writers
@@ -155,8 +161,42 @@ def _trace_upsert(dialect_name: str) -> sa.Executable:
     stmt = insert.from_select(list(TRACE_COLUMNS), select)
     return stmt.on_conflict_do_update(
         index_elements=[t.c.trace_id],
-        set_={c: stmt.excluded[c] for c in TRACE_COLUMNS if c != "trace_id"},
+        set_={c: stmt.excluded[c] for c in TRACE_COLUMNS if c not in _KEPT_ON_REFRESH},
     )
+
+
+_KEPT_ON_REFRESH: Final = ("trace_id", "tags", "search_text")
+"""What a recomputation from the spans table leaves as it is: the root's
+tags and search text are not in that table."""
+
+
+def set_root_text(conn: sa.Connection, roots: Sequence[dict[str, Any]]) -> None:
+    """Bring the tags and search text of the traces of these root span rows
+    up to date: the greatest of each among the trace's roots, as
+    :func:`summarize_trace` takes it (so a replay, or a second root in a
+    later batch, ends where one batch would)."""
+    if not roots:
+        return
+    t = schema.traces
+    best: dict[str, dict[str, Any]] = {}
+    ids = sorted({r["trace_id"] for r in roots})
+    for i in range(0, len(ids), TRACE_CHUNK):
+        chunk = ids[i : i + TRACE_CHUNK]
+        for found in conn.execute(sa.select(t.c.trace_id, t.c.tags, t.c.search_text)
+                                  .where(t.c.trace_id.in_(chunk))):
+            best[found.trace_id] = {"b_trace_id": found.trace_id, "b_tags": found.tags,
+                                    "b_search_text": found.search_text}
+    for r in roots:
+        entry = best.get(r["trace_id"])
+        if entry is None:  # pragma: no cover - the trace row was written first
+            continue
+        for key, column in (("b_tags", "tags_text"), ("b_search_text", "search_text")):
+            if r[column] is not None and (entry[key] is None or r[column] > entry[key]):
+                entry[key] = r[column]
+    stmt = (t.update().where(t.c.trace_id == sa.bindparam("b_trace_id"))
+            .values(tags=sa.bindparam("b_tags", type_=sa.Text),
+                    search_text=sa.bindparam("b_search_text", type_=sa.Text)))
+    conn.execute(stmt, list(best.values()))
 
 
 def summarize_trace(spans: Sequence[dict[str, Any]], now_ns: int) -> dict[str, Any]:
@@ -260,6 +300,7 @@ def write_trace_totals(conn: sa.Connection, span_rows: Sequence[dict[str, Any]],
         by_trace.setdefault(row["trace_id"], []).append(row)
     if not all_new:
         refresh_trace_totals(conn, by_trace)
+        set_root_text(conn, [r for r in span_rows if r["parent_id"] is None])
         return
     t = schema.traces
     ordered = sorted(by_trace)
@@ -283,6 +324,8 @@ def write_trace_totals(conn: sa.Connection, span_rows: Sequence[dict[str, Any]],
         _trace_row_upsert(conn.dialect).run(conn, rows)
     if recompute:
         refresh_trace_totals(conn, recompute)
+        set_root_text(conn, [r for trace_id in recompute for r in by_trace[trace_id]
+                             if r["parent_id"] is None])
 
 
 def merge_rootless(conn: sa.Connection, old: dict[str, Any], spans: Sequence[dict[str, Any]],

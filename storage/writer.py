@@ -7,6 +7,12 @@ idempotent: an id that exists already is skipped (alerts are upserted: each
 state change of an alert carries the same ``alert_id``), and the trace rows
 stay exact whatever order the spans of a trace arrive in.
 
+``prepare`` also stores less: a passing check verdict of a span in the batch
+goes onto the span's row (:mod:`chainsight.storage.verdicts`), and content a
+span repeats from an earlier span of its trace in the batch becomes a
+reference (:mod:`chainsight.storage.shared_content`). Span rows from a spill
+file written before those columns existed are stored as they are.
+
 Trace rows are kept by :mod:`chainsight.storage.trace_summary` in the same transaction.
 
 Rows go in through :class:`chainsight.storage.bulk.BulkInsert` (driver SQL, multi-row
@@ -27,7 +33,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from chainsight.framework.model import Alert, Sample, Score, Span, new_ordered_id
 from chainsight.framework.store_api import WriteBatch
-from chainsight.storage import schema
+from chainsight.storage import schema, shared_content, verdicts
 from chainsight.storage.bulk import BulkInsert
 from chainsight.storage.engine import (
     DEFAULT_BUSY_TIMEOUT_MS,
@@ -35,7 +41,7 @@ from chainsight.storage.engine import (
     open_engine,
     translate_errors,
 )
-from chainsight.storage.row_checks import RowChecker
+from chainsight.storage.row_checks import RowChecker, clean_text
 from chainsight.storage.serialize import dumps, encode_capped, key_text
 from chainsight.storage.trace_summary import write_trace_totals
 
@@ -83,17 +89,15 @@ def _tags_text(tags: Iterable[str] | None) -> str | None:
 
 def _span_row(span: Span, cap: int) -> dict[str, Any]:
     """Values of the wrong type are left for :class:`RowChecker` to report;
-    only what is computed here from them is guarded."""
-    start, end = span.start_ns, span.end_ns
-    inputs = encode_capped(span.inputs, cap) if span.inputs is not None else None
-    outputs = encode_capped(span.outputs, cap) if span.outputs is not None else None
+    only what is computed here from them is guarded. ``tags_text`` and
+    ``search_text`` are no columns: the trace row takes them from its root
+    (``add_root_text``)."""
     error = span.error
     if type(error) is str:
         if len(error) > cap:
             error = error[:cap] + "…"
     elif error is not None:
         error = encode_capped(error, cap)
-    root = span.parent_id is None
     tags = span.tags
     return {
         "span_id": span.span_id,
@@ -104,10 +108,9 @@ def _span_row(span: Span, cap: int) -> dict[str, Any]:
         "status": span.status,
         "error": error,
         "error_type": span.error_type,
-        "start_ns": start,
-        "end_ns": end,
+        "start_ns": span.start_ns,
+        "end_ns": span.end_ns,
         "first_token_ns": span.first_token_ns,
-        "latency_ms": (end - start) / 1e6 if type(end) is int and type(start) is int else None,
         "model": span.model,
         "provider": span.provider,
         "input_tokens": span.input_tokens,
@@ -117,22 +120,35 @@ def _span_row(span: Span, cap: int) -> dict[str, Any]:
         "tokens_estimated": bool(span.tokens_estimated),
         "cost_usd": span.cost_usd,
         "chunk_count": span.chunk_count or 0,
-        "inputs": inputs,
-        "outputs": outputs,
+        "inputs": encode_capped(span.inputs, cap) if span.inputs is not None else None,
+        "outputs": encode_capped(span.outputs, cap) if span.outputs is not None else None,
         "tags": encode_capped(tags, cap) if tags is not None else None,
-        "tags_text": _tags_text(tags) if root and isinstance(tags, list | tuple) else None,
         "metadata": encode_capped(span.metadata, cap) if span.metadata is not None else None,
         "user_id": span.user_id,
         "session_id": span.session_id,
         "attributes": encode_capped(span.attributes, cap) if span.attributes is not None else None,
-        "search_text": _search_text(span.name, error, inputs, outputs) if root else None,
+        "checks": None,
+        "content_refs": None,
+        "tags_text": _tags_text(tags) if span.parent_id is None and isinstance(tags, list | tuple) else None,
+        "search_text": None,
     }
+
+
+def add_root_text(row: dict[str, Any]) -> None:
+    """A root span row's search text, from its checked values (before its
+    content is shared), and its tags text made storable."""
+    if row["parent_id"] is not None:
+        return
+    row["search_text"] = _search_text(row["name"], row["error"], row["inputs"], row["outputs"])
+    if row["tags_text"] is not None:
+        row["tags_text"] = clean_text(row["tags_text"])
 
 
 def _unencodable_span_row(span: Span, exc: BaseException) -> dict[str, Any]:
     """The identity and timings of a span whose values could not be encoded
     at all, with the reason; never its content."""
     row: dict[str, Any] = {c.name: None for c in schema.spans.columns}
+    row["tags_text"] = row["search_text"] = None
     for name in ("span_id", "trace_id", "parent_id", "kind", "name", "status", "error_type",
                  "start_ns", "end_ns", "model", "provider", "user_id", "session_id"):
         row[name] = getattr(span, name, None)
@@ -157,6 +173,14 @@ def _note_problems(table: str, row: dict[str, Any], problems: dict[str, str]) ->
     row["attributes"] = dumps(attributes)
 
 
+def _fill_new_columns(span_rows: Sequence[dict[str, Any]]) -> None:
+    """Span rows prepared before ``checks`` and ``content_refs`` existed (a
+    spill file written by an older version) get them empty."""
+    for row in span_rows:
+        if "content_refs" not in row:
+            row["checks"] = row["content_refs"] = None
+
+
 def _reason(exc: BaseException) -> str:
     """The store's reason in one line, without SQLAlchemy's echo of the parameters."""
     orig = getattr(exc, "orig", None) or exc
@@ -164,8 +188,8 @@ def _reason(exc: BaseException) -> str:
     return f"{type(orig).__name__}: {text[0]}" if text else type(orig).__name__
 
 
-def _search_text(name: Any, error: str | None, inputs: str | None, outputs: str | None) -> str:
-    parts = [str(name), error or "", (inputs or "")[:SEARCH_PREVIEW], (outputs or "")[:SEARCH_PREVIEW]]
+def _search_text(name: Any, error: Any, inputs: str | None, outputs: str | None) -> str:
+    parts = [str(name), str(error or ""), (inputs or "")[:SEARCH_PREVIEW], (outputs or "")[:SEARCH_PREVIEW]]
     return "\n".join(parts).lower()
 
 
@@ -267,8 +291,9 @@ class StoreWriter:
         rows: dict[str, list[dict[str, Any]]] = {}
         if batch.spans:
             rows["spans"] = [self._span_row(span, cap) for span in batch.spans]
-        if batch.scores:
-            rows["scores"] = [_score_row(score) for score in batch.scores]
+        scores = verdicts.attach(rows.get("spans", ()), batch.scores) if batch.scores else ()
+        if scores:
+            rows["scores"] = [_score_row(score) for score in scores]
         if batch.samples:
             rows["samples"] = [_sample_row(sample) for sample in batch.samples]
         if batch.alerts:
@@ -280,6 +305,10 @@ class StoreWriter:
                 problems = check(row)
                 if problems:
                     _note_problems(table, row, problems)
+        if batch.spans:
+            for row in rows["spans"]:
+                add_root_text(row)
+            shared_content.share(rows["spans"])
         return rows
 
     # ---- writing ----------------------------------------------------------
@@ -310,6 +339,7 @@ class StoreWriter:
         """Write prepared rows in one transaction; raises StoreUnavailable to retry."""
         if not any(rows.values()):
             return
+        _fill_new_columns(rows.get("spans") or ())
         with translate_errors(self.url):
             engine = self._connect()
             with engine.begin() as conn:
@@ -340,6 +370,8 @@ class StoreWriter:
         except StoreUnavailable:
             raise
         except Exception as exc:
+            # Each row must stand alone once the batch is split.
+            shared_content.inline(rows.get("spans") or ())
             items = [(table, row) for table in TABLES for row in rows.get(table) or ()]
             if len(items) <= 1:
                 return [RejectedRow(table, row, _reason(exc)) for table, row in items]

@@ -123,6 +123,9 @@ class DataSource:
     def list_scores(self, **kwargs: Any) -> list[Score]:
         return list(self.call(lambda s: s.list_scores(**kwargs)))
 
+    def score_stats(self, since_ns: int | None, until_ns: int | None) -> list[Any]:
+        return list(self.call(lambda s: s.score_stats(since_ns, until_ns)))
+
     def list_samples(self, name: str | None = None, since_ns: int | None = None,
                      until_ns: int | None = None, limit: int = 10_000) -> list[Sample]:
         return list(self.call(lambda s: s.list_samples(name=name, since_ns=since_ns,

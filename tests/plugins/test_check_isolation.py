@@ -9,7 +9,7 @@ from pathlib import Path
 from chainsight.framework import hookimpl
 from chainsight.framework.model import Score, Span
 from chainsight.framework.observer import Observer
-from tests.plugins.cases.store import rows
+from tests.plugins.cases.store import rows, score_rows
 
 CHECKS = [("refusal", "chainsight.plugins.refusal"), ("length", "chainsight.plugins.length"), ("toxicity", "chainsight.plugins.toxicity")]
 
@@ -59,7 +59,7 @@ def test_raising_and_slow_checks_do_not_stop_the_others(tmp_path: Path) -> None:
         obs.shutdown()
     spans = {r["span_id"]: r["name"] for r in rows(url, "spans")}
     by_span: dict[str, set[str]] = {}
-    for r in rows(url, "scores"):
+    for r in score_rows(url):
         by_span.setdefault(spans[r["span_id"]] + ":" + r["span_id"], set()).add(r["name"])
     for key, names in by_span.items():
         assert {"refusal", "length", "toxicity", "slow"} <= names, key

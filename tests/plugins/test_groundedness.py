@@ -14,7 +14,7 @@ from chainsight.framework.config import Settings
 from chainsight.framework.model import Span
 from chainsight.framework.observer import Observer
 from chainsight.plugins.groundedness import GroundednessCheck, lexical_verdict, parse_judge_reply
-from tests.plugins.cases.store import rows
+from tests.plugins.cases.store import score_rows
 
 DOCS = [Document(page_content="The Eiffel Tower was completed in 1889 in Paris. It is 330 metres tall."),
         {"page_content": "Gustave Eiffel's company designed and built the tower."}]
@@ -97,7 +97,7 @@ def test_llm_judge_through_litellm_mock_response(tmp_path: Path) -> None:
     finally:
         obs.shutdown()
         litellm.callbacks[:], litellm.success_callback[:], litellm.failure_callback[:] = saved
-    scores = {(r["name"], r["source"]): r for r in rows(url, "scores")}
+    scores = {(r["name"], r["source"]): r for r in score_rows(url)}
     judge = scores[("groundedness", "judge")]
     assert judge["value"] == 0.5 and judge["passed"] == 0 and judge["trace_id"] == root.trace_id
     assert '"Napoleon painted it."' in judge["comment"]

@@ -78,7 +78,7 @@ def test_tool_calling_agent_through_the_pipeline_scores_only_the_answer(tmp_path
 
     from chainsight.framework.adapters.langchain import CallbackHandler
     from chainsight.framework.observer import Observer
-    from tests.plugins.cases.store import rows
+    from tests.plugins.cases.store import score_rows
 
     url = f"sqlite:///{tmp_path / 'len.db'}"
     obs = Observer(url, strict=True, entry_points=False, spill_path=tmp_path / "spill",
@@ -94,5 +94,5 @@ def test_tool_calling_agent_through_the_pipeline_scores_only_the_answer(tmp_path
         assert obs.flush(10)
     finally:
         obs.shutdown()
-    labels = sorted(r["label"] for r in rows(url, "scores") if r["name"] == "length")
+    labels = sorted(r["label"] for r in score_rows(url) if r["name"] == "length")
     assert labels == ["ok"]  # the text answer; the tool-call reply is not judged

@@ -12,7 +12,7 @@ from langchain_core.messages import AIMessage, HumanMessage
 from chainsight.framework import hookimpl
 from chainsight.framework.model import Score, Span
 from chainsight.framework.observer import Observer
-from tests.plugins.cases.store import all_text_rows, rows
+from tests.plugins.cases.store import all_text_rows, rows, score_rows
 
 MARKERS = ("zebracorn", "quasarmilk", "plumbusfleeb", "glorptonic", "wizzleberry")
 
@@ -77,15 +77,15 @@ def test_metrics_only_stores_no_content(tmp_path: Path) -> None:
     assert '"gen_ai.request.temperature":0.2' in (llm["attributes"] or "").replace(" ", "")
     (trace,) = rows(url, "traces")
     assert trace["trace_id"] == trace_id and trace["input_tokens"] == 11 and trace["cost_usd"] == 0.0003
-    names = {r["name"] for r in rows(url, "scores")}
+    names = {r["name"] for r in score_rows(url)}
     # checks ran on the content before it was dropped
     assert {"length", "refusal", "toxicity", "pii", "groundedness"} <= names
-    grounded = next(r for r in rows(url, "scores") if r["name"] == "groundedness")
+    grounded = next(r for r in score_rows(url) if r["name"] == "groundedness")
     assert grounded["value"] == 0.0
     # explanations of checks may quote content, so they are dropped; the
     # user's own feedback comment is kept
-    assert all(r["comment"] is None for r in rows(url, "scores") if r["source"] == "check")
-    thumbs = next(r for r in rows(url, "scores") if r["name"] == "thumbs")
+    assert all(r["comment"] is None for r in score_rows(url) if r["source"] == "check")
+    thumbs = next(r for r in score_rows(url) if r["name"] == "thumbs")
     assert thumbs["comment"] == "answer was vague"
 
 

@@ -14,7 +14,7 @@ from chainsight.framework.defaults import DEFAULT_PLUGINS
 from chainsight.framework.model import Score, Span
 from chainsight.framework.observer import Observer
 from chainsight.framework.plugin_manager import PluginSet, load_plugins
-from tests.plugins.cases.store import rows
+from tests.plugins.cases.store import score_rows
 
 CHECKS = ("length", "refusal", "toxicity", "pii", "json_schema", "groundedness")
 
@@ -55,7 +55,7 @@ def _record(obs: Observer, url: str) -> dict[str, dict[str, Any]]:
             retriever.outputs = [{"page_content": DOCUMENTS}]
         root.outputs = ANSWER
     assert obs.flush(10)
-    return {r["name"]: r for r in rows(url, "scores") if r["source"] == "check"}
+    return {r["name"]: r for r in score_rows(url) if r["source"] == "check"}
 
 
 def test_two_observers_check_with_their_own_settings(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from chainsight.plugins import redaction
 from chainsight.plugins.detectors import SWITCHES
 from chainsight.plugins.redaction import ATTRIBUTE, Redactor
 from chainsight.storage.serialize import dumps
-from tests.plugins.cases.store import all_text_rows, rows
+from tests.plugins.cases.store import all_text_rows, rows, score_rows
 
 EMAIL = "seeded.person@example.com"
 API_KEY = "sk-proj-SEEDk3y0123456789abcdefGHIJ"
@@ -222,11 +222,11 @@ def test_store_and_exporters_never_see_seeded_secrets(tmp_path: Path) -> None:
     assert "[redacted:email]" in spans["rag"]["inputs"]
     assert "[redacted:credit_card]" in spans["llm"]["outputs"]
     assert "[redacted:" in (spans["tool"]["error"] or "")
-    scores = {(r["name"], r["span_id"]): r for r in rows(db_url, "scores")}
+    scores = {(r["name"], r["span_id"]): r for r in score_rows(db_url)}
     pii = scores[("pii", spans["llm"]["span_id"])]
     assert pii["passed"] == 0 and "email" in pii["label"] and "api_key" in pii["label"]
     assert ("groundedness", spans["rag"]["span_id"]) in scores
-    assert any(r["trace_id"] == trace_id and r["source"] == "feedback" for r in rows(db_url, "scores"))
+    assert any(r["trace_id"] == trace_id and r["source"] == "feedback" for r in score_rows(db_url))
 
 
 def test_without_redaction_the_seed_is_stored(tmp_path: Path) -> None:

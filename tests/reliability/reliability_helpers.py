@@ -27,6 +27,13 @@ def span_rows(url: str, where: str = "1=1") -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
+def trace_rows(url: str, where: str = "1=1") -> list[dict[str, Any]]:
+    engine = open_engine(url)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(f"SELECT * FROM traces WHERE {where}")).mappings().all()
+    return [dict(r) for r in rows]
+
+
 def span_names(url: str) -> list[str]:
     return sorted(r["name"] for r in span_rows(url))
 

@@ -254,7 +254,7 @@ def test_the_first_traced_call_pays_no_start_up(tmp_path: Path) -> None:
         import sqlalchemy as sa
         from chainsight.storage.engine import open_engine
         with open_engine("sqlite:///{tmp_path / 'first.db'}").connect() as conn:
-            latency = conn.execute(sa.text("SELECT latency_ms FROM spans")).scalar()
+            latency = conn.execute(sa.text("SELECT (end_ns - start_ns) / 1e6 FROM spans")).scalar()
         print(json.dumps({{"built": built, "first": first, "latency_ms": latency}}))
     """, env={"CHAINSIGHT_STORAGE_URL": f"sqlite:///{tmp_path / 'first.db'}"}, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr

@@ -14,7 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from reliability_helpers import poison, span_rows, wait_for
+from reliability_helpers import poison, span_rows, trace_rows, wait_for
 
 from chainsight.framework.cli import main as cli_main
 from chainsight.framework.model import Span
@@ -73,8 +73,9 @@ def test_a_bad_value_costs_no_neighbour(bad: str, store_url: str, tmp_path: Path
         assert len(rows) == NEIGHBOURS + 1
         assert obs.stats().written == NEIGHBOURS + 1
         (row,) = [r for r in rows if r["span_id"] == span.span_id]
-        for key in ("name", "user_id", "error", "session_id", "tags_text"):
-            value = row[key]
+        (trace,) = trace_rows(store_url, f"trace_id = '{span.trace_id}'")
+        for value in [*(row[key] for key in ("name", "user_id", "error", "session_id", "tags")),
+                      trace["tags"], trace["search_text"]]:  # the root's tags and text are the trace's
             if isinstance(value, str):
                 value.encode("utf-8")  # valid UTF-8
                 assert "\x00" not in value

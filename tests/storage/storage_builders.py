@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
+import pytest
+
 from chainsight.framework.model import Span
 
 MS = 1_000_000
@@ -50,3 +55,32 @@ def three_level_trace(
     llm.attributes = {"temperature": 0.2, "nested": {"a": [1, 2]}}
     llm.status = "ok"
     return [root, retr, step, llm]
+
+
+def plain(value: Any) -> Any:
+    """Dataclasses, tuples and dicts as plain dicts and lists, to compare answers."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if hasattr(value, "to_dict") and not isinstance(value, dict):
+        return plain(value.to_dict())
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
+def assert_same(got: Any, want: Any, where: str = "") -> None:
+    """Equal, floats to 1e-9 (sums added up in another order)."""
+    if isinstance(want, float) and isinstance(got, float):
+        assert got == pytest.approx(want, rel=1e-9, abs=1e-12), where
+    elif isinstance(want, dict) and isinstance(got, dict):
+        assert got.keys() == want.keys(), where
+        for key in want:
+            assert_same(got[key], want[key], f"{where}.{key}")
+    elif isinstance(want, list) and isinstance(got, list):
+        assert len(got) == len(want), where
+        for i, (g, w) in enumerate(zip(got, want, strict=True)):
+            assert_same(g, w, f"{where}[{i}]")
+    else:
+        assert got == want, where

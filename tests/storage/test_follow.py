@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from storage_builders import three_level_trace
 
-from chainsight.framework.model import Sample, Score
+from chainsight.framework.model import Sample, Score, Span
 from chainsight.storage import schema
 from chainsight.storage.engine import open_engine
 from chainsight.storage.follow import StoreFollower, StreamPosition, latest_samples
@@ -118,3 +118,32 @@ def test_latest_samples_per_label_set(sqlite_url: str) -> None:
     assert sorted((s.labels["gpu_id"], s.value) for s in got) == [("0", 30.0), ("1", 70.0)]
     assert latest_samples(open_engine(sqlite_url), ["llm_gpu_utilization_percent"], T0 + 2 * MS) == []
     writer.close()
+
+
+def test_verdicts_and_content_stored_once_are_followed_whole(store_url: str) -> None:
+    """A passing check stored on its span comes out of the follower as a
+    score; a span's content stored once with another span comes out whole,
+    from the same poll or from the store."""
+    answer = {"content": "an answer long enough to be stored once per trace, surely"}
+    llm = Span("model", "llm", start_ns=T0)
+    llm.outputs, llm.end_ns = answer, T0 + 5 * MS
+    parser = Span("parser", "parser", trace_id=llm.trace_id, start_ns=T0 + 6 * MS)
+    parser.inputs, parser.end_ns = answer, T0 + 7 * MS
+    verdict = Score("refusal", "check", llm.trace_id, llm.span_id, 0.0, "answered", True,
+                    "no refusal pattern", created_ns=T0 + 8 * MS)
+    writer = StoreWriter(store_url)
+    writer.write(WriteBatch(spans=[llm, parser], scores=[verdict]))
+    writer.close()
+
+    whole = StoreFollower(store_url, "whole")
+    found = whole.poll()
+    assert [s.inputs for s in found.spans if s.kind == "parser"] == [answer]
+    (score,) = found.scores
+    assert (score.name, score.passed, score.comment, score.created_ns) == (
+        "refusal", True, "no refusal pattern", verdict.created_ns)
+    paged = StoreFollower(store_url, "paged", limit=1)  # the parser's source comes from the store
+    first, second = paged.poll(), paged.poll()
+    assert [s.kind for s in (*first.spans, *second.spans)] == ["llm", "parser"]
+    assert second.spans[0].inputs == answer
+    for f in (whole, paged):
+        f.close()

@@ -301,12 +301,14 @@ def test_model_class_cache_is_bounded() -> None:
 
 
 def test_prepared_batch_rows_match_rows_of_single_spans() -> None:
-    """A batch whose spans share message objects: the same rows as each span alone."""
+    """A batch whose spans share message objects: the same rows as each span
+    alone (once the content a batch stores once per trace is put back)."""
     from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
     from langchain_core.prompt_values import ChatPromptValue
 
     from chainsight.framework.model import Span
-    from chainsight.storage.writer import StoreWriter, WriteBatch, _span_row
+    from chainsight.storage.shared_content import inline
+    from chainsight.storage.writer import StoreWriter, WriteBatch, _span_row, add_root_text
 
     messages = [SystemMessage("Be brief."), HumanMessage("Weather in Paris? ana@example.com")]
     answer = AIMessage(content="Sunny.", tool_calls=[{"name": "w", "args": {}, "id": "c1"}])
@@ -321,7 +323,12 @@ def test_prepared_batch_rows_match_rows_of_single_spans() -> None:
         spans += [prompt, llm, parser]
     writer = StoreWriter("sqlite://", max_content_bytes=200)
     rows = writer.prepare(WriteBatch(spans=spans))["spans"]
-    assert rows == [_span_row(span, 200) for span in spans]
+    assert sum(bool(row["content_refs"]) for row in rows) == 3  # each parser's input is its model's answer
+    inline(rows)
+    alone = [_span_row(span, 200) for span in spans]
+    for row in alone:
+        add_root_text(row)
+    assert rows == alone
     assert any("__truncated__" in (row["outputs"] or "") for row in rows)
 
 

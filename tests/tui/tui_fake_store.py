@@ -77,6 +77,10 @@ class FakeStore:
         self._check()
         return []
 
+    def score_stats(self, *args: Any, **kwargs: Any) -> list[Any]:
+        self._check()
+        return []
+
     def aggregates(self, *args: Any, **kwargs: Any) -> list[Any]:
         self._check()
         return []

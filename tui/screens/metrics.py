@@ -172,8 +172,7 @@ class MetricsScreen(Screen[None]):
                     series[spec.id] = []
             overall = data.aggregates(since, until)
             by_model = data.aggregates(since, until, group_by="model")
-            scores = [s for s in data.list_scores(since_ns=since, limit=5000)
-                      if s.created_ns < until]
+            scores = data.score_stats(since, until)
         except StoreDown as error:
             app.call_from_thread(app.store_down, error)
             app.call_from_thread(self.set_timer, app.retry_interval, self.load)
@@ -237,23 +236,19 @@ class MetricsScreen(Screen[None]):
         rows.sort(key=lambda r: -r[1])
         return rows[:8]
 
-    def _quality_text(self, scores: list[Any]) -> Text:
+    def _quality_text(self, stats: list[Any]) -> Text:
+        """``stats``: the store's ScoreStat per (source, name), in that order."""
         out = Text("quality and feedback\n", style="bold")
-        groups: dict[tuple[str, str], list[Any]] = {}
-        for score in scores:
-            groups.setdefault((score.source, score.name), []).append(score)
-        if not groups:
+        if not stats:
             out.append("no scores in this range", style="dim")
-        for (source, name), items in sorted(groups.items())[:10]:
-            values = [s.value for s in items if s.value is not None]
-            verdicts = [s.passed for s in items if s.passed is not None]
-            out.append_text(safe(f"{source}/{name}", single_line=True, max_len=28))
-            out.append(f"  n={len(items)}")
-            if values:
-                out.append(f"  mean {fmt.number(sum(values) / len(values))}")
-            if verdicts:
-                out.append(f"  pass {fmt.percent(sum(verdicts) / len(verdicts))}",
-                           style="green" if sum(verdicts) == len(verdicts) else "yellow")
+        for stat in stats[:10]:
+            out.append_text(safe(f"{stat.source}/{stat.name}", single_line=True, max_len=28))
+            out.append(f"  n={stat.count}")
+            if stat.mean is not None:
+                out.append(f"  mean {fmt.number(stat.mean)}")
+            if stat.verdicts:
+                out.append(f"  pass {fmt.percent(stat.pass_rate)}",
+                           style="green" if stat.passed == stat.verdicts else "yellow")
             out.append("\n")
         out.rstrip()
         return out

@@ -35,3 +35,14 @@ def rows(url: str, table: str) -> list[dict[str, Any]]:
             return [dict(r) for r in conn.execute(sa.text(f'SELECT * FROM "{table}"')).mappings()]
     finally:
         engine.dispose()
+
+
+def score_rows(url: str) -> list[dict[str, Any]]:
+    """Every score, as a dict of the ``scores`` columns, read through the query
+    API: score rows and the passing check verdicts stored on their spans."""
+    import dataclasses
+
+    from chainsight.storage.query import Store
+
+    with Store(url, create=False) as store:
+        return [dataclasses.asdict(s) for s in store.list_scores(limit=1_000_000)]
