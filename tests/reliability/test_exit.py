@@ -204,7 +204,8 @@ def test_a_backlog_at_exit_is_stored_within_the_deadline(tmp_path: Path, sqlite_
 def test_sigterm_while_threads_record_exits_promptly(tmp_path: Path) -> None:
     db = tmp_path / "term.db"
     script = textwrap.dedent(f"""
-        import os, sys, threading, time
+        import faulthandler, os, signal, sys, threading, time
+        faulthandler.register(signal.SIGUSR1, all_threads=True)  # where it hangs, if it does
         os.environ["CHAINSIGHT_STORAGE_URL"] = "sqlite:///{db}"
         from chainsight.framework import get_observer
         obs = get_observer()
@@ -227,7 +228,14 @@ def test_sigterm_while_threads_record_exits_promptly(tmp_path: Path) -> None:
     assert proc.stdout.readline().strip() == "recorded"
     start = time.monotonic()
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=30)
+    try:
+        _, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(1)
+        proc.kill()
+        _, err = proc.communicate()
+        pytest.fail(f"no exit 30 s after SIGTERM; its threads:\n{err}")
     assert time.monotonic() - start < 2.5, err  # not the full 5 s deadline
     assert proc.returncode == -signal.SIGTERM
     assert len(span_names(f"sqlite:///{db}")) > 100
