@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -302,21 +302,13 @@ def span_error_rate(
     stmt = sa.select(*groups, errors, sa.func.count()).select_from(source).where(*where)
     if groups:
         stmt = stmt.group_by(*groups)
-    out: list[Measured] = []
+    def failing(keys: tuple[Any, ...]) -> sa.Select[Any]:
+        return (sa.select(S.c.trace_id).select_from(source)
+                .where(*where, *_group_match(groups, keys), S.c.status == "error")
+                .order_by(S.c.start_ns.desc()))
+
     with engine.connect() as conn:
-        for row in _bounded_groups(_rows(conn, stmt), len(groups) + 1, "errors"):
-            keys = tuple(row[: len(groups)])
-            failed, n = int(row[len(groups)] or 0), int(row[len(groups) + 1])
-            if not n:
-                continue
-            traces: tuple[str, ...] = ()
-            if failed and max_traces > 0:
-                failing = (sa.select(S.c.trace_id).select_from(source)
-                           .where(*where, *_group_match(groups, keys), S.c.status == "error")
-                           .order_by(S.c.start_ns.desc()).limit(max_traces * 4))
-                traces = tuple(dict.fromkeys(r[0] for r in _rows(conn, failing)))[:max_traces]
-            out.append(Measured(_labels(group_by, keys), failed / n, n, traces))
-    return out
+        return _rates(conn, _rows(conn, stmt), groups, group_by, "errors", failing, max_traces)
 
 
 def span_values(
@@ -420,7 +412,6 @@ def check_verdicts(
     if groups:
         stmt = stmt.group_by(*groups)
         passed = passed.group_by(*groups)
-    out: list[Measured] = []
     with engine.connect() as conn:
         totals: dict[tuple[Any, ...], list[int]] = {}
         for row in _rows(conn, stmt):
@@ -428,18 +419,30 @@ def check_verdicts(
         for row in _rows(conn, passed):
             totals.setdefault(tuple(row[: len(groups)]), [0, 0])[1] += int(row[len(groups)])
         merged = [(*keys, bad, n) for keys, (bad, n) in totals.items()]
-        for row in _bounded_groups(merged, len(groups) + 1, f"check {check}"):
-            keys = tuple(row[: len(groups)])
-            bad, n = int(row[len(groups)] or 0), int(row[len(groups) + 1])
-            if not n:
-                continue
-            traces: tuple[str, ...] = ()
-            if bad and max_traces > 0:
-                failing = (sa.select(SC.c.trace_id).select_from(source)
-                           .where(*where, *_group_match(groups, keys), SC.c.passed.is_(False))
-                           .order_by(SC.c.created_ns.desc()).limit(max_traces * 4))
-                traces = tuple(dict.fromkeys(r[0] for r in _rows(conn, failing)))[:max_traces]
-            out.append(Measured(_labels(group_by, keys), bad / n, n, traces))
+
+        def failing(keys: tuple[Any, ...]) -> sa.Select[Any]:
+            return (sa.select(SC.c.trace_id).select_from(source)
+                    .where(*where, *_group_match(groups, keys), SC.c.passed.is_(False))
+                    .order_by(SC.c.created_ns.desc()))
+
+        return _rates(conn, merged, groups, group_by, f"check {check}", failing, max_traces)
+
+
+def _rates(conn: sa.Connection, rows: Any, groups: Sequence[Any], group_by: Sequence[str], what: str,
+           failing: Callable[[tuple[Any, ...]], sa.Select[Any]], max_traces: int) -> list[Measured]:
+    """``(*group keys, bad, n)`` rows as failure rates, each with the newest
+    traces of its failures (``failing(keys)``, newest first)."""
+    out: list[Measured] = []
+    for row in _bounded_groups(rows, len(groups) + 1, what):
+        keys = tuple(row[: len(groups)])
+        bad, n = int(row[len(groups)] or 0), int(row[len(groups) + 1])
+        if not n:
+            continue
+        traces: tuple[str, ...] = ()
+        if bad and max_traces > 0:
+            found = _rows(conn, failing(keys).limit(max_traces * 4))
+            traces = tuple(dict.fromkeys(r[0] for r in found))[:max_traces]
+        out.append(Measured(_labels(group_by, keys), bad / n, n, traces))
     return out
 
 
