@@ -8,6 +8,8 @@ run by a thread of its own (``chainsight-retention``), in small batches
 with a pause between them, never on the pipeline's threads. Several
 processes pruning one store do no harm (each batch deletes what is still
 there). A failure is logged once, and again only after a prune succeeded.
+``chainsight serve`` runs the same prune as one of its tasks ("prune
+store"), and its OTLP-in observer leaves this plugin out.
 """
 
 from __future__ import annotations
@@ -23,11 +25,32 @@ from chainsight.framework.units import parse_duration
 
 if TYPE_CHECKING:
     from chainsight.framework.observer import Observer
+    from chainsight.storage.retention import PruneResult
 
 log = logging.getLogger("chainsight.retention")
 
 FIRST_DELAY_S = 60.0
 BATCH_PAUSE_S = 0.01  # between delete batches: writers get the lock in between
+
+
+def prune_older_than(url: str, age_s: float) -> PruneResult:
+    """One scheduled prune of ``url`` (the observer's thread and ``chainsight
+    serve``'s task both run this); logs what it deleted."""
+    from chainsight.storage.retention import prune
+
+    result = prune(url, time.time_ns() - int(age_s * 1e9), pause_s=BATCH_PAUSE_S)
+    if result.traces or result.samples:
+        log.info("retention: deleted %d traces (%d spans, %d scores) and %d samples",
+                 result.traces, result.spans, result.scores, result.samples)
+    return result
+
+
+def schedule(storage: Mapping[str, Any]) -> tuple[float, float] | None:
+    """``(age_s, interval_s)`` from the ``[storage]`` table; None without retention."""
+    retention = storage.get("retention")
+    if not retention:
+        return None
+    return parse_duration(str(retention)), float(storage.get("prune_interval_s", 3600))
 
 
 class RetentionThread(threading.Thread):
@@ -49,10 +72,9 @@ class RetentionThread(threading.Thread):
 
     def run_once(self) -> None:
         from chainsight.storage.engine import StoreNotFound
-        from chainsight.storage.retention import prune
 
         try:
-            result = prune(self.url, time.time_ns() - int(self.age_s * 1e9), pause_s=BATCH_PAUSE_S)
+            result = prune_older_than(self.url, self.age_s)
         except StoreNotFound:
             return  # nothing recorded yet
         except Exception as exc:
@@ -64,9 +86,6 @@ class RetentionThread(threading.Thread):
         self._said.clear()
         self.rounds += 1
         self.deleted += result.traces
-        if result.traces or result.samples:
-            log.info("retention: deleted %d traces (%d spans, %d scores) and %d samples",
-                     result.traces, result.spans, result.scores, result.samples)
 
     def stop(self, timeout: float) -> None:
         self._stop_event.set()
@@ -82,17 +101,15 @@ class RetentionPlugin:
 
     @hookimpl
     def configure(self, observer: Observer, config: Mapping[str, Any]) -> None:
-        storage = observer.settings.storage
-        retention = storage.get("retention")
-        if not retention:
+        when = schedule(observer.settings.storage)
+        if when is None:
             return
         url = observer.storage_url
         if url.startswith("sqlite") and (":memory:" in url or "mode=memory" in url
                                          or url.rstrip("/") == "sqlite:"):
             log.info("retention is not applied to an in-memory store")
             return
-        self.thread = RetentionThread(url, parse_duration(str(retention)),
-                                      float(storage.get("prune_interval_s", 3600)))
+        self.thread = RetentionThread(url, *when)
         self.thread.start()
 
     @hookimpl

@@ -112,3 +112,24 @@ def test_retention_is_validated(tmp_path: Path) -> None:
     path.write_text('[storage]\nretention = "a month"\n')
     with pytest.raises(Exception, match=r"storage\.retention"):
         load_settings(path)
+
+
+def test_serve_prunes_on_a_schedule(tmp_path: Path) -> None:
+    pytest.importorskip("prometheus_client")
+    from chainsight.plugins.serve import Serve
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    _old, new = _seed(url)
+    settings = Settings(storage={"url": url, "retention": "30d", "prune_interval_s": 0.05})
+    serve = Serve(url, {}, settings=settings)
+    task = next(t for t in serve.tasks if t.name == "prune store")
+    serve.start(port=0)
+    try:
+        deadline = time.monotonic() + 10
+        while task.runs < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert task.runs >= 1 and task.last_error is None
+    finally:
+        serve.stop()
+    assert _traces(url) == new
+    assert not any(t.name == "prune store" for t in Serve(url, {}).tasks)  # only when configured
