@@ -1,4 +1,4 @@
-"""``chainsight export traces [FILTER] --format jsonl|csv`` and ``chainsight
+"""``chainsight export traces [FILTER] --format jsonl|csv|parquet`` and ``chainsight
 import FILE``: traces out of a store and back into one
 (``chainsight.storage.transfer``). Both stream: any number of traces, one at
 a time. Registered by the built-in plugin ``export``."""
@@ -10,7 +10,7 @@ import contextlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from chainsight.framework.commands import CommandError, display_url, open_store, parse_time
 
@@ -18,9 +18,11 @@ from chainsight.framework.commands import CommandError, display_url, open_store,
 def configure_export(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("query", nargs="?", default=None, metavar="FILTER",
                         help="trace filter, e.g. 'since:7d status:error' (default: every trace)")
-    parser.add_argument("--format", choices=("jsonl", "csv"), default="jsonl",
+    parser.add_argument("--format", choices=("jsonl", "csv", "parquet"), default="jsonl",
                         help="jsonl (default): whole traces, spans and scores, one per line, for "
-                             "`chainsight import`; csv: one summary row per trace")
+                             "`chainsight import`; csv: one summary row per trace; parquet: the "
+                             "same rows, typed (needs --output and pyarrow: "
+                             "pip install 'chainsight[parquet]')")
     parser.add_argument("--since", help="only traces since (30m, 2h, 7d, or an ISO date)")
     parser.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")
     # --db after `traces` too (the export command's own --db must come before it)
@@ -53,13 +55,33 @@ def run_export(ns: argparse.Namespace) -> int:
         raise CommandError(f"invalid filter {ns.query!r}: {exc}") from None
     if ns.since:
         filters = dataclasses.replace(filters, since_ns=parse_time(ns.since))
-    write = write_jsonl if ns.format == "jsonl" else write_csv
-    with open_store(ns.db) as store, _output(ns.output) as out:
-        count = write(iter_traces(store, filters), out)
+    if ns.format == "parquet":
+        count = _parquet(ns, filters)
+    else:
+        write = write_jsonl if ns.format == "jsonl" else write_csv
+        with open_store(ns.db) as store, _output(ns.output) as out:
+            count = write(iter_traces(store, filters), out)
     if ns.output or not sys.stdout.isatty():
         sys.stderr.write(f"exported {count:,} traces from {display_url(ns.db)}"
                          + (f" to {ns.output}\n" if ns.output else "\n"))
     return 0
+
+
+def _parquet(ns: argparse.Namespace, filters: Any) -> int:
+    from chainsight.storage.transfer import iter_traces, write_parquet
+
+    if not ns.output:
+        raise CommandError("--format parquet writes a file: give it with --output FILE")
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise CommandError("--format parquet needs pyarrow: pip install 'chainsight[parquet]'",
+                           exit_status=2) from None
+    with open_store(ns.db) as store:
+        try:
+            return write_parquet(iter_traces(store, filters), ns.output)
+        except OSError as exc:
+            raise CommandError(f"cannot write {ns.output!r}: {exc.strerror or exc}") from None
 
 
 def configure_import(parser: argparse.ArgumentParser) -> None:

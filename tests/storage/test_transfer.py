@@ -113,3 +113,27 @@ def test_cli_export_and_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     (tmp_path / "bad.jsonl").write_text("not json\n")
     assert main(["import", str(tmp_path / "bad.jsonl"), "--db", target]) == 1
     assert "bad.jsonl, line 1: not JSON" in capsys.readouterr().err
+
+
+def test_parquet_has_the_csv_rows_typed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    pq = pytest.importorskip("pyarrow.parquet")
+    from chainsight.storage import transfer
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(transfer, "PARQUET_ROW_GROUP", 3)  # several row groups
+    source = f"sqlite:///{tmp_path / 'a.db'}"
+    ids = _seed(source)
+    out = tmp_path / "traces.parquet"
+    assert main(["export", "traces", "--format", "parquet", "-o", str(out), "--db", source]) == 0
+    table = pq.read_table(out)
+    assert pq.ParquetFile(out).num_row_groups == 3
+    rows = table.to_pylist()
+    assert [r["trace_id"] for r in rows] == ids
+    assert table.schema.field("start_ns").type == "int64" and rows[0]["start_ns"] == T0
+    assert rows[0]["cost_usd"] == pytest.approx(0.001) and rows[5]["cost_usd"] is None
+    assert json.loads(rows[3]["input"])["question"].startswith("ünïcode [bold]3[/]")
+    assert rows[3]["status"] == "error" and rows[3]["error"] == "boom"
+    capsys.readouterr()
+    assert main(["export", "traces", "--format", "parquet", "--db", source]) == 1
+    assert "--output FILE" in capsys.readouterr().err
