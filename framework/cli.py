@@ -1,8 +1,8 @@
 """The ``chainsight`` command line.
 
-Built-in commands: ``traces``, ``show``, ``plugins``, ``config check`` and
-``db upgrade``. Plugins add more through the ``register_commands`` hook (the
-demo, the TUI, pricing and feedback commands arrive this way), using the
+Built-in commands: ``traces``, ``show``, ``plugins``, ``config check``,
+``db upgrade|replay|prune|copy`` and ``deadletter``. Plugins add more through the
+``register_commands`` hook (the demo, the TUI, pricing and feedback commands arrive this way), using the
 public API of ``chainsight.framework.commands``.
 
 Conventions: every listing takes ``--json`` (one JSON document on stdout);
@@ -44,6 +44,12 @@ from chainsight.framework.cli_render import (
 )
 from chainsight.framework.cli_run import HELP as RUN_HELP
 from chainsight.framework.cli_run import cmd_run, configure_run
+from chainsight.framework.cli_store import (
+    cmd_db_copy,
+    cmd_db_prune,
+    configure_copy,
+    configure_prune,
+)
 from chainsight.framework.commands import (
     CommandError,
     display_url,
@@ -346,6 +352,23 @@ def build_parser(plugins: PluginSet | None = None) -> argparse.ArgumentParser:
     add_json_arg(p)
     add_spill_arg(p)
     p.set_defaults(run=cmd_db_replay, command="db replay")
+    p = db_sub.add_parser("prune", help="delete traces (with spans and scores) and samples older "
+                          "than an age", description="Delete the traces that started longer ago "
+                          "than --older-than, with their spans and scores, and the samples older "
+                          "than it, in small batches that never hold writers up for long.",
+                          parents=[common])
+    add_db_arg(p)
+    add_json_arg(p)
+    configure_prune(p)
+    p.set_defaults(run=cmd_db_prune, command="db prune")
+    p = db_sub.add_parser("copy", help="copy the whole store into another (SQLite to PostgreSQL...)",
+                          description="Copy every trace, span, score, sample, alert, dataset and "
+                          "experiment of the store (--db) into an empty one (--to), with a count "
+                          "check at the end.", parents=[common])
+    add_db_arg(p)
+    add_json_arg(p)
+    configure_copy(p)
+    p.set_defaults(run=cmd_db_copy, command="db copy")
 
     letters = sub.add_parser("deadletter", help="rows the store refused, kept with its reason",
                              parents=[common])

@@ -2,7 +2,7 @@
 
 The file has three parts::
 
-    [storage]            # where runs are stored (url, max_content_bytes)
+    [storage]            # where runs are stored (url, max_content_bytes, retention)
     [pipeline]           # the recorder pipeline (batch size, queue size, strict...)
     [plugins.NAME]       # one table per plugin; ``enabled = false`` turns it off
 
@@ -80,6 +80,18 @@ STORAGE_SCHEMA: dict[str, Any] = {
             "type": "integer",
             "minimum": 0,
             "description": "cap on stored inputs/outputs per span (overrides [pipeline])",
+        },
+        "retention": {
+            "type": "string",
+            "pattern": r"^\s*(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w|y))+\s*$",
+            "description": "delete traces (with spans and scores) and samples older than this, "
+            "e.g. '30d'; the observer prunes every prune_interval_s (plugin 'retention')",
+        },
+        "prune_interval_s": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "default": 3600,
+            "description": "how often the observer prunes when retention is set",
         },
     },
 }

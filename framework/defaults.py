@@ -29,6 +29,8 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("jsonlog", "chainsight.plugins.jsonlog"),
     ("stats", "chainsight.plugins.stats"),
     ("export", "chainsight.plugins.export_command"),
+    ("sessions", "chainsight.plugins.sessions_command"),
+    ("retention", "chainsight.plugins.retention"),
     ("serve", "chainsight.plugins.serve"),
     ("alerts", "chainsight.plugins.alerts"),
     ("alert_log", "chainsight.plugins.alert_log"),

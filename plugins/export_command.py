@@ -1,7 +1,9 @@
 """Built-in plugin ``export``: ``chainsight export WHAT`` writes Chainsight's
 configuration for other tools: ``grafana`` (a dashboard over the metrics of
 ``chainsight serve``, see ``plugins/grafana.py``) and ``prometheus-rules``
-(the alert rules as a Prometheus rule file, see ``plugins/alert_cli.py``).
+(the alert rules as a Prometheus rule file, see ``plugins/alert_cli.py``),
+and the store's traces (``traces``, JSONL or CSV); ``chainsight import FILE``
+loads such a JSONL file (``plugins/transfer_command.py``).
 One command with a subcommand per format, so each format need not claim the
 name ``export`` for itself."""
 
@@ -12,7 +14,7 @@ from collections.abc import Callable
 
 from chainsight.framework import hookimpl
 from chainsight.framework.extension import CommandRegistry
-from chainsight.plugins import alert_cli, grafana
+from chainsight.plugins import alert_cli, grafana, transfer_command
 
 # format -> (help, add its arguments, run it)
 FORMATS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None],
@@ -21,6 +23,8 @@ FORMATS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None],
                 grafana.configure_export, grafana.run_export),
     "prometheus-rules": ("the alert rules ([plugins.alerts]) as a Prometheus rule file",
                          alert_cli.configure_rules_export, alert_cli.run_rules_export),
+    "traces": ("traces with their spans and scores (JSONL, for `chainsight import`), or one CSV "
+               "row per trace", transfer_command.configure_export, transfer_command.run_export),
 }
 
 
@@ -36,4 +40,7 @@ def _run(ns: argparse.Namespace) -> int:
 
 @hookimpl
 def register_commands(cli: CommandRegistry) -> None:
-    cli.add("export", "write configuration for other tools: " + ", ".join(FORMATS), _configure, _run)
+    cli.add("export", "write traces, or configuration for other tools: " + ", ".join(FORMATS),
+            _configure, _run)
+    cli.add("import", "load a JSONL export of traces into the store (idempotent)",
+            transfer_command.configure_import, transfer_command.run_import)

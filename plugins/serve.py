@@ -222,6 +222,16 @@ class Serve:
             else:
                 log.warning("chainsight serve: %s", self.otlp_in_off)
         self.settings = settings
+        from chainsight.plugins.retention import prune_older_than, schedule
+
+        when = schedule(getattr(settings, "storage", None) or {})
+        if when is not None:  # [storage] retention: serve prunes (its OTLP-in observer does not)
+            age_s, interval_s = when
+
+            def prune() -> None:
+                prune_older_than(url, age_s)
+
+            self.tasks.append(PeriodicTask("prune store", interval_s, prune))
         self._ingest: Any = None
         self._ingest_lock = threading.Lock()
         self.received = 0
@@ -286,13 +296,13 @@ class Serve:
     def ingest_observer(self) -> Any:
         """The observer OTLP-in spans and the alerts evaluated here go through
         (built at first use): every plugin but the ones serve itself plays
-        (/metrics, OTLP out)."""
+        (/metrics, OTLP out, retention)."""
         with self._ingest_lock:
             if self._ingest is None:
                 from chainsight.framework.defaults import DEFAULT_PLUGINS
                 from chainsight.framework.observer import Observer
 
-                skip = {"prometheus", NAME} | ({"otlp"} if self.otlp is not None else set())
+                skip = {"prometheus", NAME, "retention"} | ({"otlp"} if self.otlp is not None else set())
                 self._ingest = Observer(self.url, settings=self.settings,
                                         builtins=[p for p in DEFAULT_PLUGINS if p[0] not in skip])
             return self._ingest

@@ -139,6 +139,9 @@ def _sqlite_pragmas(busy_timeout_ms: int) -> Any:
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            # Takes effect only in a new, empty file (before the first table):
+            # retention gives freed pages back in steps (storage/retention.py).
+            cursor.execute("PRAGMA auto_vacuum = INCREMENTAL")
             cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA synchronous = NORMAL")
             cursor.execute("PRAGMA foreign_keys = OFF")

@@ -19,6 +19,7 @@ from chainsight.tui.screens.alerts import AlertsScreen
 from chainsight.tui.screens.experiments import ExperimentsScreen
 from chainsight.tui.screens.help import HelpScreen
 from chainsight.tui.screens.metrics import MetricsScreen
+from chainsight.tui.screens.sessions import SessionsScreen
 from chainsight.tui.screens.trace_detail import TraceDetailScreen
 from chainsight.tui.screens.traces import TracesScreen
 from chainsight.tui.widgets.health import Health, HealthBar
@@ -41,6 +42,7 @@ class ChainsightApp(App[None]):
         "metrics": MetricsScreen,
         "alerts": AlertsScreen,
         "experiments": ExperimentsScreen,
+        "sessions": SessionsScreen,
     }
     DEFAULT_MODE = "traces"
     BINDINGS: ClassVar = [
@@ -48,6 +50,8 @@ class ChainsightApp(App[None]):
         Binding("2", "show('metrics')", "Metrics", group=SCREENS),
         Binding("3", "show('alerts')", "Alerts", group=SCREENS),
         Binding("4", "show('experiments')", "Experiments", group=SCREENS),
+        # Not in the footer yet (every footer snapshot would change): ? and ctrl+p name it.
+        Binding("5", "show('sessions')", "Sessions", group=SCREENS, show=False),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "quit", "Quit"),
     ]
@@ -162,6 +166,8 @@ class ChainsightApp(App[None]):
                             lambda: self.action_show("alerts"))
         yield SystemCommand("Experiments", "Experiments side by side",
                             lambda: self.action_show("experiments"))
+        yield SystemCommand("Sessions", "Conversations by session id, each as a transcript",
+                            lambda: self.action_show("sessions"))
         yield SystemCommand("Help", "Keys of every screen", self.action_help)
         if isinstance(screen, TracesScreen):
             yield SystemCommand("Toggle live tail", "Follow new traces as they arrive",

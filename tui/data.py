@@ -131,6 +131,18 @@ class DataSource:
         return list(self.call(lambda s: s.list_samples(name=name, since_ns=since_ns,
                                                        until_ns=until_ns, limit=limit)))
 
+    def list_sessions(self, limit: int = 500) -> list[Any]:
+        """Sessions with their totals, most recently active first (``storage.sessions``)."""
+        from chainsight.storage.sessions import list_sessions
+
+        return list(self.call(lambda s: list_sessions(s, limit=limit)))
+
+    def session_turns(self, session_id: str) -> list[Any]:
+        """A session's turns, oldest first, with what each said (``storage.sessions``)."""
+        from chainsight.storage.sessions import session_turns
+
+        return list(self.call(lambda s: session_turns(s, session_id)))
+
     def list_experiments(self) -> list[Any]:
         """Experiments, newest first; [] until the query API has them."""
         def read(store: Any) -> list[Any]:

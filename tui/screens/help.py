@@ -13,7 +13,7 @@ from textual.widgets import Static
 
 KEYS = (
     ("Everywhere", (
-        ("1 2 3 4", "Traces · Metrics · Alerts · Experiments"),
+        ("1 2 3 4 5", "Traces · Metrics · Alerts · Experiments · Sessions"),
         ("ctrl+p", "command palette"),
         ("?", "this help"),
         ("q", "quit"),
@@ -45,6 +45,8 @@ KEYS = (
     ("Alerts", (("Enter", "the traces behind the alert"), ("t", "traces filtered by its labels"),
                 ("f", "firing only"))),
     ("Experiments", (("Space", "mark for comparison"), ("Enter", "compare side by side"))),
+    ("Sessions", (("Enter", "the conversation, turn by turn"), ("Enter on a turn", "its trace"),
+                  ("Esc", "back to the sessions"))),
     ("Filter syntax", (
         ("status:error", "field:value — status, model, user, session, tag, name"),
         ("cost>0.01", "comparisons on cost, latency (2s, 300ms), tokens"),
