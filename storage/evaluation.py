@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import string
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ D = schema.datasets
 DI = schema.dataset_items
 E = schema.experiments
 ER = schema.experiment_results
+# The fewest hex digits of an experiment id that may stand for it.
+MIN_ID_PART = 4
 
 
 class EvalStoreError(Exception):
@@ -248,22 +251,23 @@ class EvalStore:
         return [_experiment(r) for r in self._rows(stmt)]
 
     def get_experiment(self, ref: str) -> Experiment:
-        """An experiment by id, a unique end or start of its id, or its name
-        (the newest experiment of that name)."""
+        """An experiment by id, by name (the newest of that name), or by a
+        unique end or start of its id (at least 4 hex digits). Names come
+        before partial ids: a run named ``A`` must not be taken for another
+        run whose id happens to end in ``a``."""
         rows = self._rows(sa.select(E).where(E.c.experiment_id == ref))
-        if not rows:
-            literal = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            rows = self._rows(sa.select(E).where(sa.or_(
-                E.c.experiment_id.like(literal + "%", escape="\\"),
-                E.c.experiment_id.like("%" + literal, escape="\\"))).limit(3))
-            if len(rows) > 1:
-                raise EvalStoreError(f"{ref!r} matches several experiments; give more of the id")
         if not rows:
             rows = self._rows(sa.select(E).where(E.c.name == ref)
                               .order_by(E.c.created_ns.desc(), E.c.experiment_id.desc()).limit(1))
+        if not rows and len(ref) >= MIN_ID_PART and all(c in string.hexdigits for c in ref):
+            part = ref.lower()  # ids are lowercase hex
+            rows = self._rows(sa.select(E).where(sa.or_(
+                E.c.experiment_id.startswith(part), E.c.experiment_id.endswith(part))).limit(3))
+            if len(rows) > 1:
+                raise EvalStoreError(f"{ref!r} matches several experiments; give more of the id")
         if not rows:
-            raise EvalStoreError(f"no experiment {ref!r} (an id, the end of one, or a name) "
-                                 f"in {self._where()}")
+            raise EvalStoreError(f"no experiment {ref!r} (an id, a name, or at least "
+                                 f"{MIN_ID_PART} hex digits of the end of an id) in {self._where()}")
         return _experiment(rows[0])
 
     def write_result(self, experiment_id: str, item: DatasetItem, *, trace_id: str | None,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 
+from chainsight.storage import schema
 from chainsight.storage.evaluation import DatasetItem, EvalStore, EvalStoreError, content_version
 from chainsight.storage.query import Store
 
@@ -54,3 +56,20 @@ def test_experiment_results_in_dataset_order_and_read_by_the_query_api(store_url
         results = reader.list_experiment_results(exp.experiment_id)
         assert [(r.trace_id, r.scores) for r in results] == [("t0", {"exact_match": 1.0}),
                                                              ("t1", {"exact_match": 0.0})]
+
+
+def test_a_name_is_never_taken_for_the_end_of_another_experiments_id(store_url: str) -> None:
+    """`--baseline A` picks the run named A, even when another run's id ends
+    in "a" (SQLite's LIKE ignores case): this made the end-to-end gate test
+    pass a regression about one run in sixteen."""
+    with EvalStore(store_url) as store:
+        named = store.create_experiment("A", None)
+        other = store.create_experiment("B", None)
+        with store.engine.begin() as conn:  # give B an id that ends like the name A
+            conn.execute(sa.update(schema.experiments)
+                         .where(schema.experiments.c.experiment_id == other.experiment_id)
+                         .values(experiment_id=other.experiment_id[:-1] + "a"))
+        assert store.get_experiment("A").experiment_id == named.experiment_id
+        assert store.get_experiment(other.experiment_id[-5:-1] + "a").name == "B"
+        with pytest.raises(EvalStoreError, match="no experiment 'ab'"):
+            store.get_experiment("ab")  # too short to stand for an id
