@@ -1,0 +1,281 @@
+"""Per-minute rollups of the spans stored: what the metric queries read.
+
+One row per (minute, kind, model, provider, status) holds the count, the
+token and cost sums, and latency, TTFT and TPOT as histograms over fixed
+log-spaced buckets: bucket ``i`` holds the values in ``[GAMMA**i,
+GAMMA**(i+1))`` milliseconds and stands for a value within
+``(GAMMA - 1) / (GAMMA + 1)`` (1.96%) of every value in it. Histograms add up,
+so any window and grouping of whole minutes is answered from the rows; the
+parts of the window's first and last minutes that lie outside it are read
+from the spans themselves (at most two minutes of them), so counts and sums
+are exact for any window.
+
+The writer calls :func:`write` in the transaction that stores the spans, with
+only the span rows that transaction inserted, so a replayed or split batch
+never counts twice and a rolled-back one not at all. Spans deleted later
+(a prune) are not taken out of the rollups: rebuild them
+(``chainsight db rebuild-rollups``, :func:`rebuild`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from chainsight.storage import schema
+
+GAMMA: Final = 1.04
+_LOG_GAMMA: Final = math.log(GAMMA)
+MINUTE_NS: Final = 60_000_000_000
+ZERO: Final = -(10**6)
+"""The bucket of values <= 0 (a span that ended as it started)."""
+SPREADS: Final = ("latency", "ttft", "tpot")
+KEY_COLUMNS: Final = ("minute_ns", "kind", "model", "provider", "status")
+# Advisory lock id taken by PostgreSQL writers around read-merge-upsert.
+_PG_LOCK: Final = 0x636861696E_01
+_CHUNK: Final = 500
+
+R = schema.span_rollups
+S = schema.spans
+
+
+def bucket_of(ms: float) -> int:
+    return ZERO if ms <= 0 else math.floor(math.log(ms) / _LOG_GAMMA)
+
+
+def value_of(bucket: int) -> float:
+    """The value bucket ``bucket`` stands for: within 1.96% of each value in it."""
+    return 0.0 if bucket == ZERO else 2 * GAMMA ** (bucket + 1) / (GAMMA + 1)
+
+
+def hist_percentile(hist: dict[int, int], q: float) -> float | None:
+    """``percentile_cont`` over the histogram: linear interpolation between
+    the closest ranks, each rank's value its bucket's."""
+    n = sum(hist.values())
+    if n == 0:
+        return None
+    k = (n - 1) * q
+    lo = math.floor(k)
+    hi = min(lo + 1, n - 1)
+    values: dict[int, float] = {}
+    seen = 0
+    for bucket in sorted(hist):
+        count = hist[bucket]
+        for rank in (lo, hi):
+            if rank not in values and seen <= rank < seen + count:
+                values[rank] = value_of(bucket)
+        seen += count
+        if hi in values:
+            break
+    return values[lo] + (values[hi] - values[lo]) * (k - lo)
+
+
+@dataclass
+class Rollup:
+    """Sums of some spans; ``merge`` adds another's."""
+
+    count: int = 0
+    errors: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = None
+    unpriced: int = 0
+    hists: dict[str, dict[int, int]] = field(default_factory=lambda: {s: {} for s in SPREADS})
+
+    def add_span(self, row: Any) -> None:
+        """Add one span (a mapping with the spans table's columns)."""
+        self.count += 1
+        if row["status"] == "error":
+            self.errors += 1
+        self.input_tokens += row["input_tokens"] or 0
+        self.output_tokens += row["output_tokens"] or 0
+        cost = row["cost_usd"]
+        if cost is None:
+            self.unpriced += 1
+        else:
+            self.cost_usd = cost if self.cost_usd is None else self.cost_usd + cost
+        start, end, first = row["start_ns"], row["end_ns"], row["first_token_ns"]
+        hists = self.hists
+        if end is not None:
+            _count(hists["latency"], (end - start) / 1e6)
+        if first is not None:
+            _count(hists["ttft"], (first - start) / 1e6)
+            out = row["output_tokens"]
+            if end is not None and out is not None and out >= 2:
+                _count(hists["tpot"], (end - first) / 1e6 / (out - 1))
+
+    def merge(self, other: Rollup) -> None:
+        self.count += other.count
+        self.errors += other.errors
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        if other.cost_usd is not None:
+            self.cost_usd = other.cost_usd if self.cost_usd is None else self.cost_usd + other.cost_usd
+        self.unpriced += other.unpriced
+        for name, hist in other.hists.items():
+            mine = self.hists[name]
+            for bucket, n in hist.items():
+                mine[bucket] = mine.get(bucket, 0) + n
+
+
+def _count(hist: dict[int, int], ms: float) -> None:
+    b = bucket_of(ms)
+    hist[b] = hist.get(b, 0) + 1
+
+
+Key = tuple[int, str, str, str, str]
+
+
+def key_of(row: Any) -> Key:
+    start = row["start_ns"]
+    return (start - start % MINUTE_NS, str(row["kind"]), row["model"] or "", row["provider"] or "",
+            str(row["status"]))
+
+
+def roll_up(span_rows: Iterable[Any]) -> dict[Key, Rollup]:
+    out: dict[Key, Rollup] = {}
+    for row in span_rows:
+        key = key_of(row)
+        acc = out.get(key)
+        if acc is None:
+            acc = out[key] = Rollup()
+        acc.add_span(row)
+    return out
+
+
+def _from_row(m: Any) -> Rollup:
+    return Rollup(
+        count=int(m["count"]), errors=int(m["count"]) if m["status"] == "error" else 0,
+        input_tokens=int(m["input_tokens"]), output_tokens=int(m["output_tokens"]),
+        cost_usd=m["cost_usd"], unpriced=int(m["unpriced"]),
+        hists={s: {int(k): v for k, v in json.loads(m[s]).items()} for s in SPREADS},
+    )
+
+
+def _to_row(key: Key, acc: Rollup) -> dict[str, Any]:
+    row: dict[str, Any] = dict(zip(KEY_COLUMNS, key, strict=True))
+    row.update(count=acc.count, input_tokens=acc.input_tokens, output_tokens=acc.output_tokens,
+               cost_usd=acc.cost_usd, unpriced=acc.unpriced)
+    for s in SPREADS:
+        row[s] = json.dumps(acc.hists[s], separators=(",", ":"))
+    return row
+
+
+def _upsert(dialect: sa.Dialect) -> Any:
+    insert: Any = postgresql.insert(R) if dialect.name == "postgresql" else sqlite.insert(R)
+    return insert.on_conflict_do_update(
+        index_elements=[R.c[k] for k in KEY_COLUMNS],
+        set_={c.name: insert.excluded[c.name] for c in R.columns if c.name not in KEY_COLUMNS},
+    )
+
+
+def write(conn: sa.Connection, span_rows: Sequence[Any]) -> None:
+    """Add ``span_rows`` (stored by this transaction) to the rollups: summed
+    here per key, the keys' rows read and merged, one upsert per key."""
+    if not span_rows:
+        return
+    batch = roll_up(span_rows)
+    if conn.dialect.name == "postgresql":
+        # Read-merge-write must not interleave with another writer's.
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_LOCK)))
+    minutes = sorted({k[0] for k in batch})
+    for i in range(0, len(minutes), _CHUNK):
+        stmt = sa.select(R).where(R.c.minute_ns.in_(minutes[i : i + _CHUNK]))
+        for m in conn.execute(stmt).mappings():
+            key = (m["minute_ns"], m["kind"], m["model"], m["provider"], m["status"])
+            if key in batch:
+                old = _from_row(m)
+                old.merge(batch[key])
+                batch[key] = old
+    conn.execute(_upsert(conn.dialect), [_to_row(k, v) for k, v in batch.items()])
+
+
+SPAN_COLUMNS: Final = ("start_ns", "end_ns", "first_token_ns", "kind", "model", "provider", "status",
+                       "input_tokens", "output_tokens", "cost_usd")
+
+
+def rebuild(conn: sa.Connection, chunk: int = 50_000) -> int:
+    """Replace the rollups with ones computed from every stored span; returns
+    the number of spans read."""
+    conn.execute(R.delete())
+    cols = [S.c[c] for c in SPAN_COLUMNS]
+    total: dict[Key, Rollup] = {}
+    n = 0
+    for part in conn.execute(sa.select(*cols)).mappings().partitions(chunk):
+        n += len(part)
+        for key, acc in roll_up(part).items():
+            old = total.get(key)
+            if old is None:
+                total[key] = acc
+            else:
+                old.merge(acc)
+    rows = [_to_row(k, v) for k, v in total.items()]
+    for i in range(0, len(rows), _CHUNK):
+        conn.execute(R.insert(), rows[i : i + _CHUNK])
+    return n
+
+
+# ---- reading ------------------------------------------------------------------
+
+GROUP_COLUMNS: Final = {"model": "model", "provider": "provider", "kind": "kind"}
+
+
+def metrics(conn: sa.Connection, since_ns: int | None, until_ns: int | None, group_by: str | None,
+            buckets: tuple[int, float, int] | None = None,
+            kind: str | None = "llm") -> dict[tuple[str | None, int], Rollup]:
+    """Sums per (group, bucket) of the spans of ``kind`` that started in
+    ``[since_ns, until_ns)``: whole minutes from the rollups, the rest of the
+    edge minutes from the spans. ``group_by``: model, provider, kind or None.
+    ``buckets``: (since_ns, width_ns, count); a minute's spans go to the
+    bucket its start falls in (an edge minute's to their own)."""
+    if group_by is not None and group_by not in GROUP_COLUMNS:
+        raise ValueError(f"rollups group by one of {', '.join(GROUP_COLUMNS)}, not {group_by!r}")
+    lo = None if since_ns is None else -(-since_ns // MINUTE_NS) * MINUTE_NS
+    hi = None if until_ns is None else until_ns // MINUTE_NS * MINUTE_NS
+    if lo is not None and hi is not None and hi < lo:
+        hi = lo  # a window within one minute: all of it from the spans
+    out: dict[tuple[str | None, int], Rollup] = {}
+
+    def bucket(start: int) -> int:
+        if buckets is None:
+            return 0
+        b0, width, count = buckets
+        return min(count - 1, max(0, int((start - b0) / width)))
+
+    def add(group: str | None, start: int, acc: Rollup) -> None:
+        key = (group, bucket(start))
+        old = out.get(key)
+        if old is None:
+            out[key] = acc
+        else:
+            old.merge(acc)
+
+    where: list[sa.ColumnElement[bool]] = [] if kind is None else [R.c.kind == kind]
+    if lo is not None:
+        where.append(R.c.minute_ns >= lo)
+    if hi is not None:
+        where.append(R.c.minute_ns < hi)
+    for m in conn.execute(sa.select(R).where(*where)).mappings():
+        group = (m[GROUP_COLUMNS[group_by]] or None) if group_by else None
+        add(group, m["minute_ns"], _from_row(m))
+    edges: list[sa.ColumnElement[bool]] = []
+    if since_ns is not None and lo is not None and since_ns < lo:
+        end = lo if until_ns is None else min(lo, until_ns)
+        edges.append(sa.and_(S.c.start_ns >= since_ns, S.c.start_ns < end))
+    if until_ns is not None and hi is not None and hi < until_ns:
+        edges.append(sa.and_(S.c.start_ns >= hi, S.c.start_ns < until_ns))
+    if edges:
+        span_where = [sa.or_(*edges)] + ([] if kind is None else [S.c.kind == kind])
+        cols = [S.c[c] for c in SPAN_COLUMNS]
+        for row in conn.execute(sa.select(*cols).where(*span_where)).mappings():
+            group = (row[GROUP_COLUMNS[group_by]] or None) if group_by else None
+            acc = Rollup()
+            acc.add_span(row)
+            add(group, row["start_ns"], acc)
+    return out
