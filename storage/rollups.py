@@ -200,9 +200,12 @@ SPAN_COLUMNS: Final = ("start_ns", "end_ns", "first_token_ns", "kind", "model", 
                        "input_tokens", "output_tokens", "cost_usd")
 
 
-def rebuild(conn: sa.Connection, chunk: int = 50_000) -> int:
+def rebuild(conn: sa.Connection, chunk: int = 50_000) -> tuple[int, int]:
     """Replace the rollups with ones computed from every stored span; returns
-    the number of spans read."""
+    the number of spans read and of rollup rows written. On PostgreSQL it holds the writers' lock, so a
+    batch stored meanwhile is counted once: in the scan or after it."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_LOCK)))
     conn.execute(R.delete())
     cols = [S.c[c] for c in SPAN_COLUMNS]
     total: dict[Key, Rollup] = {}
@@ -218,7 +221,7 @@ def rebuild(conn: sa.Connection, chunk: int = 50_000) -> int:
     rows = [_to_row(k, v) for k, v in total.items()]
     for i in range(0, len(rows), _CHUNK):
         conn.execute(R.insert(), rows[i : i + _CHUNK])
-    return n
+    return n, len(rows)
 
 
 # ---- reading ------------------------------------------------------------------
