@@ -31,13 +31,13 @@ def llm_spans(n: int, seed: int, *, minutes: int = 30) -> list[Span]:
     unpriced calls, missing models and streamed and unstreamed calls."""
     rng = random.Random(seed)
     spans: list[Span] = []
-    for i in range(n):
+    for _ in range(n):
         start = T0 + rng.randrange(minutes * MINUTE)
         root = Span("run", "chain", start_ns=start)
         root.end_ns, root.status = start + rng.randint(1, 9000) * MS, "ok"
         llm = Span("call", "llm", trace_id=root.trace_id, parent_id=root.span_id, start_ns=start + MS)
         llm.model = rng.choice(["gpt-4o", "claude-3", "llama", None])
-        llm.provider = {"gpt-4o": "openai", "claude-3": "anthropic"}.get(llm.model or "", None)
+        llm.provider = {"gpt-4o": "openai", "claude-3": "anthropic"}.get(llm.model or "")
         llm.end_ns = llm.start_ns + int(rng.lognormvariate(6, 1.2) * MS)
         if rng.random() < 0.7:
             llm.first_token_ns = llm.start_ns + int((llm.end_ns - llm.start_ns) * rng.random())
