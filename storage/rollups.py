@@ -1,14 +1,15 @@
-"""Per-minute rollups of the spans stored: what the metric queries read.
+"""Per-minute and per-hour rollups of the spans stored: what the metric queries read.
 
-One row per (minute, kind, model, provider, status) holds the count, the
-token and cost sums, and latency, TTFT and TPOT as histograms over fixed
-log-spaced buckets: bucket ``i`` holds the values in ``[GAMMA**i,
-GAMMA**(i+1))`` milliseconds and stands for a value within
-``(GAMMA - 1) / (GAMMA + 1)`` (1.96%) of every value in it. Histograms add up,
-so any window and grouping of whole minutes is answered from the rows; the
-parts of the window's first and last minutes that lie outside it are read
-from the spans themselves (at most two minutes of them), so counts and sums
-are exact for any window.
+One row per (period, start, kind, model, provider, status), the period a
+minute or an hour, holds the count, the token and cost sums, and latency,
+TTFT and TPOT as histograms over fixed log-spaced buckets: bucket ``i``
+holds the values in ``[GAMMA**i, GAMMA**(i+1))`` milliseconds and stands for
+a value within ``(GAMMA - 1) / (GAMMA + 1)`` (1.96%) of every value in it.
+Histograms add up, so any window and grouping is answered from whole hours,
+then whole minutes at its edges, and the spans of the parts of its first and
+last minutes (at most two minutes of spans): counts and sums are exact for
+any window, and what a window costs grows with its length in hours, not with
+the number of spans in it.
 
 The writer calls :func:`write` in the transaction that stores the spans, with
 only the span rows that transaction inserted, so a replayed or split batch
@@ -33,10 +34,13 @@ from chainsight.storage import schema
 GAMMA: Final = 1.04
 _LOG_GAMMA: Final = math.log(GAMMA)
 MINUTE_NS: Final = 60_000_000_000
+HOUR_NS: Final = 60 * MINUTE_NS
+PERIODS: Final = (3600, 60)
+"""Seconds the rows of each level sum up, coarsest first."""
 ZERO: Final = -(10**6)
 """The bucket of values <= 0 (a span that ended as it started)."""
 SPREADS: Final = ("latency", "ttft", "tpot")
-KEY_COLUMNS: Final = ("minute_ns", "kind", "model", "provider", "status")
+KEY_COLUMNS: Final = ("period_s", "start_ns", "kind", "model", "provider", "status")
 # Advisory lock id taken by PostgreSQL writers around read-merge-upsert.
 _PG_LOCK: Final = 0x636861696E_01
 _CHUNK: Final = 500
@@ -129,23 +133,28 @@ def _count(hist: dict[int, int], ms: float) -> None:
     hist[b] = hist.get(b, 0) + 1
 
 
-Key = tuple[int, str, str, str, str]
-
-
-def key_of(row: Any) -> Key:
-    start = row["start_ns"]
-    return (start - start % MINUTE_NS, str(row["kind"]), row["model"] or "", row["provider"] or "",
-            str(row["status"]))
+Key = tuple[int, int, str, str, str, str]
+"""(period_s, start_ns, kind, model, provider, status)."""
 
 
 def roll_up(span_rows: Iterable[Any]) -> dict[Key, Rollup]:
-    out: dict[Key, Rollup] = {}
+    """The sums of ``span_rows`` per minute and per hour and the rest of the key."""
+    minutes: dict[Key, Rollup] = {}
     for row in span_rows:
-        key = key_of(row)
-        acc = out.get(key)
+        start = row["start_ns"]
+        key = (60, start - start % MINUTE_NS, str(row["kind"]), row["model"] or "", row["provider"] or "",
+               str(row["status"]))
+        acc = minutes.get(key)
         if acc is None:
-            acc = out[key] = Rollup()
+            acc = minutes[key] = Rollup()
         acc.add_span(row)
+    out = dict(minutes)
+    for (_, start, *rest), acc in minutes.items():
+        hour: Key = (3600, start - start % HOUR_NS, *rest)  # type: ignore[assignment]
+        total = out.get(hour)
+        if total is None:
+            total = out[hour] = Rollup()
+        total.merge(acc)
     return out
 
 
@@ -184,11 +193,11 @@ def write(conn: sa.Connection, span_rows: Sequence[Any]) -> None:
     if conn.dialect.name == "postgresql":
         # Read-merge-write must not interleave with another writer's.
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_LOCK)))
-    minutes = sorted({k[0] for k in batch})
-    for i in range(0, len(minutes), _CHUNK):
-        stmt = sa.select(R).where(R.c.minute_ns.in_(minutes[i : i + _CHUNK]))
+    starts = sorted({k[1] for k in batch})  # an hour's start is a minute's too
+    for i in range(0, len(starts), _CHUNK):
+        stmt = sa.select(R).where(R.c.start_ns.in_(starts[i : i + _CHUNK]))
         for m in conn.execute(stmt).mappings():
-            key = (m["minute_ns"], m["kind"], m["model"], m["provider"], m["status"])
+            key: Key = tuple(m[k] for k in KEY_COLUMNS)  # type: ignore[assignment]
             if key in batch:
                 old = _from_row(m)
                 old.merge(batch[key])
@@ -229,20 +238,40 @@ def rebuild(conn: sa.Connection, chunk: int = 50_000) -> tuple[int, int]:
 GROUP_COLUMNS: Final = {"model": "model", "provider": "provider", "kind": "kind"}
 
 
+def _plan(since_ns: int | None, until_ns: int | None, periods: Sequence[int]
+          ) -> tuple[list[tuple[int, int | None, int | None]], list[tuple[int | None, int | None]]]:
+    """How to read ``[since_ns, until_ns)``: rollup ranges ``(period_s, lo,
+    hi)`` of whole periods, coarsest first, and the span ranges left over."""
+    if not periods:
+        return [], [(since_ns, until_ns)] if since_ns is None or until_ns is None or since_ns < until_ns else []
+    width = periods[0] * 10**9
+    lo = None if since_ns is None else -(-since_ns // width) * width
+    hi = None if until_ns is None else until_ns // width * width
+    if lo is not None and hi is not None and hi <= lo:
+        return _plan(since_ns, until_ns, periods[1:])
+    rows: list[tuple[int, int | None, int | None]] = [(periods[0], lo, hi)]
+    spans: list[tuple[int | None, int | None]] = []
+    for edge in ((since_ns, lo), (hi, until_ns)):
+        if edge[0] is not None and edge[1] is not None and edge[0] < edge[1]:
+            more_rows, more_spans = _plan(edge[0], edge[1], periods[1:])
+            rows += more_rows
+            spans += more_spans
+    return rows, spans
+
+
 def metrics(conn: sa.Connection, since_ns: int | None, until_ns: int | None, group_by: str | None,
             buckets: tuple[int, float, int] | None = None,
             kind: str | None = "llm") -> dict[tuple[str | None, int], Rollup]:
     """Sums per (group, bucket) of the spans of ``kind`` that started in
-    ``[since_ns, until_ns)``: whole minutes from the rollups, the rest of the
-    edge minutes from the spans. ``group_by``: model, provider, kind or None.
-    ``buckets``: (since_ns, width_ns, count); a minute's spans go to the
-    bucket its start falls in (an edge minute's to their own)."""
+    ``[since_ns, until_ns)``: whole hours, then whole minutes, from the
+    rollups, the rest of the edge minutes from the spans. ``group_by``:
+    model, provider, kind or None. ``buckets``: (since_ns, width_ns, count);
+    rows no longer than a bucket are read (buckets under a minute: spans
+    only), and a row's spans go to the bucket its start falls in."""
     if group_by is not None and group_by not in GROUP_COLUMNS:
         raise ValueError(f"rollups group by one of {', '.join(GROUP_COLUMNS)}, not {group_by!r}")
-    lo = None if since_ns is None else -(-since_ns // MINUTE_NS) * MINUTE_NS
-    hi = None if until_ns is None else until_ns // MINUTE_NS * MINUTE_NS
-    if lo is not None and hi is not None and hi < lo:
-        hi = lo  # a window within one minute: all of it from the spans
+    periods = [p for p in PERIODS if buckets is None or buckets[1] >= p * 10**9]
+    row_ranges, span_ranges = _plan(since_ns, until_ns, periods)
     out: dict[tuple[str | None, int], Rollup] = {}
 
     def bucket(start: int) -> int:
@@ -259,22 +288,21 @@ def metrics(conn: sa.Connection, since_ns: int | None, until_ns: int | None, gro
         else:
             old.merge(acc)
 
-    where: list[sa.ColumnElement[bool]] = [] if kind is None else [R.c.kind == kind]
-    if lo is not None:
-        where.append(R.c.minute_ns >= lo)
-    if hi is not None:
-        where.append(R.c.minute_ns < hi)
-    for m in conn.execute(sa.select(R).where(*where)).mappings():
-        group = (m[GROUP_COLUMNS[group_by]] or None) if group_by else None
-        add(group, m["minute_ns"], _from_row(m))
-    edges: list[sa.ColumnElement[bool]] = []
-    if since_ns is not None and lo is not None and since_ns < lo:
-        end = lo if until_ns is None else min(lo, until_ns)
-        edges.append(sa.and_(S.c.start_ns >= since_ns, S.c.start_ns < end))
-    if until_ns is not None and hi is not None and hi < until_ns:
-        edges.append(sa.and_(S.c.start_ns >= hi, S.c.start_ns < until_ns))
-    if edges:
-        span_where = [sa.or_(*edges)] + ([] if kind is None else [S.c.kind == kind])
+    for period, lo, hi in row_ranges:
+        where: list[sa.ColumnElement[bool]] = [R.c.period_s == period]
+        if kind is not None:
+            where.append(R.c.kind == kind)
+        if lo is not None:
+            where.append(R.c.start_ns >= lo)
+        if hi is not None:
+            where.append(R.c.start_ns < hi)
+        for m in conn.execute(sa.select(R).where(*where)).mappings():
+            group = (m[GROUP_COLUMNS[group_by]] or None) if group_by else None
+            add(group, m["start_ns"], _from_row(m))
+    if span_ranges:
+        ranges = [sa.and_(*([] if lo is None else [S.c.start_ns >= lo]),
+                          *([] if hi is None else [S.c.start_ns < hi])) for lo, hi in span_ranges]
+        span_where = [sa.or_(*ranges)] + ([] if kind is None else [S.c.kind == kind])
         cols = [S.c[c] for c in SPAN_COLUMNS]
         for row in conn.execute(sa.select(*cols).where(*span_where)).mappings():
             group = (row[GROUP_COLUMNS[group_by]] or None) if group_by else None

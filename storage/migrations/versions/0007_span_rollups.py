@@ -1,4 +1,4 @@
-"""span rollups: per-minute metric sums the metric queries read
+"""span rollups: per-minute and per-hour metric sums the metric queries read
 
 Creates ``span_rollups`` (chainsight.storage.rollups) and fills it from the
 spans already stored. The downgrade drops it.
@@ -26,7 +26,8 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.create_table(
         'span_rollups',
-        sa.Column('minute_ns', sa.BigInteger(), nullable=False),
+        sa.Column('period_s', sa.Integer(), nullable=False),
+        sa.Column('start_ns', sa.BigInteger(), nullable=False),
         sa.Column('kind', sa.Text(), nullable=False),
         sa.Column('model', sa.Text(), nullable=False),
         sa.Column('provider', sa.Text(), nullable=False),
@@ -39,7 +40,7 @@ def upgrade() -> None:
         sa.Column('latency', sa.Text(), nullable=False),
         sa.Column('ttft', sa.Text(), nullable=False),
         sa.Column('tpot', sa.Text(), nullable=False),
-        sa.PrimaryKeyConstraint('minute_ns', 'kind', 'model', 'provider', 'status',
+        sa.PrimaryKeyConstraint('period_s', 'start_ns', 'kind', 'model', 'provider', 'status',
                                 name=op.f('pk_span_rollups')),
         sqlite_with_rowid=False,
     )
