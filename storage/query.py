@@ -621,6 +621,7 @@ class Store:
     def _metric_query(
         self, since_ns: int | None, until_ns: int | None, group_by: str | None,
         buckets: tuple[int, float, int] | None = None, *, from_spans: bool = False,
+        spreads: Sequence[str] = rollups.SPREADS,
     ) -> dict[tuple[str | None, int], AggregateRow]:
         """Request metrics per (group, bucket). PostgreSQL computes them all in
         one grouped query (sums, ``percentile_cont``). SQLite has no
@@ -631,7 +632,7 @@ class Store:
         width_ns, count); the bucket of a row is ``int((start - since) /
         width)``, the last one holding the rest."""
         if group_by in SPAN_GROUPS and not from_spans:
-            return self._rollup_query(since_ns, until_ns, group_by, buckets)
+            return self._rollup_query(since_ns, until_ns, group_by, buckets, spreads)
         if group_by in SPAN_GROUPS:
             time_col: sa.ColumnElement[Any] = S.c.start_ns
             group_col: sa.ColumnElement[Any] = SPAN_GROUPS[group_by]
@@ -700,17 +701,18 @@ class Store:
 
     def _rollup_query(
         self, since_ns: int | None, until_ns: int | None, group_by: str,
-        buckets: tuple[int, float, int] | None,
+        buckets: tuple[int, float, int] | None, spreads: Sequence[str],
     ) -> dict[tuple[str | None, int], AggregateRow]:
         """What :meth:`_metric_query` answers for LLM spans, from the rollups
-        (:mod:`chainsight.storage.rollups`): percentiles within 2%."""
+        (:mod:`chainsight.storage.rollups`): percentiles within 2%, of
+        ``spreads`` only (the others None)."""
         with translate_errors(self.url), self.engine.connect() as conn:
-            found = rollups.metrics(conn, since_ns, until_ns, group_by, buckets)
+            found = rollups.metrics(conn, since_ns, until_ns, group_by, buckets, spreads=spreads)
         out: dict[tuple[str | None, int], AggregateRow] = {}
         for (group, bucket_no), acc in found.items():
 
             def seconds(name: str, q: float, acc: rollups.Rollup = acc) -> float | None:
-                ms = rollups.hist_percentile(acc.hists[name], q)
+                ms = rollups.hist_percentile(acc.hists[name], q) if name in spreads else None
                 return None if ms is None else ms / 1000.0
 
             n = acc.count
@@ -760,8 +762,10 @@ class Store:
         if buckets < 1 or until_ns <= since_ns:
             raise ValueError("need buckets >= 1 and until_ns > since_ns")
         width = (until_ns - since_ns) / buckets
+        spread = metric.partition("_p")[0]  # latency_p95: the latency histograms only
         found = self._metric_query(since_ns, until_ns, group_by, (since_ns, width, buckets),
-                                   from_spans=from_spans)
+                                   from_spans=from_spans,
+                                   spreads=(spread,) if spread in rollups.SPREADS else ())
         groups: dict[str | None, None] = {} if group_by else {None: None}
         for group, _ in sorted(found, key=lambda k: (k[1], k[0] is not None, k[0] or "")):
             groups.setdefault(group)

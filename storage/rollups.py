@@ -1,15 +1,16 @@
 """Per-minute and per-hour rollups of the spans stored: what the metric queries read.
 
 One row per (period, start, kind, model, provider, status), the period a
-minute or an hour, holds the count, the token and cost sums, and latency,
+minute, an hour or a day (UTC), holds the count, the token and cost sums, and latency,
 TTFT and TPOT as histograms over fixed log-spaced buckets: bucket ``i``
 holds the values in ``[GAMMA**i, GAMMA**(i+1))`` milliseconds and stands for
 a value within ``(GAMMA - 1) / (GAMMA + 1)`` (1.96%) of every value in it.
-Histograms add up, so any window and grouping is answered from whole hours,
-then whole minutes at its edges, and the spans of the parts of its first and
+Histograms add up, so any window and grouping is answered from whole days,
+then whole hours and minutes at its edges, and the spans of the parts of its first and
 last minutes (at most two minutes of spans): counts and sums are exact for
 any window, and what a window costs grows with its length in hours, not with
-the number of spans in it.
+the number of spans in it (a 30-day window: about 30 day rows, 48 hour
+rows and 120 minute rows per key at most).
 
 The writer calls :func:`write` in the transaction that stores the spans, with
 only the span rows that transaction inserted, so a replayed or split batch
@@ -35,7 +36,8 @@ GAMMA: Final = 1.04
 _LOG_GAMMA: Final = math.log(GAMMA)
 MINUTE_NS: Final = 60_000_000_000
 HOUR_NS: Final = 60 * MINUTE_NS
-PERIODS: Final = (3600, 60)
+DAY_NS: Final = 24 * HOUR_NS
+PERIODS: Final = (86400, 3600, 60)
 """Seconds the rows of each level sum up, coarsest first."""
 ZERO: Final = -(10**6)
 """The bucket of values <= 0 (a span that ended as it started)."""
@@ -58,7 +60,7 @@ def value_of(bucket: int) -> float:
     return 0.0 if bucket == ZERO else 2 * GAMMA ** (bucket + 1) / (GAMMA + 1)
 
 
-def hist_percentile(hist: dict[int, int], q: float) -> float | None:
+def hist_percentile(hist: dict[str, int], q: float) -> float | None:
     """``percentile_cont`` over the histogram: linear interpolation between
     the closest ranks, each rank's value its bucket's."""
     n = sum(hist.values())
@@ -69,8 +71,8 @@ def hist_percentile(hist: dict[int, int], q: float) -> float | None:
     hi = min(lo + 1, n - 1)
     values: dict[int, float] = {}
     seen = 0
-    for bucket in sorted(hist):
-        count = hist[bucket]
+    for bucket in sorted(map(int, hist)):
+        count = hist[str(bucket)]
         for rank in (lo, hi):
             if rank not in values and seen <= rank < seen + count:
                 values[rank] = value_of(bucket)
@@ -90,7 +92,8 @@ class Rollup:
     output_tokens: int = 0
     cost_usd: float | None = None
     unpriced: int = 0
-    hists: dict[str, dict[int, int]] = field(default_factory=lambda: {s: {} for s in SPREADS})
+    # spread -> {bucket number as text: count} (text: as stored, no conversion on read)
+    hists: dict[str, dict[str, int]] = field(default_factory=lambda: {s: {} for s in SPREADS})
 
     def add_span(self, row: Any) -> None:
         """Add one span (a mapping with the spans table's columns)."""
@@ -128,8 +131,8 @@ class Rollup:
                 mine[bucket] = mine.get(bucket, 0) + n
 
 
-def _count(hist: dict[int, int], ms: float) -> None:
-    b = bucket_of(ms)
+def _count(hist: dict[str, int], ms: float) -> None:
+    b = str(bucket_of(ms))
     hist[b] = hist.get(b, 0) + 1
 
 
@@ -138,7 +141,7 @@ Key = tuple[int, int, str, str, str, str]
 
 
 def roll_up(span_rows: Iterable[Any]) -> dict[Key, Rollup]:
-    """The sums of ``span_rows`` per minute and per hour and the rest of the key."""
+    """The sums of ``span_rows`` per minute, hour and day (UTC) and the rest of the key."""
     minutes: dict[Key, Rollup] = {}
     for row in span_rows:
         start = row["start_ns"]
@@ -150,20 +153,22 @@ def roll_up(span_rows: Iterable[Any]) -> dict[Key, Rollup]:
         acc.add_span(row)
     out = dict(minutes)
     for (_, start, *rest), acc in minutes.items():
-        hour: Key = (3600, start - start % HOUR_NS, *rest)  # type: ignore[assignment]
-        total = out.get(hour)
-        if total is None:
-            total = out[hour] = Rollup()
-        total.merge(acc)
+        for period, width in ((3600, HOUR_NS), (86400, DAY_NS)):
+            longer: Key = (period, start - start % width, *rest)  # type: ignore[assignment]
+            total = out.get(longer)
+            if total is None:
+                total = out[longer] = Rollup()
+            total.merge(acc)
     return out
 
 
-def _from_row(m: Any) -> Rollup:
+def _from_row(m: Any, spreads: Sequence[str] = SPREADS) -> Rollup:
+    """A stored row's sums; histograms of ``spreads`` only (the others empty)."""
     return Rollup(
         count=int(m["count"]), errors=int(m["count"]) if m["status"] == "error" else 0,
         input_tokens=int(m["input_tokens"]), output_tokens=int(m["output_tokens"]),
         cost_usd=m["cost_usd"], unpriced=int(m["unpriced"]),
-        hists={s: {int(k): v for k, v in json.loads(m[s]).items()} for s in SPREADS},
+        hists={s: json.loads(m[s]) if s in spreads else {} for s in SPREADS},
     )
 
 
@@ -261,13 +266,15 @@ def _plan(since_ns: int | None, until_ns: int | None, periods: Sequence[int]
 
 def metrics(conn: sa.Connection, since_ns: int | None, until_ns: int | None, group_by: str | None,
             buckets: tuple[int, float, int] | None = None,
-            kind: str | None = "llm") -> dict[tuple[str | None, int], Rollup]:
+            kind: str | None = "llm", spreads: Sequence[str] = SPREADS,
+            ) -> dict[tuple[str | None, int], Rollup]:
     """Sums per (group, bucket) of the spans of ``kind`` that started in
-    ``[since_ns, until_ns)``: whole hours, then whole minutes, from the
-    rollups, the rest of the edge minutes from the spans. ``group_by``:
+    ``[since_ns, until_ns)``: whole days, then whole hours and minutes,
+    from the rollups, the rest of the edge minutes from the spans. ``group_by``:
     model, provider, kind or None. ``buckets``: (since_ns, width_ns, count);
     rows no longer than a bucket are read (buckets under a minute: spans
-    only), and a row's spans go to the bucket its start falls in."""
+    only), and a row's spans go to the bucket its start falls in.
+    ``spreads``: the histograms wanted (reading them is most of the cost)."""
     if group_by is not None and group_by not in GROUP_COLUMNS:
         raise ValueError(f"rollups group by one of {', '.join(GROUP_COLUMNS)}, not {group_by!r}")
     periods = [p for p in PERIODS if buckets is None or buckets[1] >= p * 10**9]
@@ -298,7 +305,7 @@ def metrics(conn: sa.Connection, since_ns: int | None, until_ns: int | None, gro
             where.append(R.c.start_ns < hi)
         for m in conn.execute(sa.select(R).where(*where)).mappings():
             group = (m[GROUP_COLUMNS[group_by]] or None) if group_by else None
-            add(group, m["start_ns"], _from_row(m))
+            add(group, m["start_ns"], _from_row(m, spreads))
     if span_ranges:
         ranges = [sa.and_(*([] if lo is None else [S.c.start_ns >= lo]),
                           *([] if hi is None else [S.c.start_ns < hi])) for lo, hi in span_ranges]

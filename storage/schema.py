@@ -284,12 +284,12 @@ plugin_health = Table(
 span_rollups = Table(
     "span_rollups",
     metadata,
-    # Per-minute and per-hour sums of the spans stored (chainsight.storage.rollups),
+    # Per-minute, per-hour and per-day sums of the spans stored (chainsight.storage.rollups),
     # kept by the writer in the transaction that stores them; the metric
     # queries read these instead of every span. '' stands for a missing model
     # or provider.
-    Column("period_s", Integer, primary_key=True),  # 60 or 3600
-    Column("start_ns", BigInteger, primary_key=True),  # start of the minute or hour
+    Column("period_s", Integer, primary_key=True),  # 60, 3600 or 86400
+    Column("start_ns", BigInteger, primary_key=True),  # start of the minute, hour or day (UTC)
     Column("kind", Text, primary_key=True),
     Column("model", Text, primary_key=True),
     Column("provider", Text, primary_key=True),

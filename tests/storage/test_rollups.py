@@ -104,14 +104,15 @@ def test_rollups_answer_as_the_span_scan(store_url: str) -> None:
     assert_rollups_answer_as_spans(store_url)
 
 
-def test_windows_of_hours_read_hours_minutes_and_spans(store_url: str) -> None:
-    spans = llm_spans(1500, seed=7, minutes=300)
+def test_windows_of_days_read_days_hours_minutes_and_spans(store_url: str) -> None:
+    spans = llm_spans(3000, seed=7, minutes=3 * 1440)
     StoreWriter(store_url).write(WriteBatch(spans=spans))
     assert_rollups_answer_as_spans(store_url)
     hour = 60 * MINUTE
     since = T0 - T0 % hour + hour
     with Store(store_url) as store:
-        for args in ((T0 + 7 * 10**9, T0 + 4 * hour + 3 * MINUTE + 5 * 10**9), (since + 10**9, since + 2 * hour)):
+        for args in ((T0 + 7 * 10**9, T0 + 4 * hour + 3 * MINUTE + 5 * 10**9), (since + 10**9, since + 2 * hour),
+                     (T0 + 7 * 10**9, T0 + 53 * hour + 3 * MINUTE + 5 * 10**9), (since, since + 48 * hour)):
             for group_by in ("model", "kind"):
                 got = store.aggregates(*args, group_by=group_by)
                 want = store.aggregates(*args, group_by=group_by, from_spans=True)
@@ -197,7 +198,7 @@ def test_rebuild_gives_the_rollups_the_writer_kept(store_url: str) -> None:
         return rows
 
     kept = table()
-    for period in (60, 3600):
+    for period in (60, 3600, 86400):
         assert sum(r["count"] for r in kept if r["period_s"] == period) == len(spans)
     cut = T0 - T0 % (60 * MINUTE) + 60 * MINUTE  # on an hour
     with engine.begin() as conn:  # spans deleted (a prune): the rollups still count them
@@ -212,7 +213,11 @@ def test_rebuild_gives_the_rollups_the_writer_kept(store_url: str) -> None:
     engine = open_engine(store_url)
     rebuilt = table()
     engine.dispose()
-    want = [r for r in kept if r["start_ns"] >= cut]
+    for period in (60, 3600, 86400):
+        assert sum(r["count"] for r in rebuilt if r["period_s"] == period) == len(left)
+    # the minutes and hours after the cut as they were (a day holds spans on both sides)
+    rebuilt = [r for r in rebuilt if r["period_s"] < 86400]
+    want = [r for r in kept if r["start_ns"] >= cut and r["period_s"] < 86400]
     assert [r["cost_usd"] for r in rebuilt] == pytest.approx([r["cost_usd"] for r in want], rel=1e-9)
     for r in (*rebuilt, *want):
         del r["cost_usd"]

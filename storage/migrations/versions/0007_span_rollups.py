@@ -1,4 +1,4 @@
-"""span rollups: per-minute and per-hour metric sums the metric queries read
+"""span rollups: per-minute, per-hour and per-day metric sums the metric queries read
 
 Creates ``span_rollups`` (chainsight.storage.rollups) and fills it from the
 spans already stored. The downgrade drops it.
