@@ -166,6 +166,9 @@ def main() -> int:
         for name, value in built.items():
             print(f"{name:32} {value:,.1f}")
         print(f"{'store size (MB)':32} {path.stat().st_size / 1e6:,.1f}")
+        with sqlite3.connect(path) as conn:
+            (rollup_bytes,) = conn.execute("SELECT sum(pgsize) FROM dbstat WHERE name = 'span_rollups'").fetchone()
+        print(f"{'of it rollups (MB)':32} {rollup_bytes / 1e6:,.1f} ({rollup_bytes / args.spans:,.0f} bytes a span)")
         now = until + 1
         with Store(url) as store:
             rows: list[tuple[str, float, float]] = []

@@ -202,7 +202,7 @@ def write(conn: sa.Connection, span_rows: Sequence[Any]) -> None:
     for i in range(0, len(starts), _CHUNK):
         stmt = sa.select(R).where(R.c.start_ns.in_(starts[i : i + _CHUNK]))
         for m in conn.execute(stmt).mappings():
-            key: Key = tuple(m[k] for k in KEY_COLUMNS)  # type: ignore[assignment]
+            key = tuple(m[k] for k in KEY_COLUMNS)
             if key in batch:
                 old = _from_row(m)
                 old.merge(batch[key])
