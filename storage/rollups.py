@@ -198,16 +198,22 @@ def write(conn: sa.Connection, span_rows: Sequence[Any]) -> None:
     if conn.dialect.name == "postgresql":
         # Read-merge-write must not interleave with another writer's.
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_LOCK)))
-    starts = sorted({k[1] for k in batch})  # an hour's start is a minute's too
-    for i in range(0, len(starts), _CHUNK):
-        stmt = sa.select(R).where(R.c.start_ns.in_(starts[i : i + _CHUNK]))
-        for m in conn.execute(stmt).mappings():
-            key = tuple(m[k] for k in KEY_COLUMNS)
-            if key in batch:
-                old = _from_row(m)
-                old.merge(batch[key])
-                batch[key] = old
+    for period in PERIODS:  # by the primary key's prefix, (period_s, start_ns)
+        starts = sorted({k[1] for k in batch if k[0] == period})
+        for i in range(0, len(starts), _CHUNK):
+            stmt = sa.select(R).where(R.c.period_s == period, R.c.start_ns.in_(starts[i : i + _CHUNK]))
+            _merge_stored(conn, stmt, batch)
     conn.execute(_upsert(conn.dialect), [_to_row(k, v) for k, v in batch.items()])
+
+
+def _merge_stored(conn: sa.Connection, stmt: sa.Select[Any], batch: dict[Key, Rollup]) -> None:
+    """Add the stored rows ``stmt`` finds to the batch's sums of their keys."""
+    for m in conn.execute(stmt).mappings():
+        key = tuple(m[k] for k in KEY_COLUMNS)
+        if key in batch:
+            old = _from_row(m)
+            old.merge(batch[key])
+            batch[key] = old
 
 
 SPAN_COLUMNS: Final = ("start_ns", "end_ns", "first_token_ns", "kind", "model", "provider", "status",
