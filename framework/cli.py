@@ -344,6 +344,15 @@ def build_parser(plugins: PluginSet | None = None) -> argparse.ArgumentParser:
     add_db_arg(p)
     add_json_arg(p)
     p.set_defaults(run=cmd_db_upgrade, command="db upgrade")
+    p = db_sub.add_parser("rebuild-rollups", help="compute the metric rollups again from the spans",
+                          description="Replace the per-minute metric rollups (what the metrics "
+                                      "screen and `chainsight stats` read) with ones computed "
+                                      "from every stored span: after spans were deleted, or to "
+                                      "check them.",
+                          parents=[common])
+    add_db_arg(p)
+    add_json_arg(p)
+    p.set_defaults(run=cmd_db_rebuild_rollups, command="db rebuild-rollups")
     p = db_sub.add_parser("replay", help="store the spans waiting in the spill file",
                           description="Write the batches the store could not take (it was down, "
                                       "locked or misconfigured) into the store, in order.",
@@ -783,6 +792,23 @@ def cmd_db_upgrade(ns: argparse.Namespace) -> int:
         print_json({"url": display_url(ns.db), "revision": revision})
     else:
         sys.stdout.write(f"{display_url(ns.db)}: at revision {revision or MISSING}\n")
+    return EXIT_OK
+
+
+def cmd_db_rebuild_rollups(ns: argparse.Namespace) -> int:
+    from chainsight.storage import rollups
+    from chainsight.storage.engine import open_engine, translate_errors
+
+    engine = open_engine(ns.db, create=False)
+    try:
+        with translate_errors(ns.db), engine.begin() as conn:
+            spans, keys = rollups.rebuild(conn)
+    finally:
+        engine.dispose()
+    if ns.json:
+        print_json({"url": display_url(ns.db), "spans": spans, "rollups": keys})
+    else:
+        sys.stdout.write(f"{display_url(ns.db)}: rollups rebuilt from {spans} spans ({keys} rows)\n")
     return EXIT_OK
 
 

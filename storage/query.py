@@ -16,9 +16,12 @@ Semantics worth knowing:
   aggregate LLM spans that started in the window; otherwise traces that
   started in it. Latency is the span's / trace's duration; TTFT and TPOT of a
   trace are its first streamed LLM call's. Percentiles interpolate linearly
-  between ranks (``percentile_cont``): PostgreSQL computes every aggregate
-  itself; SQLite has no percentile function, so its rows' values are read
-  in one pass and added up and sorted here (:func:`_sqlite_metrics`).
+  between ranks (``percentile_cont``). LLM spans (grouped by model, provider
+  or kind) are read from the per-minute rollups (:mod:`chainsight.storage.rollups`:
+  counts and sums exact, percentiles within 2%); traces from their rows:
+  PostgreSQL computes every aggregate itself; SQLite has no percentile
+  function, so its rows' values are read in one pass and added up and sorted
+  here (:func:`_sqlite_metrics`).
 * ``Trace.score_summary`` maps a score name to ``{"value": mean or None,
   "count": n, "passed": k, "failed": m}``.
 """
@@ -36,7 +39,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from chainsight.framework.model import SPAN_FIELDS, Alert, Sample, Score, Span, Trace
-from chainsight.storage import schema, shared_content, verdicts
+from chainsight.storage import rollups, schema, shared_content, verdicts
 from chainsight.storage.engine import open_engine, translate_errors
 
 T = schema.traces
@@ -617,7 +620,8 @@ class Store:
     # ---- aggregates ------------------------------------------------------------
     def _metric_query(
         self, since_ns: int | None, until_ns: int | None, group_by: str | None,
-        buckets: tuple[int, float, int] | None = None,
+        buckets: tuple[int, float, int] | None = None, *, from_spans: bool = False,
+        spreads: Sequence[str] = rollups.SPREADS,
     ) -> dict[tuple[str | None, int], AggregateRow]:
         """Request metrics per (group, bucket). PostgreSQL computes them all in
         one grouped query (sums, ``percentile_cont``). SQLite has no
@@ -627,6 +631,8 @@ class Store:
         for the sums beside it a second scan. ``buckets``: (since_ns,
         width_ns, count); the bucket of a row is ``int((start - since) /
         width)``, the last one holding the rest."""
+        if group_by in SPAN_GROUPS and not from_spans:
+            return self._rollup_query(since_ns, until_ns, group_by, buckets, spreads)
         if group_by in SPAN_GROUPS:
             time_col: sa.ColumnElement[Any] = S.c.start_ns
             group_col: sa.ColumnElement[Any] = SPAN_GROUPS[group_by]
@@ -693,14 +699,46 @@ class Store:
             )
         return out
 
+    def _rollup_query(
+        self, since_ns: int | None, until_ns: int | None, group_by: str,
+        buckets: tuple[int, float, int] | None, spreads: Sequence[str],
+    ) -> dict[tuple[str | None, int], AggregateRow]:
+        """What :meth:`_metric_query` answers for LLM spans, from the rollups
+        (:mod:`chainsight.storage.rollups`): percentiles within 2%, of
+        ``spreads`` only (the others None)."""
+        with translate_errors(self.url), self.engine.connect() as conn:
+            found = rollups.metrics(conn, since_ns, until_ns, group_by, buckets, spreads=spreads)
+        out: dict[tuple[str | None, int], AggregateRow] = {}
+        for (group, bucket_no), acc in found.items():
+
+            def seconds(name: str, q: float, acc: rollups.Rollup = acc) -> float | None:
+                ms = rollups.hist_percentile(acc.hists[name], q) if name in spreads else None
+                return None if ms is None else ms / 1000.0
+
+            n = acc.count
+            out[(group, bucket_no)] = AggregateRow(
+                group=group, count=n, error_count=acc.errors, error_rate=acc.errors / n if n else 0.0,
+                latency_p50=seconds("latency", 0.5), latency_p95=seconds("latency", 0.95),
+                latency_p99=seconds("latency", 0.99), ttft_p50=seconds("ttft", 0.5),
+                ttft_p95=seconds("ttft", 0.95), tpot_p50=seconds("tpot", 0.5),
+                tpot_p95=seconds("tpot", 0.95), input_tokens=acc.input_tokens,
+                output_tokens=acc.output_tokens, cost_usd=acc.cost_usd, unpriced_count=acc.unpriced,
+            )
+        return out
+
     def aggregates(
         self,
         since_ns: int | None = None,
         until_ns: int | None = None,
         group_by: str | None = None,
+        *,
+        from_spans: bool = False,
     ) -> list[AggregateRow]:
-        """Request metrics over a window, one row per group (by count, descending)."""
-        result = list(self._metric_query(since_ns, until_ns, group_by).values())
+        """Request metrics over a window, one row per group (by count, descending).
+        Grouped by model, provider or kind they come from the rollups;
+        ``from_spans`` reads every span instead (the reference the rollups are
+        checked against)."""
+        result = list(self._metric_query(since_ns, until_ns, group_by, from_spans=from_spans).values())
         if group_by is None and not result:
             result.append(_empty_row(None))
         result.sort(key=lambda r: (-r.count, r.group or ""))
@@ -713,14 +751,21 @@ class Store:
         until_ns: int,
         buckets: int,
         group_by: str | None = None,
+        *,
+        from_spans: bool = False,
     ) -> list[SeriesPoint]:
-        """``metric`` (one of METRICS) per time bucket, oldest first, every bucket present."""
+        """``metric`` (one of METRICS) per time bucket, oldest first, every bucket present.
+        Grouped by model, provider or kind: from the rollups, where a whole
+        minute goes to the bucket its start falls in, unless ``from_spans``."""
         if metric not in METRICS:
             raise ValueError(f"unknown metric {metric!r}; use one of {', '.join(METRICS)}")
         if buckets < 1 or until_ns <= since_ns:
             raise ValueError("need buckets >= 1 and until_ns > since_ns")
         width = (until_ns - since_ns) / buckets
-        found = self._metric_query(since_ns, until_ns, group_by, (since_ns, width, buckets))
+        spread = metric.partition("_p")[0]  # latency_p95: the latency histograms only
+        found = self._metric_query(since_ns, until_ns, group_by, (since_ns, width, buckets),
+                                   from_spans=from_spans,
+                                   spreads=(spread,) if spread in rollups.SPREADS else ())
         groups: dict[str | None, None] = {} if group_by else {None: None}
         for group, _ in sorted(found, key=lambda k: (k[1], k[0] is not None, k[0] or "")):
             groups.setdefault(group)

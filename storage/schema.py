@@ -280,3 +280,28 @@ plugin_health = Table(
     Column("updated_ns", BigInteger, nullable=False),
 )
 
+
+span_rollups = Table(
+    "span_rollups",
+    metadata,
+    # Per-minute, per-hour and per-day sums of the spans stored (chainsight.storage.rollups),
+    # kept by the writer in the transaction that stores them; the metric
+    # queries read these instead of every span. '' stands for a missing model
+    # or provider.
+    Column("period_s", Integer, primary_key=True),  # 60, 3600 or 86400
+    Column("start_ns", BigInteger, primary_key=True),  # start of the minute, hour or day (UTC)
+    Column("kind", Text, primary_key=True),
+    Column("model", Text, primary_key=True),
+    Column("provider", Text, primary_key=True),
+    Column("status", Text, primary_key=True),
+    Column("count", BigInteger, nullable=False),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("cost_usd", Float),  # None: no span of the key was priced
+    Column("unpriced", BigInteger, nullable=False),
+    # Histograms in milliseconds, JSON {"bucket": count} (rollups.bucket_of).
+    Column("latency", Text, nullable=False),
+    Column("ttft", Text, nullable=False),
+    Column("tpot", Text, nullable=False),
+    sqlite_with_rowid=False,  # the key is stored once, not again in an index
+)

@@ -13,7 +13,8 @@ span repeats from an earlier span of its trace in the batch becomes a
 reference (:mod:`chainsight.storage.shared_content`). Span rows from a spill
 file written before those columns existed are stored as they are.
 
-Trace rows are kept by :mod:`chainsight.storage.trace_summary` in the same transaction.
+Trace rows are kept by :mod:`chainsight.storage.trace_summary`, and the per-minute
+metric rollups by :mod:`chainsight.storage.rollups`, in the same transaction.
 
 Rows go in through :class:`chainsight.storage.bulk.BulkInsert` (driver SQL, multi-row
 statements on SQLite).
@@ -33,7 +34,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from chainsight.framework.model import Alert, Sample, Score, Span, new_ordered_id
 from chainsight.framework.store_api import WriteBatch
-from chainsight.storage import schema, shared_content, verdicts
+from chainsight.storage import rollups, schema, shared_content, verdicts
 from chainsight.storage.bulk import BulkInsert
 from chainsight.storage.engine import (
     DEFAULT_BUSY_TIMEOUT_MS,
@@ -268,6 +269,25 @@ def _alert_upsert(stmt: Any, excluded: Any) -> Any:
     )
 
 
+class _StoredBefore(Exception):
+    """Some span rows of a batch were in the store already (a replay)."""
+
+
+def _not_stored(conn: sa.Connection, span_rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of ``span_rows`` whose span id the store does not hold."""
+    s = schema.spans
+    ids = [r["span_id"] for r in span_rows]
+    stored: set[str] = set()
+    for i in range(0, len(ids), 500):
+        stored.update(conn.execute(sa.select(s.c.span_id).where(s.c.span_id.in_(ids[i : i + 500]))).scalars())
+    out = []
+    for r in span_rows:  # a span id twice in the batch: the first one is stored
+        if r["span_id"] not in stored:
+            stored.add(r["span_id"])
+            out.append(r)
+    return out
+
+
 class StoreWriter:
     """Writes batches to one store; safe to use from one thread at a time."""
 
@@ -342,12 +362,27 @@ class StoreWriter:
         _fill_new_columns(rows.get("spans") or ())
         with translate_errors(self.url):
             engine = self._connect()
-            with engine.begin() as conn:
-                inserted = {name: self._inserts[name].run(conn, rows.get(name) or ())
-                            for name in ("spans", "scores", "samples", "alerts")}
-                span_rows = rows.get("spans")
-                if span_rows:
-                    write_trace_totals(conn, span_rows, all_new=inserted["spans"] == len(span_rows))
+            try:
+                self._transaction(engine, rows, sort_out=False)
+            except _StoredBefore:  # a replay: some spans are in the store already
+                self._transaction(engine, rows, sort_out=True)
+
+    def _transaction(self, engine: sa.Engine, rows: dict[str, list[dict[str, Any]]], *,
+                     sort_out: bool) -> None:
+        """One transaction. The rollups count only the spans it inserts: when
+        fewer went in than were given, it is rolled back (:class:`_StoredBefore`)
+        and run again with ``sort_out``, which first reads which spans the store
+        holds already."""
+        with engine.begin() as conn:
+            span_rows = rows.get("spans") or []
+            new_rows = _not_stored(conn, span_rows) if sort_out else span_rows
+            inserted = {name: self._inserts[name].run(conn, rows.get(name) or ())
+                        for name in ("spans", "scores", "samples", "alerts")}
+            if span_rows:
+                if not sort_out and inserted["spans"] < len(span_rows):
+                    raise _StoredBefore
+                rollups.write(conn, new_rows)
+                write_trace_totals(conn, span_rows, all_new=inserted["spans"] == len(span_rows))
 
     @staticmethod
     def _span_row(span: Span, cap: int) -> dict[str, Any]:

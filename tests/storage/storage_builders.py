@@ -70,17 +70,17 @@ def plain(value: Any) -> Any:
     return value
 
 
-def assert_same(got: Any, want: Any, where: str = "") -> None:
-    """Equal, floats to 1e-9 (sums added up in another order)."""
+def assert_same(got: Any, want: Any, where: str = "", rel: float = 1e-9) -> None:
+    """Equal, floats to ``rel`` (1e-9: sums added up in another order)."""
     if isinstance(want, float) and isinstance(got, float):
-        assert got == pytest.approx(want, rel=1e-9, abs=1e-12), where
+        assert got == pytest.approx(want, rel=rel, abs=1e-12), where
     elif isinstance(want, dict) and isinstance(got, dict):
         assert got.keys() == want.keys(), where
         for key in want:
-            assert_same(got[key], want[key], f"{where}.{key}")
+            assert_same(got[key], want[key], f"{where}.{key}", rel)
     elif isinstance(want, list) and isinstance(got, list):
         assert len(got) == len(want), where
         for i, (g, w) in enumerate(zip(got, want, strict=True)):
-            assert_same(g, w, f"{where}[{i}]")
+            assert_same(g, w, f"{where}[{i}]", rel)
     else:
         assert got == want, where

@@ -144,3 +144,22 @@ def test_a_bad_batch_size_is_refused(sqlite_url: str) -> None:
     upgrade(sqlite_url)
     with pytest.raises(ValueError, match="batch_size"):
         prune(sqlite_url, CUTOFF, batch_size=0)
+
+
+def test_prune_keeps_the_metric_rollups(store_url: str) -> None:
+    """Pruned spans leave the store; their per-minute rollups stay, so the
+    metrics of an old window are still answered (the rollups' own, longer
+    retention)."""
+    from chainsight.storage.query import Store
+
+    writer = StoreWriter(store_url)
+    spans, scores = _batch(NOW - 40 * DAY, 10)
+    writer.write(WriteBatch(spans=spans, scores=scores))
+    writer.close()
+    window = (NOW - 41 * DAY, NOW - 39 * DAY)
+    with Store(store_url) as store:
+        before = {(r.group, r.count) for r in store.aggregates(*window, group_by="kind")}
+    assert before and prune(store_url, CUTOFF).spans == len(spans)
+    with Store(store_url) as store:
+        assert {(r.group, r.count) for r in store.aggregates(*window, group_by="kind")} == before
+        assert store.aggregates(*window, group_by="kind", from_spans=True) == []
