@@ -192,6 +192,21 @@ def _worse(value: sa.ColumnElement[Any], op: str, threshold: float) -> tuple[Any
 # ---- spans ------------------------------------------------------------------
 
 
+def _field_per_group(field_name: str, since_ns: int, until_ns: int, select: SpanSelect,
+                     group_by: Sequence[str]) -> tuple[Any, list[Any], list[Any], Any, sa.Select[Any]]:
+    """A span field of the window's spans that have it: the field, the
+    conditions, the group columns, the FROM, and the count per group."""
+    value = span_field(field_name)
+    where, joined = _span_where(select, since_ns, until_ns)
+    where.append(value.is_not(None))
+    groups = [span_group(g) for g in group_by]
+    source = _spans_from(joined)
+    count_stmt = sa.select(*groups, sa.func.count()).select_from(source).where(*where)
+    if groups:
+        count_stmt = count_stmt.group_by(*groups)
+    return value, where, groups, source, count_stmt
+
+
 def span_quantile(
     engine: sa.Engine,
     field_name: str,
@@ -205,14 +220,8 @@ def span_quantile(
 ) -> list[Measured]:
     """The ``q`` quantile (0..1) of a span field per group; the traces of
     the spans whose own value is on the alerting side of ``worse``."""
-    value = span_field(field_name)
-    where, joined = _span_where(select, since_ns, until_ns)
-    where.append(value.is_not(None))
-    groups = [span_group(g) for g in group_by]
-    source = _spans_from(joined)
-    count_stmt = sa.select(*groups, sa.func.count()).select_from(source).where(*where)
-    if groups:
-        count_stmt = count_stmt.group_by(*groups)
+    value, where, groups, source, count_stmt = _field_per_group(field_name, since_ns, until_ns, select,
+                                                                group_by)
     out: list[Measured] = []
     with engine.connect() as conn:
         for row in _bounded_groups(_rows(conn, count_stmt), len(groups), field_name):
@@ -321,14 +330,8 @@ def span_values(
     limit: int = 5000,
 ) -> list[Values]:
     """A span field's values per group, the newest ``limit`` of each (drift)."""
-    value = span_field(field_name)
-    where, joined = _span_where(select, since_ns, until_ns)
-    where.append(value.is_not(None))
-    groups = [span_group(g) for g in group_by]
-    source = _spans_from(joined)
-    keys_stmt = sa.select(*groups, sa.func.count()).select_from(source).where(*where)
-    if groups:
-        keys_stmt = keys_stmt.group_by(*groups)
+    value, where, groups, source, keys_stmt = _field_per_group(field_name, since_ns, until_ns, select,
+                                                               group_by)
     out: list[Values] = []
     with engine.connect() as conn:
         for row in _bounded_groups(_rows(conn, keys_stmt), len(groups), field_name):

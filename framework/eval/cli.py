@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -123,10 +124,17 @@ def _configure_eval(parser: argparse.ArgumentParser) -> None:
     p.add_argument("experiment", metavar="EXPERIMENT")
 
 
-def _store(url: str, *, create: bool = False) -> EvalStore:
-    from chainsight.storage.evaluation import EvalStore
+@contextmanager
+def _store(url: str, *, create: bool = False) -> Iterator[EvalStore]:
+    """The evaluation store; its errors (no such dataset or experiment...)
+    become the CLI's one-line errors."""
+    from chainsight.storage.evaluation import EvalStore, EvalStoreError
 
-    return EvalStore(url, create=create)
+    try:
+        with EvalStore(url, create=create) as store:
+            yield store
+    except EvalStoreError as exc:
+        _fail(str(exc))
 
 
 def _fail(message: str) -> NoReturn:
@@ -205,13 +213,8 @@ def _brief(value: Any, limit: int = 60) -> str:
 
 
 def cmd_dataset_show(ns: argparse.Namespace) -> int:
-    from chainsight.storage.evaluation import EvalStoreError
-
     with _store(ns.db) as store:
-        try:
-            dataset = store.get_dataset(ns.name)
-        except EvalStoreError as exc:
-            _fail(str(exc))
+        dataset = store.get_dataset(ns.name)
         items = store.dataset_items(dataset.dataset_id)
     if ns.json:
         from chainsight.framework.eval.datasets import item_record
@@ -232,13 +235,9 @@ def cmd_dataset_show(ns: argparse.Namespace) -> int:
 
 def cmd_dataset_export(ns: argparse.Namespace) -> int:
     from chainsight.framework.eval.datasets import write_csv, write_jsonl
-    from chainsight.storage.evaluation import EvalStoreError
 
     with _store(ns.db) as store:
-        try:
-            dataset = store.get_dataset(ns.name)
-        except EvalStoreError as exc:
-            _fail(str(exc))
+        dataset = store.get_dataset(ns.name)
         items = store.dataset_items(dataset.dataset_id)
     fmt = ns.format or ("csv" if ns.output and ns.output.lower().endswith(".csv") else "jsonl")
     writer = write_csv if fmt == "csv" else write_jsonl
@@ -416,13 +415,9 @@ def comparison_json(c: Comparison) -> dict[str, Any]:
 
 def cmd_eval_compare(ns: argparse.Namespace) -> int:
     from chainsight.framework.eval.compare import compare
-    from chainsight.storage.evaluation import EvalStoreError
 
     with _store(ns.db) as store:
-        try:
-            comparison = compare(store, ns.a, ns.b)
-        except EvalStoreError as exc:
-            _fail(str(exc))
+        comparison = compare(store, ns.a, ns.b)
     if ns.json:
         print_json(comparison_json(comparison))
     else:
@@ -454,13 +449,8 @@ def cmd_eval_list(ns: argparse.Namespace) -> int:
 
 
 def cmd_eval_show(ns: argparse.Namespace) -> int:
-    from chainsight.storage.evaluation import EvalStoreError
-
     with _store(ns.db) as store:
-        try:
-            exp = store.get_experiment(ns.experiment)
-        except EvalStoreError as exc:
-            _fail(str(exc))
+        exp = store.get_experiment(ns.experiment)
         results = store.results(exp.experiment_id)
     if ns.json:
         print_json({"experiment": vars(exp), "results": [vars(r) for r in results]})
