@@ -11,10 +11,11 @@ rebuild-rollups`` cost on it), then times, side by side in one run:
   rollups;
 * LLM-call series: six ``timeseries`` by model (latency/TTFT/TPOT p95,
   requests, tokens, error rate), both ways;
-* the whole screen load, as ``tui/screens/metrics.py`` asks for it (its
-  series, the traces table and the by-model table, score stats, samples),
-  both ways (only the by-model table differs: the series and the traces
-  table read the trace rows).
+* the whole screen load over 30 days, as ``tui/screens/metrics.py`` asks
+  for it (its series, the traces table, the by-model table, the check pass
+  rates, samples), both ways: before the rollups, each series on its own
+  from the trace rows and the verdicts from every span; now, all series from
+  one read of the rollups.
 
 Each figure is the best of ``--repeat`` wall-clock times (ms).
 
@@ -49,6 +50,8 @@ MS = 10**6
 MODELS = (("gpt-4o", "openai"), ("gpt-4o-mini", "openai"), ("claude-3-5-sonnet", "anthropic"),
           ("llama-3-70b", "groq"), ("mistral-large", "mistral"))
 SERIES = ("latency_p95", "ttft_p95", "tpot_p95", "requests", "tokens", "error_rate")
+VERDICTS = '[["length",null,null,null,5],["refusal",0.0,null,null,5],["pii",null,null,null,6],' \
+    '["toxicity",0.01,null,null,9]]'
 
 
 def span_rows(traces: int, until_ns: int, seed: int = 1) -> tuple[list[tuple[Any, ...]], list[dict[str, Any]]]:
@@ -83,7 +86,9 @@ def span_rows(traces: int, until_ns: int, seed: int = 1) -> tuple[list[tuple[Any
              "start_ns": t0 + 23 * MS, "end_ns": t0 + 23 * MS + int(llm_ms * MS),
              "first_token_ns": t0 + 23 * MS + int(llm_ms * MS * rng.uniform(0.1, 0.5)) if streamed else None,
              "model": model, "provider": provider, "input_tokens": rng.randint(50, 3000),
-             "output_tokens": out, "cost_usd": None if rng.random() < 0.03 else out * 1e-5},
+             "output_tokens": out, "cost_usd": None if rng.random() < 0.03 else out * 1e-5,
+             # the default checks' passing verdicts, as storage/verdicts.py stores them
+             "checks": None if error else VERDICTS},
         ]
         full = []
         for row in rows:
@@ -139,17 +144,22 @@ def best(fn: Callable[[], Any], repeat: int) -> float:
     return min(times) * 1000
 
 
-def screen(store: Store, since: int, until: int, from_spans: bool) -> None:
-    """What MetricsScreen._fetch asks the store for."""
-    from chainsight.tui.screens.metrics import BUCKETS, PLOTS
+def screen(store: Store, since: int, until: int, buckets: int, from_spans: bool) -> None:
+    """What MetricsScreen._fetch asks the store for: ``from_spans``, what it
+    asked before the rollups (each series on its own, from the trace rows;
+    the verdicts from every span)."""
+    from chainsight.tui.screens.metrics import PLOTS
 
     store.list_samples(since_ns=since, until_ns=until, limit=20_000)
-    for spec in PLOTS:
-        if not spec.sample_match:
-            store.timeseries(spec.metric, since, until, BUCKETS)
-    store.aggregates(since, until)
+    metrics = [spec.metric for spec in PLOTS if not spec.sample_match]
+    if from_spans:
+        for metric in metrics:
+            store.timeseries(metric, since, until, buckets, from_spans=True)
+    else:
+        store.series(metrics, since, until, buckets)
+    store.aggregates(since, until, from_spans=from_spans)
     store.aggregates(since, until, group_by="model", from_spans=from_spans)
-    store.score_stats(since, until)
+    store.score_stats(since, until, from_spans=from_spans)
 
 
 def main() -> int:
@@ -158,8 +168,11 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--keep", help="build the store at this path and keep it")
     args = parser.parse_args()
-    until = time.time_ns() // 60_000_000_000 * 60_000_000_000
+    from chainsight.tui.screens.metrics import RANGES
+
+    until = time.time_ns() // 3_600_000_000_000 * 3_600_000_000_000  # as the screen aligns 30 d
     since = until - 30 * DAY_NS
+    [buckets] = [b for label, _, b in RANGES if label == "30d"]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(args.keep) if args.keep else Path(tmp) / "metrics.db"
         url, built = build(path, args.spans, until)
@@ -177,12 +190,12 @@ def main() -> int:
                                                                          from_spans=f)),
                 ("six LLM-call series by model", lambda f: [store.timeseries(m, since, now, 60, group_by="model",
                                                                              from_spans=f) for m in SERIES]),
-                ("metrics screen load, 30 d", lambda f: screen(store, since, now, f)),
+                ("metrics screen load, 30 d", lambda f: screen(store, since, until, buckets, f)),
             ):
                 rows.append((label, best(lambda fn=fn: fn(True), args.repeat),
                              best(lambda fn=fn: fn(False), args.repeat)))
         print(f"\n{args.spans:,} spans over 30 days, best of {args.repeat} (ms)")
-        print(f"{'query':32} {'span scan':>10} {'rollups':>10}")
+        print(f"{'query':32} {'rows scan':>10} {'rollups':>10}")
         for label, before, after in rows:
             print(f"{label:32} {before:10,.0f} {after:10,.0f}")
     return 0

@@ -255,7 +255,7 @@ def _check_sqlite_file(url: str, path: Path, *, must_exist: bool) -> None:
 
 # The newest migration. Checked against alembic's own view by a test; it lets an
 # up-to-date store open without importing alembic (a good part of TUI start-up).
-SCHEMA_HEAD: Final = "0007"
+SCHEMA_HEAD: Final = "0008"
 
 
 def alembic_config() -> Config:

@@ -12,16 +12,19 @@ Semantics worth knowing:
 * ``name`` and ``text`` are case-insensitive substring matches; ``text``
   searches the trace's name, root error and root inputs/outputs (first 2000
   characters of each); ``tag`` matches the root span's tags exactly.
-* ``aggregates``/``timeseries`` with ``group_by="model"`` (or ``"provider"``)
-  aggregate LLM spans that started in the window; otherwise traces that
-  started in it. Latency is the span's / trace's duration; TTFT and TPOT of a
-  trace are its first streamed LLM call's. Percentiles interpolate linearly
-  between ranks (``percentile_cont``). LLM spans (grouped by model, provider
-  or kind) are read from the per-minute rollups (:mod:`chainsight.storage.rollups`:
-  counts and sums exact, percentiles within 2%); traces from their rows:
-  PostgreSQL computes every aggregate itself; SQLite has no percentile
-  function, so its rows' values are read in one pass and added up and sorted
-  here (:func:`_sqlite_metrics`).
+* ``aggregates``/``timeseries`` with ``group_by="model"`` (or ``"provider"``
+  or ``"kind"``) aggregate the LLM spans that started in the window; without
+  ``group_by``, whole traces: their root spans (count, errors, latency), their
+  model calls (TTFT, TPOT: every streamed call) and every span (tokens, cost).
+  Both come from the per-minute rollups (:mod:`chainsight.storage.rollups`:
+  counts and sums exact, percentiles within 2%), so their cost follows the
+  window's length, not its number of spans. Grouped by a trace column (name,
+  user, session...) or with ``from_spans``, they read the rows: there TTFT and
+  TPOT of a trace are its first streamed LLM call's, and percentiles
+  interpolate linearly between ranks (``percentile_cont``). PostgreSQL
+  computes every aggregate itself; SQLite has no percentile function, so its
+  rows' values are read in one pass and added up and sorted here
+  (:func:`_sqlite_metrics`).
 * ``Trace.score_summary`` maps a score name to ``{"value": mean or None,
   "count": n, "passed": k, "failed": m}``.
 """
@@ -512,32 +515,42 @@ class Store:
         found.sort(key=lambda sc: (sc.created_ns, sc.score_id), reverse=True)
         return found[:limit]
 
-    def score_stats(self, since_ns: int | None = None, until_ns: int | None = None) -> list[ScoreStat]:
+    def score_stats(self, since_ns: int | None = None, until_ns: int | None = None, *,
+                    from_spans: bool = False) -> list[ScoreStat]:
         """Per (source, name), by source and name: score rows created in the
-        window, and the check verdicts stored on the spans of traces that
-        started in it (a verdict is made within its trace's run)."""
-        sc, v = schema.scores, verdicts.verdict_source(self.engine.dialect.name)
+        window, and the passing check verdicts stored on the spans that
+        started in it (a verdict is made within its span's run), from the
+        rollups; ``from_spans`` reads every span's verdicts instead (the
+        reference the rollups are checked against)."""
+        sc = schema.scores
         passed = sa.func.sum(sa.case((sc.c.passed.is_(True), 1), else_=0))
         rows = (sa.select(sc.c.source, sc.c.name, sa.func.count(), sa.func.count(sc.c.value),
                           sa.func.sum(sc.c.value), sa.func.count(sc.c.passed), passed)
                 .where(*_between(sc.c.created_ns, since_ns, until_ns))
                 .group_by(sc.c.source, sc.c.name))
-        n = sa.func.count()
-        stored = (sa.select(sa.literal("check", sa.Text), v.name, n, sa.func.count(v.value),
-                            sa.func.sum(v.value), n, n)
-                  .select_from(v.select_from(S.join(T, T.c.trace_id == S.c.trace_id)))
-                  .where(S.c.checks.is_not(None), *_between(T.c.start_ns, since_ns, until_ns))
-                  .group_by(v.name))
+        found: list[tuple[Any, ...]] = list(self._rows(rows))
+        if from_spans:
+            v, n = verdicts.verdict_source(self.engine.dialect.name), sa.func.count()
+            stored = (sa.select(sa.literal("check", sa.Text), v.name, n, sa.func.count(v.value),
+                                sa.func.sum(v.value), n, n)
+                      .select_from(v.select_from(S))
+                      .where(S.c.checks.is_not(None), *_between(S.c.start_ns, since_ns, until_ns))
+                      .group_by(v.name))
+            found += self._rows(stored)
+        else:
+            with translate_errors(self.url), self.engine.connect() as conn:
+                checks = rollups.check_totals(conn, since_ns, until_ns)
+            found += [("check", name, n, values, value_sum if values else None, n, n)
+                      for name, (n, values, value_sum) in checks.items()]
         totals: dict[tuple[str, str], list[Any]] = {}
-        for stmt in (rows, stored):
-            for source, name, count, values, value_sum, judged, ok in self._rows(stmt):
-                entry = totals.setdefault((source, name), [0, 0, None, 0, 0])
-                entry[0] += int(count)
-                entry[1] += int(values)
-                if value_sum is not None:
-                    entry[2] = (entry[2] or 0.0) + float(value_sum)
-                entry[3] += int(judged)
-                entry[4] += int(ok or 0)
+        for source, name, count, values, value_sum, judged, ok in found:
+            entry = totals.setdefault((source, name), [0, 0, None, 0, 0])
+            entry[0] += int(count)
+            entry[1] += int(values)
+            if value_sum is not None:
+                entry[2] = (entry[2] or 0.0) + float(value_sum)
+            entry[3] += int(judged)
+            entry[4] += int(ok or 0)
         return [ScoreStat(source, name, *entry) for (source, name), entry in sorted(totals.items())]
 
     def list_alerts(self, state: str | None = None, limit: int = 100,
@@ -631,7 +644,7 @@ class Store:
         for the sums beside it a second scan. ``buckets``: (since_ns,
         width_ns, count); the bucket of a row is ``int((start - since) /
         width)``, the last one holding the rest."""
-        if group_by in SPAN_GROUPS and not from_spans:
+        if not from_spans and (group_by is None or group_by in SPAN_GROUPS):
             return self._rollup_query(since_ns, until_ns, group_by, buckets, spreads)
         if group_by in SPAN_GROUPS:
             time_col: sa.ColumnElement[Any] = S.c.start_ns
@@ -700,14 +713,17 @@ class Store:
         return out
 
     def _rollup_query(
-        self, since_ns: int | None, until_ns: int | None, group_by: str,
+        self, since_ns: int | None, until_ns: int | None, group_by: str | None,
         buckets: tuple[int, float, int] | None, spreads: Sequence[str],
     ) -> dict[tuple[str | None, int], AggregateRow]:
-        """What :meth:`_metric_query` answers for LLM spans, from the rollups
+        """What :meth:`_metric_query` answers for LLM spans (grouped) or whole
+        traces (``group_by`` None), from the rollups
         (:mod:`chainsight.storage.rollups`): percentiles within 2%, of
         ``spreads`` only (the others None)."""
+        view = "llm" if group_by else "traces"
         with translate_errors(self.url), self.engine.connect() as conn:
-            found = rollups.metrics(conn, since_ns, until_ns, group_by, buckets, spreads=spreads)
+            found = rollups.metrics(conn, since_ns, until_ns, group_by, buckets, view=view,
+                                    spreads=spreads)
         out: dict[tuple[str | None, int], AggregateRow] = {}
         for (group, bucket_no), acc in found.items():
 
@@ -754,33 +770,52 @@ class Store:
         *,
         from_spans: bool = False,
     ) -> list[SeriesPoint]:
-        """``metric`` (one of METRICS) per time bucket, oldest first, every bucket present.
-        Grouped by model, provider or kind: from the rollups, where a whole
-        minute goes to the bucket its start falls in, unless ``from_spans``."""
-        if metric not in METRICS:
-            raise ValueError(f"unknown metric {metric!r}; use one of {', '.join(METRICS)}")
+        """``metric`` (one of METRICS) per time bucket, oldest first, every
+        bucket present: :meth:`series` of one metric."""
+        return self.series((metric,), since_ns, until_ns, buckets, group_by,
+                           from_spans=from_spans)[metric]
+
+    def series(
+        self,
+        metrics: Sequence[str],
+        since_ns: int,
+        until_ns: int,
+        buckets: int,
+        group_by: str | None = None,
+        *,
+        from_spans: bool = False,
+    ) -> dict[str, list[SeriesPoint]]:
+        """Per metric (each one of METRICS), its value per time bucket, oldest
+        first, every bucket present, all from one read. From the rollups, a
+        whole minute goes to the bucket its start falls in, unless
+        ``from_spans``."""
+        unknown = [m for m in metrics if m not in METRICS]
+        if unknown:
+            raise ValueError(f"unknown metric {unknown[0]!r}; use one of {', '.join(METRICS)}")
         if buckets < 1 or until_ns <= since_ns:
             raise ValueError("need buckets >= 1 and until_ns > since_ns")
         width = (until_ns - since_ns) / buckets
-        spread = metric.partition("_p")[0]  # latency_p95: the latency histograms only
+        # latency_p95: the latency histograms only
+        spreads = sorted({m.partition("_p")[0] for m in metrics} & set(rollups.SPREADS))
         found = self._metric_query(since_ns, until_ns, group_by, (since_ns, width, buckets),
-                                   from_spans=from_spans,
-                                   spreads=(spread,) if spread in rollups.SPREADS else ())
+                                   from_spans=from_spans, spreads=spreads)
         groups: dict[str | None, None] = {} if group_by else {None: None}
         for group, _ in sorted(found, key=lambda k: (k[1], k[0] is not None, k[0] or "")):
             groups.setdefault(group)
         empty = _empty_row(None)
-        points = []
-        for group in groups:
-            for i in range(buckets):
-                agg = found.get((group, i))
-                points.append(SeriesPoint(
-                    start_ns=since_ns + int(i * width),
-                    end_ns=since_ns + int((i + 1) * width),
-                    group=group,
-                    value=_metric(agg or empty, metric) if agg is not None or _counts(metric) else None,
-                ))
-        return points
+        out: dict[str, list[SeriesPoint]] = {}
+        for metric in metrics:
+            points = out[metric] = []
+            for group in groups:
+                for i in range(buckets):
+                    agg = found.get((group, i))
+                    points.append(SeriesPoint(
+                        start_ns=since_ns + int(i * width),
+                        end_ns=since_ns + int((i + 1) * width),
+                        group=group,
+                        value=_metric(agg or empty, metric) if agg is not None or _counts(metric) else None,
+                    ))
+        return out
 
 
 def _between(col: sa.ColumnElement[Any], since_ns: int | None,

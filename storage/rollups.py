@@ -1,8 +1,11 @@
 """Per-minute and per-hour rollups of the spans stored: what the metric queries read.
 
-One row per (period, start, kind, model, provider, status), the period a
-minute, an hour or a day (UTC), holds the count, the token and cost sums, and latency,
-TTFT and TPOT as histograms over fixed log-spaced buckets: bucket ``i``
+One row per (period, start, kind, root, model, provider, status), the period a
+minute, an hour or a day (UTC) and ``root`` 1 for the spans that begin a trace
+(no parent), holds the count, the token and cost sums, the passing check
+verdicts stored on the spans (``spans.checks``: count, values and their sum
+per check), and latency, TTFT and TPOT as histograms over fixed log-spaced
+buckets: bucket ``i``
 holds the values in ``[GAMMA**i, GAMMA**(i+1))`` milliseconds and stands for
 a value within ``(GAMMA - 1) / (GAMMA + 1)`` (1.96%) of every value in it.
 Histograms add up, so any window and grouping is answered from whole days,
@@ -21,12 +24,12 @@ never counts twice and a rolled-back one not at all. Spans deleted later
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -42,7 +45,7 @@ PERIODS: Final = (86400, 3600, 60)
 ZERO: Final = -(10**6)
 """The bucket of values <= 0 (a span that ended as it started)."""
 SPREADS: Final = ("latency", "ttft", "tpot")
-KEY_COLUMNS: Final = ("period_s", "start_ns", "kind", "model", "provider", "status")
+KEY_COLUMNS: Final = ("period_s", "start_ns", "kind", "root", "model", "provider", "status")
 # Advisory lock id taken by PostgreSQL writers around read-merge-upsert.
 _PG_LOCK: Final = 0x636861696E_01
 _CHUNK: Final = 500
@@ -94,6 +97,8 @@ class Rollup:
     unpriced: int = 0
     # spread -> {bucket number as text: count} (text: as stored, no conversion on read)
     hists: dict[str, dict[str, int]] = field(default_factory=lambda: {s: {} for s in SPREADS})
+    # check name -> [verdicts, verdicts with a value, sum of the values]
+    checks: dict[str, list[float]] = field(default_factory=dict)
 
     def add_span(self, row: Any) -> None:
         """Add one span (a mapping with the spans table's columns)."""
@@ -116,6 +121,20 @@ class Rollup:
             out = row["output_tokens"]
             if end is not None and out is not None and out >= 2:
                 _count(hists["tpot"], (end - first) / 1e6 / (out - 1))
+        checks = row["checks"]
+        if checks:  # JSON text as written, a list as read back
+            self._add_verdicts(orjson.loads(checks) if isinstance(checks, str) else checks)
+
+    def _add_verdicts(self, entries: list[list[Any]]) -> None:
+        """Count passing verdicts in their stored form (:mod:`chainsight.storage.verdicts`)."""
+        for name, value, *_ in entries:
+            total = self.checks.get(name)
+            if total is None:
+                total = self.checks[name] = [0, 0, 0.0]
+            total[0] += 1
+            if value is not None:
+                total[1] += 1
+                total[2] += value
 
     def merge(self, other: Rollup) -> None:
         self.count += other.count
@@ -129,6 +148,13 @@ class Rollup:
             mine = self.hists[name]
             for bucket, n in hist.items():
                 mine[bucket] = mine.get(bucket, 0) + n
+        for name, counts in other.checks.items():
+            total = self.checks.get(name)
+            if total is None:
+                self.checks[name] = list(counts)
+            else:
+                for i, part in enumerate(counts):
+                    total[i] += part
 
 
 def _count(hist: dict[str, int], ms: float) -> None:
@@ -136,8 +162,8 @@ def _count(hist: dict[str, int], ms: float) -> None:
     hist[b] = hist.get(b, 0) + 1
 
 
-Key = tuple[int, int, str, str, str, str]
-"""(period_s, start_ns, kind, model, provider, status)."""
+Key = tuple[int, int, str, int, str, str, str]
+"""(period_s, start_ns, kind, root, model, provider, status)."""
 
 
 def roll_up(span_rows: Iterable[Any]) -> dict[Key, Rollup]:
@@ -145,8 +171,8 @@ def roll_up(span_rows: Iterable[Any]) -> dict[Key, Rollup]:
     minutes: dict[Key, Rollup] = {}
     for row in span_rows:
         start = row["start_ns"]
-        key = (60, start - start % MINUTE_NS, str(row["kind"]), row["model"] or "", row["provider"] or "",
-               str(row["status"]))
+        key = (60, start - start % MINUTE_NS, str(row["kind"]), int(row["parent_id"] is None),
+               row["model"] or "", row["provider"] or "", str(row["status"]))
         acc = minutes.get(key)
         if acc is None:
             acc = minutes[key] = Rollup()
@@ -162,13 +188,15 @@ def roll_up(span_rows: Iterable[Any]) -> dict[Key, Rollup]:
     return out
 
 
-def _from_row(m: Any, spreads: Sequence[str] = SPREADS) -> Rollup:
-    """A stored row's sums; histograms of ``spreads`` only (the others empty)."""
+def _from_row(m: Any, spreads: Sequence[str] = SPREADS, checks: bool = True) -> Rollup:
+    """A stored row's sums; histograms of ``spreads`` only (the others
+    empty), verdicts if ``checks``. ``m`` holds the columns asked for."""
     return Rollup(
         count=int(m["count"]), errors=int(m["count"]) if m["status"] == "error" else 0,
         input_tokens=int(m["input_tokens"]), output_tokens=int(m["output_tokens"]),
         cost_usd=m["cost_usd"], unpriced=int(m["unpriced"]),
-        hists={s: json.loads(m[s]) if s in spreads else {} for s in SPREADS},
+        hists={s: orjson.loads(m[s]) if s in spreads else {} for s in SPREADS},
+        checks=orjson.loads(m["checks"]) if checks else {},
     )
 
 
@@ -177,7 +205,8 @@ def _to_row(key: Key, acc: Rollup) -> dict[str, Any]:
     row.update(count=acc.count, input_tokens=acc.input_tokens, output_tokens=acc.output_tokens,
                cost_usd=acc.cost_usd, unpriced=acc.unpriced)
     for s in SPREADS:
-        row[s] = json.dumps(acc.hists[s], separators=(",", ":"))
+        row[s] = orjson.dumps(acc.hists[s]).decode()
+    row["checks"] = orjson.dumps(acc.checks).decode()
     return row
 
 
@@ -216,8 +245,14 @@ def _merge_stored(conn: sa.Connection, stmt: sa.Select[Any], batch: dict[Key, Ro
             batch[key] = old
 
 
-SPAN_COLUMNS: Final = ("start_ns", "end_ns", "first_token_ns", "kind", "model", "provider", "status",
-                       "input_tokens", "output_tokens", "cost_usd")
+SPAN_COLUMNS: Final = ("start_ns", "end_ns", "first_token_ns", "kind", "parent_id", "model", "provider",
+                       "status", "input_tokens", "output_tokens", "cost_usd", "checks")
+
+
+def _span_columns() -> list[sa.ColumnElement[Any]]:
+    """SPAN_COLUMNS to select; the verdicts as the text SQLite holds (parsed
+    by :meth:`Rollup.add_span` with orjson, not by the JSON type)."""
+    return [sa.type_coerce(S.c[c], sa.Text).label(c) if c == "checks" else S.c[c] for c in SPAN_COLUMNS]
 
 
 def rebuild(conn: sa.Connection, chunk: int = 50_000) -> tuple[int, int]:
@@ -227,7 +262,7 @@ def rebuild(conn: sa.Connection, chunk: int = 50_000) -> tuple[int, int]:
     if conn.dialect.name == "postgresql":
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_LOCK)))
     conn.execute(R.delete())
-    cols = [S.c[c] for c in SPAN_COLUMNS]
+    cols = _span_columns()
     total: dict[Key, Rollup] = {}
     n = 0
     for part in conn.execute(sa.select(*cols)).mappings().partitions(chunk):
@@ -270,56 +305,102 @@ def _plan(since_ns: int | None, until_ns: int | None, periods: Sequence[int]
     return rows, spans
 
 
-def metrics(conn: sa.Connection, since_ns: int | None, until_ns: int | None, group_by: str | None,
-            buckets: tuple[int, float, int] | None = None,
-            kind: str | None = "llm", spreads: Sequence[str] = SPREADS,
-            ) -> dict[tuple[str | None, int], Rollup]:
-    """Sums per (group, bucket) of the spans of ``kind`` that started in
-    ``[since_ns, until_ns)``: whole days, then whole hours and minutes,
-    from the rollups, the rest of the edge minutes from the spans. ``group_by``:
-    model, provider, kind or None. ``buckets``: (since_ns, width_ns, count);
-    rows no longer than a bucket are read (buckets under a minute: spans
-    only), and a row's spans go to the bucket its start falls in.
-    ``spreads``: the histograms wanted (reading them is most of the cost)."""
-    if group_by is not None and group_by not in GROUP_COLUMNS:
-        raise ValueError(f"rollups group by one of {', '.join(GROUP_COLUMNS)}, not {group_by!r}")
-    periods = [p for p in PERIODS if buckets is None or buckets[1] >= p * 10**9]
+VIEWS: Final = ("llm", "traces")
+"""What :func:`metrics` sums: model calls, or whole traces (see :func:`trace_share`)."""
+
+
+def trace_share(kind: str, root: int, acc: Rollup) -> Rollup:
+    """What spans of one key add to the metrics of whole traces, as the trace
+    rows count them: a trace is its root span (count, errors, latency); TTFT,
+    TPOT and unpriced calls are the model calls' (every call, where a trace
+    row keeps its first streamed call's); tokens, cost and verdicts sum every
+    span."""
+    llm = kind == "llm"
+    return Rollup(
+        count=acc.count if root else 0, errors=acc.errors if root else 0,
+        input_tokens=acc.input_tokens, output_tokens=acc.output_tokens, cost_usd=acc.cost_usd,
+        unpriced=acc.unpriced if llm else 0,
+        hists={"latency": acc.hists["latency"] if root else {},
+               "ttft": acc.hists["ttft"] if llm else {}, "tpot": acc.hists["tpot"] if llm else {}},
+        checks=acc.checks,
+    )
+
+
+def _scan(conn: sa.Connection, since_ns: int | None, until_ns: int | None, periods: Sequence[int],
+          row_where: Sequence[sa.ColumnElement[bool]], span_where: Sequence[sa.ColumnElement[bool]],
+          spreads: Sequence[str], checks: bool) -> Iterator[tuple[Any, Rollup]]:
+    """(key columns, sums) of what started in ``[since_ns, until_ns)``: the
+    rollup rows of whole periods (of ``periods`` only) that ``row_where``
+    keeps, then one by one the spans of the edges that ``span_where`` keeps.
+    Only the histograms of ``spreads`` are read (reading them is most of the
+    cost), and the verdicts if ``checks``."""
     row_ranges, span_ranges = _plan(since_ns, until_ns, periods)
-    out: dict[tuple[str | None, int], Rollup] = {}
-
-    def bucket(start: int) -> int:
-        if buckets is None:
-            return 0
-        b0, width, count = buckets
-        return min(count - 1, max(0, int((start - b0) / width)))
-
-    def add(group: str | None, start: int, acc: Rollup) -> None:
-        key = (group, bucket(start))
-        old = out.get(key)
-        if old is None:
-            out[key] = acc
-        else:
-            old.merge(acc)
-
+    columns = [R.c[c] for c in (*KEY_COLUMNS, "count", "input_tokens", "output_tokens", "cost_usd",
+                                "unpriced", *spreads, *(["checks"] if checks else []))]
     for period, lo, hi in row_ranges:
-        where: list[sa.ColumnElement[bool]] = [R.c.period_s == period]
-        if kind is not None:
-            where.append(R.c.kind == kind)
+        where = [R.c.period_s == period, *row_where]
         if lo is not None:
             where.append(R.c.start_ns >= lo)
         if hi is not None:
             where.append(R.c.start_ns < hi)
-        for m in conn.execute(sa.select(R).where(*where)).mappings():
-            group = (m[GROUP_COLUMNS[group_by]] or None) if group_by else None
-            add(group, m["start_ns"], _from_row(m, spreads))
+        for m in conn.execute(sa.select(*columns).where(*where)).mappings():
+            yield m, _from_row(m, spreads, checks)
     if span_ranges:
         ranges = [sa.and_(*([] if lo is None else [S.c.start_ns >= lo]),
                           *([] if hi is None else [S.c.start_ns < hi])) for lo, hi in span_ranges]
-        span_where = [sa.or_(*ranges)] + ([] if kind is None else [S.c.kind == kind])
-        cols = [S.c[c] for c in SPAN_COLUMNS]
-        for row in conn.execute(sa.select(*cols).where(*span_where)).mappings():
-            group = (row[GROUP_COLUMNS[group_by]] or None) if group_by else None
+        stmt = sa.select(*_span_columns()).where(sa.or_(*ranges), *span_where)
+        for row in conn.execute(stmt).mappings():
             acc = Rollup()
             acc.add_span(row)
-            add(group, row["start_ns"], acc)
+            yield {**row, "root": int(row["parent_id"] is None)}, acc
+
+
+def metrics(conn: sa.Connection, since_ns: int | None, until_ns: int | None, group_by: str | None,
+            buckets: tuple[int, float, int] | None = None, *, view: str = "llm",
+            spreads: Sequence[str] = SPREADS) -> dict[tuple[str | None, int], Rollup]:
+    """Sums per (group, bucket) of what started in ``[since_ns, until_ns)``:
+    whole days, then whole hours and minutes, from the rollups, the rest of
+    the edge minutes from the spans. ``view``: ``"llm"`` sums the model
+    calls, ``"traces"`` whole traces (:func:`trace_share`). ``group_by``:
+    model, provider, kind or None. ``buckets``: (since_ns, width_ns, count);
+    rows no longer than a bucket are read (buckets under a minute: spans
+    only), and a row's spans go to the bucket its start falls in.
+    ``spreads``: the histograms wanted."""
+    if group_by is not None and group_by not in GROUP_COLUMNS:
+        raise ValueError(f"rollups group by one of {', '.join(GROUP_COLUMNS)}, not {group_by!r}")
+    if view not in VIEWS:
+        raise ValueError(f"rollups sum one of {', '.join(VIEWS)}, not {view!r}")
+    periods = [p for p in PERIODS if buckets is None or buckets[1] >= p * 10**9]
+    traces = view == "traces"
+    if traces:  # the rows a trace's figures come from (see trace_share)
+        row_where = [sa.or_(R.c.root == 1, R.c.kind == "llm", R.c.input_tokens > 0,
+                            R.c.output_tokens > 0, R.c.cost_usd.is_not(None))]
+        span_where: list[sa.ColumnElement[bool]] = []
+    else:
+        row_where, span_where = [R.c.kind == "llm"], [S.c.kind == "llm"]
+    out: dict[tuple[str | None, int], Rollup] = {}
+    for m, acc in _scan(conn, since_ns, until_ns, periods, row_where, span_where, spreads, False):
+        if traces:
+            acc = trace_share(m["kind"], m["root"], acc)
+        group = (m[GROUP_COLUMNS[group_by]] or None) if group_by else None
+        if buckets is None:
+            b = 0
+        else:
+            b0, width, count = buckets
+            b = min(count - 1, max(0, int((m["start_ns"] - b0) / width)))
+        old = out.get((group, b))
+        if old is None:
+            out[(group, b)] = acc
+        else:
+            old.merge(acc)
     return out
+
+
+def check_totals(conn: sa.Connection, since_ns: int | None, until_ns: int | None) -> dict[str, list[float]]:
+    """Per check name, [verdicts, verdicts with a value, sum of the values] of
+    the passing verdicts stored on spans that started in ``[since_ns, until_ns)``."""
+    total = Rollup()
+    row_where = [R.c.checks != "{}"]
+    for _, acc in _scan(conn, since_ns, until_ns, PERIODS, row_where, [S.c.checks.is_not(None)], (), True):
+        total.merge(Rollup(checks=acc.checks))
+    return total.checks

@@ -291,6 +291,7 @@ span_rollups = Table(
     Column("period_s", Integer, primary_key=True),  # 60, 3600 or 86400
     Column("start_ns", BigInteger, primary_key=True),  # start of the minute, hour or day (UTC)
     Column("kind", Text, primary_key=True),
+    Column("root", Integer, primary_key=True),  # 1: spans without a parent (a trace's first)
     Column("model", Text, primary_key=True),
     Column("provider", Text, primary_key=True),
     Column("status", Text, primary_key=True),
@@ -303,5 +304,7 @@ span_rollups = Table(
     Column("latency", Text, nullable=False),
     Column("ttft", Text, nullable=False),
     Column("tpot", Text, nullable=False),
+    # Passing verdicts on the spans, JSON {"check": [verdicts, with a value, value sum]}.
+    Column("checks", Text, nullable=False),
     sqlite_with_rowid=False,  # the key is stored once, not again in an index
 )

@@ -10,7 +10,7 @@ again on a timer.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from chainsight.framework.model import Alert, Sample, Score
@@ -108,10 +108,10 @@ class DataSource:
                    group_by: str | None = None) -> list[Any]:
         return list(self.call(lambda s: s.aggregates(since_ns, until_ns, group_by=group_by)))
 
-    def timeseries(self, metric: str, since_ns: int, until_ns: int, buckets: int,
-                   group_by: str | None = None) -> Any:
-        return self.call(lambda s: s.timeseries(metric, since_ns, until_ns, buckets,
-                                                group_by=group_by))
+    def series(self, metrics: Sequence[str], since_ns: int, until_ns: int, buckets: int,
+               group_by: str | None = None) -> dict[str, Any]:
+        return dict(self.call(lambda s: s.series(metrics, since_ns, until_ns, buckets,
+                                                 group_by=group_by)))
 
     def list_alerts(self, state: str | None = None, limit: int = 100) -> list[Alert]:
         return list(self.call(lambda s: s.list_alerts(state=state, limit=limit)))

@@ -334,7 +334,7 @@ def test_percentiles_by_the_store_are_percentile_cont(store_url: str) -> None:
         rows = {r.group: r for r in store.aggregates(group_by="model", from_spans=True)}
         series = store.timeseries("latency_p95", T0, T0 + 97 * 10**9, 4, group_by="model",
                                   from_spans=True)
-        traces = store.aggregates()
+        traces = store.aggregates(from_spans=True)
     for model, values in latencies.items():
         values.sort()
         row = rows[model]

@@ -4,6 +4,7 @@ counting only what was stored (replays, split batches, rows refused)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import subprocess
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from chainsight.framework.model import Span
+from chainsight.framework.model import Score, Span
 from chainsight.storage import rollups, schema
 from chainsight.storage.engine import open_engine
 from chainsight.storage.query import METRICS, AggregateRow, Store
@@ -45,8 +46,24 @@ def llm_spans(n: int, seed: int, *, minutes: int = 30) -> list[Span]:
         llm.output_tokens = rng.choice([None, 1, rng.randint(2, 900)])
         llm.cost_usd = None if rng.random() < 0.2 else rng.random() / 100
         llm.status = "error" if rng.random() < 0.1 else "ok"
+        root.end_ns = max(root.end_ns, llm.end_ns)  # a trace lasts as long as its root
         spans += [root, llm]
     return spans
+
+
+def verdicts(spans: list[Span], seed: int) -> list[Score]:
+    """Check verdicts on the model calls: passing ones (stored on the span),
+    with and without a value, and failing ones (score rows)."""
+    rng = random.Random(seed)
+    out = []
+    for span in spans:
+        if span.kind != "llm":
+            continue
+        for name in ("length", "toxicity", "pii"):
+            value = rng.random() if name == "toxicity" else None
+            out.append(Score(name, "check", span.trace_id, span.span_id, value,
+                             passed=rng.random() > 0.05, created_ns=span.end_ns))
+    return out
 
 
 def same(got: AggregateRow, want: AggregateRow, where: str) -> None:
@@ -80,27 +97,61 @@ def assert_rollups_answer_as_spans(url: str) -> None:
                 assert [r.group for r in got] == [r.group for r in want], (since, until, group_by)
                 for g, w in zip(got, want, strict=True):
                     same(g, w, f"{since}-{until} by {group_by} {w.group}")
+            # whole traces: counts and sums exactly, percentiles within 2%
+            (got_row,) = store.aggregates(since, until)
+            (want_row,) = store.aggregates(since, until, from_spans=True)
+            same(got_row, want_row, f"{since}-{until} traces")
+            got_stats = store.score_stats(since, until)
+            want_stats = store.score_stats(since, until, from_spans=True)
+            assert [dataclasses.replace(st, value_sum=None) for st in got_stats] == \
+                [dataclasses.replace(st, value_sum=None) for st in want_stats]
+            assert [st.value_sum for st in got_stats] == pytest.approx([st.value_sum for st in want_stats])
         # buckets of whole minutes from a minute's start: the same buckets exactly
         since = T0 - T0 % MINUTE
-        for metric in METRICS:
-            got_points = store.timeseries(metric, since, since + 30 * MINUTE, 10, group_by="model")
-            want_points = store.timeseries(metric, since, since + 30 * MINUTE, 10, group_by="model",
-                                           from_spans=True)
-            assert len(got_points) == len(want_points)
-            for g, w in zip(got_points, want_points, strict=True):
-                assert (g.group, g.start_ns) == (w.group, w.start_ns)
-                if w.value is None:
-                    assert g.value is None, (metric, w)
-                else:
-                    assert g.value == pytest.approx(w.value, rel=0.02 if "_p" in metric else 1e-9), (metric, w)
+        for group_by in ("model", None):
+            got_series = store.series(METRICS, since, since + 30 * MINUTE, 10, group_by=group_by)
+            want_series = store.series(METRICS, since, since + 30 * MINUTE, 10, group_by=group_by,
+                                       from_spans=True)
+            for metric in METRICS:
+                for g, w in zip(got_series[metric], want_series[metric], strict=True):
+                    assert (g.group, g.start_ns) == (w.group, w.start_ns)
+                    if w.value is None:
+                        assert g.value is None, (metric, w)
+                    else:
+                        assert g.value == pytest.approx(w.value, rel=0.02 if "_p" in metric else 1e-9), \
+                            (metric, w)
 
 
 def test_rollups_answer_as_the_span_scan(store_url: str) -> None:
     spans = llm_spans(1500, seed=1)
+    scores = verdicts(spans, seed=1)
     writer = StoreWriter(store_url)
     for i in range(0, len(spans), 256):  # batches as the pipeline writes them
-        writer.write(WriteBatch(spans=spans[i : i + 256]))
+        ids = {s.span_id for s in spans[i : i + 256]}
+        writer.write(WriteBatch(spans=spans[i : i + 256], scores=[v for v in scores if v.span_id in ids]))
     writer.close()
+    with Store(store_url) as store:
+        stats = {(st.source, st.name): st for st in store.score_stats()}
+    # the passing verdicts were counted from the rollups, the failing ones from their rows
+    assert stats[("check", "toxicity")].count == len(scores) // 3
+    assert stats[("check", "pii")].passed == sum(1 for v in scores if v.name == "pii" and v.passed)
+    assert_rollups_answer_as_spans(store_url)
+
+
+def test_a_whole_trace_is_its_root_however_its_spans_arrive(store_url: str) -> None:
+    """The root, its model call and their usage arrive in different batches,
+    the root last; the traces' figures count each trace once, at its root."""
+    spans = llm_spans(300, seed=5, minutes=10)
+    llms, roots = [s for s in spans if s.kind == "llm"], [s for s in spans if s.kind != "llm"]
+    writer = StoreWriter(store_url)
+    writer.write(WriteBatch(spans=llms[:150]))
+    writer.write(WriteBatch(spans=roots[:100] + llms[150:]))
+    writer.write(WriteBatch(spans=roots[100:]))
+    writer.close()
+    with Store(store_url) as store:
+        (row,) = store.aggregates()
+    assert row.count == 300 and row.error_count == 0  # roots: all "ok"; the failed calls were handled
+    assert row.input_tokens == sum(s.input_tokens or 0 for s in llms)
     assert_rollups_answer_as_spans(store_url)
 
 
@@ -203,6 +254,7 @@ def test_rebuild_gives_the_rollups_the_writer_kept(store_url: str) -> None:
     cut = T0 - T0 % (60 * MINUTE) + 60 * MINUTE  # on an hour
     with engine.begin() as conn:  # spans deleted (a prune): the rollups still count them
         conn.execute(sa.delete(schema.spans).where(schema.spans.c.start_ns < cut))
+        conn.execute(sa.delete(schema.traces).where(schema.traces.c.start_ns < cut))
         conn.execute(sa.delete(R))
     engine.dispose()
     cli = [sys.executable, "-m", "chainsight.framework.cli", "db", "rebuild-rollups", "--db", store_url,

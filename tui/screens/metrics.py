@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
@@ -20,9 +21,10 @@ from chainsight.tui.widgets.health import HealthBar
 from chainsight.tui.widgets.keybar import KeyBar
 from chainsight.tui.widgets.plot import Bars, Plot
 
-RANGES: Final = (("15m", 900), ("1h", 3600), ("6h", 6 * 3600), ("24h", 86400),
-                 ("7d", 7 * 86400), ("30d", 30 * 86400))
-BUCKETS: Final = 60
+# (label, seconds, buckets): each bucket a whole number of minutes that divides
+# into or by an hour, so that the rollups' minutes and hours fall in one bucket each.
+RANGES: Final = (("15m", 900, 60), ("1h", 3600, 60), ("6h", 6 * 3600, 72), ("24h", 86400, 48),
+                 ("7d", 7 * 86400, 84), ("30d", 30 * 86400, 60))
 # Whole traces and single model calls are measured on different scales (a trace
 # holds retrieval, tools and several calls), so each has its own table and header.
 GROUP_WIDTH: Final = 20
@@ -36,7 +38,7 @@ CALLS_TITLE: Final = "LLM calls by model: single model calls, not traces"
 class PlotSpec:
     id: str
     title: str
-    metric: str  # Store.timeseries metric name
+    metric: str  # Store.series metric name
     style: str
     kind: str = "seconds"  # how the summary formats values
     per_second: bool = False  # divide each bucket's value by its width
@@ -72,22 +74,6 @@ def sample_series(samples: list[Any], match: tuple[str, ...], since: int, until:
     if not any(counts):
         return []
     return [sums[i] / counts[i] if counts[i] else None for i in range(buckets)]
-
-
-def series_values(result: Any) -> list[float | None]:
-    """Values of a timeseries answer, whatever shape of points the store returns."""
-    points = getattr(result, "points", result)
-    if isinstance(points, dict):
-        points = next(iter(points.values()), [])
-    values: list[float | None] = []
-    for point in points or []:
-        if isinstance(point, int | float) or point is None:
-            values.append(point)
-        elif isinstance(point, tuple | list):
-            values.append(point[-1])
-        else:
-            values.append(getattr(point, "value", None))
-    return values
 
 
 def _summary(values: list[float | None], kind: str) -> str:
@@ -149,27 +135,29 @@ class MetricsScreen(Screen[None]):
     def load(self) -> None:
         self.generation += 1
         self._draw_range()
-        _label, seconds = RANGES[self.range_index]
-        until = self.app.now()  # type: ignore[attr-defined]
-        self._fetch(self.generation, until - seconds * 1_000_000_000, until)
+        _label, seconds, buckets = RANGES[self.range_index]
+        # The window ends at a bucket edge that is also a minute's or an hour's:
+        # the rollups then give each bucket exactly the spans that started in it.
+        step = math.gcd(seconds // buckets, 3600) * 1_000_000_000
+        now = self.app.now()  # type: ignore[attr-defined]
+        until = -(-now // step) * step
+        self._fetch(self.generation, until - seconds * 1_000_000_000, until, buckets)
 
     @work(thread=True, exclusive=True, group="metrics", exit_on_error=False)
-    def _fetch(self, generation: int, since: int, until: int) -> None:
+    def _fetch(self, generation: int, since: int, until: int, buckets: int) -> None:
         app: Any = self.app
         data = app.data
         try:
             series: dict[str, list[float | None]] = {}
             samples = data.list_samples(since_ns=since, until_ns=until, limit=20_000)
+            stored = data.series([spec.metric for spec in PLOTS if not spec.sample_match],
+                                 since, until, buckets)
             for spec in PLOTS:
                 if spec.sample_match:
                     series[spec.id] = sample_series(samples, spec.sample_match, since, until,
-                                                    BUCKETS)
-                    continue
-                try:
-                    series[spec.id] = series_values(data.timeseries(spec.metric, since, until,
-                                                                    BUCKETS))
-                except (ValueError, KeyError):  # a metric this store does not know
-                    series[spec.id] = []
+                                                    buckets)
+                else:
+                    series[spec.id] = [point.value for point in stored[spec.metric]]
             overall = data.aggregates(since, until)
             by_model = data.aggregates(since, until, group_by="model")
             scores = data.score_stats(since, until)
@@ -177,15 +165,15 @@ class MetricsScreen(Screen[None]):
             app.call_from_thread(app.store_down, error)
             app.call_from_thread(self.set_timer, app.retry_interval, self.load)
             return
-        app.call_from_thread(self._apply, generation, since, until, series, overall, by_model,
+        app.call_from_thread(self._apply, generation, since, until, buckets, series, overall, by_model,
                              scores)
 
-    def _apply(self, generation: int, since: int, until: int, series: dict[str, list[Any]],
+    def _apply(self, generation: int, since: int, until: int, buckets: int, series: dict[str, list[Any]],
                overall: list[Any], by_model: list[Any], scores: list[Any]) -> None:
         if generation != self.generation:
             return
         self.app.store_ok()  # type: ignore[attr-defined]
-        bucket_s = (until - since) / 1e9 / BUCKETS
+        bucket_s = (until - since) / 1e9 / buckets
         for spec in PLOTS:
             values = series.get(spec.id, [])
             if spec.per_second:
@@ -255,7 +243,7 @@ class MetricsScreen(Screen[None]):
 
     def _draw_range(self) -> None:
         text = Text(" range ", style="bold")
-        for i, (label, _) in enumerate(RANGES):
+        for i, (label, *_) in enumerate(RANGES):
             text.append(f" {label} ", style="reverse bold" if i == self.range_index else "dim")
         text.append("   [ ] change · g group by model " +
                     ("(on)" if self.by_model else "(off)"), style="dim")

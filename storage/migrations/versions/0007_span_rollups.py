@@ -1,7 +1,9 @@
 """span rollups: per-minute, per-hour and per-day metric sums the metric queries read
 
-Creates ``span_rollups`` (chainsight.storage.rollups) and fills it from the
-spans already stored. The downgrade drops it.
+Creates ``span_rollups`` (chainsight.storage.rollups) as it was first
+shipped; 0008 gives it the key and columns of today and fills it from the
+spans (the fill used to be here, and would write today's columns into this
+table). The downgrade drops it.
 
 Revision ID: 0007
 Revises: 0006
@@ -15,7 +17,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from chainsight.storage import rollups
 
 revision: str = '0007'
 down_revision: str | None = '0006'
@@ -44,8 +45,6 @@ def upgrade() -> None:
                                 name=op.f('pk_span_rollups')),
         sqlite_with_rowid=False,
     )
-    # The spans' columns the rollups read have not changed since 0001.
-    rollups.rebuild(op.get_bind())
 
 
 def downgrade() -> None:
