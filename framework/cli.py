@@ -60,6 +60,7 @@ from chainsight.framework.commands import (
 )
 from chainsight.framework.config import ConfigError, ConfigProblem, Settings, read_settings
 from chainsight.framework.extension import CommandRunner
+from chainsight.framework.replay import replay_link
 
 if TYPE_CHECKING:
     from chainsight.framework.plugin_manager import PluginSet
@@ -640,6 +641,9 @@ def cmd_show(ns: argparse.Namespace) -> int:
            ("tags " + ", ".join(t.tags)) if t.tags else ""]
     if any(who):
         head.append("  " + "   ".join(w for w in who if w))
+    link = next((found for s in detail.spans if s.parent_id is None and (found := replay_link(s))), None)
+    if link is not None:
+        head.append(f"  replay of span {link[1]} of trace {link[0]} ({PROG} show {short_id(link[0])})")
     print_lines(head)
     sys.stdout.write("\n")
     print_table(SPAN_COLUMNS, [span_row(g, s) for g, s in tree_order(detail.spans)])

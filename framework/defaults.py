@@ -30,6 +30,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("stats", "chainsight.plugins.stats"),
     ("export", "chainsight.plugins.export_command"),
     ("sessions", "chainsight.plugins.sessions_command"),
+    ("replay", "chainsight.plugins.replay_command"),
     ("retention", "chainsight.plugins.retention"),
     ("serve", "chainsight.plugins.serve"),
     ("alerts", "chainsight.plugins.alerts"),

@@ -7,6 +7,7 @@ stays light.
 from __future__ import annotations
 
 import argparse
+import os
 
 from chainsight.framework import hookimpl
 from chainsight.framework.commands import CommandError, open_store
@@ -35,7 +36,9 @@ def _run(args: argparse.Namespace) -> int:
     # A reader: no store at the URL is an error (StoreNotFound, printed by the
     # CLI as one line), never a new empty store.
     open_store(url).close()
-    ChainsightApp(url, live=bool(getattr(args, "live", False))).run()
+    # For tests and dry runs: replays answer this text without calling a model.
+    mock = os.environ.get("CHAINSIGHT_REPLAY_MOCK_RESPONSE") or None
+    ChainsightApp(url, live=bool(getattr(args, "live", False)), replay_mock_response=mock).run()
     return 0
 
 

@@ -408,6 +408,17 @@ class Store:
         ending with it (at most ``limit``), as :meth:`resolve_trace_id`."""
         return self._resolve(S.c.span_id, short, limit, S.c.trace_id == trace_id)
 
+    def find_span_ids(self, short: str, limit: int = 2) -> list[tuple[str, str]]:
+        """``(trace id, span id)`` of the spans, in any trace, whose id is
+        ``short``, else starts or ends with it (at most ``limit``). Reads
+        every span id when ``short`` is not a whole one."""
+        ids = self._resolve(S.c.span_id, short, limit) if short else []
+        if not ids:
+            return []
+        rows = self._rows(sa.select(S.c.trace_id, S.c.span_id).where(S.c.span_id.in_(ids))
+                          .order_by(S.c.span_id))
+        return [(r.trace_id, r.span_id) for r in rows]
+
     def _resolve(self, col: sa.Column[Any], short: str, limit: int,
                  *where: sa.ColumnElement[bool]) -> list[str]:
         if self._rows(sa.select(col).where(col == short, *where)):

@@ -33,7 +33,8 @@ PIPELINE_SAMPLES = {
 
 
 class ChainsightApp(App[None]):
-    """Browse a Chainsight store. ``now_ns`` freezes "now" (tests, snapshots)."""
+    """Browse a Chainsight store. ``now_ns`` freezes "now" (tests, snapshots);
+    ``replay_mock_response`` makes replays answer that text offline (tests, dry runs)."""
 
     TITLE = "Chainsight"
     CSS_PATH = "app.tcss"
@@ -69,6 +70,7 @@ class ChainsightApp(App[None]):
         data: DataSource | None = None,
         live: bool = False,
         store_label: str | None = None,
+        replay_mock_response: str | None = None,
     ) -> None:
         super().__init__()
         self.store_url = store_url
@@ -81,6 +83,8 @@ class ChainsightApp(App[None]):
         self.start_live = live
         self.export_dir = Path(export_dir) if export_dir is not None else default_dir()
         self.health = Health(store=store_label or _display_url(store_url))
+        self.replay_mock_response = replay_mock_response
+        """litellm's mock_response for replays (``p`` on a model call): tests and dry runs."""
 
     # ---- time and health ----------------------------------------------------
     def now(self) -> int:
@@ -183,6 +187,8 @@ class ChainsightApp(App[None]):
             yield SystemCommand("Thumbs down", "Feedback -1", lambda: screen.action_thumbs(-1))
             yield SystemCommand("Rate trace", "Rating 1 to 5", screen.action_rate)
             yield SystemCommand("Comment on trace", "Free-text feedback", screen.action_comment)
+            yield SystemCommand("Replay model call", "Send the selected llm span's messages again",
+                                screen.action_replay)
 
     # ---- feedback and export (thread workers) -----------------------------
     @work(thread=True, group="feedback", exit_on_error=False)

@@ -30,7 +30,9 @@ How the span is built
       time), tokens (cached and reasoning from the usage details), model,
       provider, messages, response, finish reason, litellm's own cost (as the
       attribute ``litellm.response_cost``; ``cost_usd`` is set by the pricing
-      plugin), and for failures the litellm exception class.
+      plugin), the ``temperature`` and ``max_tokens`` the call set (as
+      attributes, named as the LangChain adapter names them; replay reuses
+      them), and for failures the litellm exception class.
     * One call can fire several end events (sync + async, stream + success):
       the first one ends the span, the rest are dropped by ``litellm_call_id``
       (a bounded set of recently ended ids).
@@ -392,6 +394,10 @@ class LitellmCallback(CustomLogger):
             attributes["litellm.cache_hit"] = True
         if slo.get("api_base"):
             attributes["litellm.api_base"] = slo.get("api_base")
+        parameters = slo.get("model_parameters") or {}
+        for name in ("temperature", "max_tokens"):  # as the LangChain adapter records them
+            if parameters.get(name) is not None:
+                attributes[name] = parameters[name]
 
         response = slo.get("response")
         choice = _first_choice(response)
@@ -478,6 +484,23 @@ class LitellmCallback(CustomLogger):
         ok = await asyncio.to_thread(self.wait_pending, remaining) and ok
         remaining = max(0.0, deadline - loop.time())
         return await asyncio.to_thread(self.observer.flush, remaining) and ok
+
+
+def recorded_completion(callback: LitellmCallback, *, timeout_s: float = 5.0, **kwargs: Any) -> Any:
+    """``litellm.completion(**kwargs)`` recorded by ``callback`` alone (a
+    per-call callback: litellm's global callback lists are left as they are).
+    Returns once the call's span has ended (at most ``timeout_s`` after the
+    answer), so a span opened around the call ends after it; raises what
+    litellm raises (the failed call is recorded as an error span first).
+    Replay's call: it also turns off litellm's debug hints, which it prints on
+    stdout (in the TUI, the screen) when a call fails."""
+    import litellm
+
+    litellm.suppress_debug_info = True
+    try:
+        return litellm.completion(callbacks=[callback], **kwargs)
+    finally:
+        callback.wait_pending(timeout_s)
 
 
 def _usage(slo: Mapping[str, Any], response_obj: Any) -> Any:
@@ -572,5 +595,6 @@ __all__ = [
     "explicit_callback_registered",
     "find_parent",
     "langchain_parent",
+    "recorded_completion",
     "remove_global_callback",
 ]

@@ -116,6 +116,20 @@ def test_get_trace_by_short_id(seeded: tuple[Store, list[str]]) -> None:
     assert {t.trace_id: t.score_summary for t in page.items}[ids[1]]["helpful"]["count"] == 2
 
 
+def test_find_span_ids_in_any_trace(seeded: tuple[Store, list[str]]) -> None:
+    store, ids = seeded
+    detail = store.get_trace(ids[5])
+    assert detail is not None
+    span = detail.spans[-1]
+    expected = [(ids[5], span.span_id)]
+    assert store.find_span_ids(span.span_id) == expected
+    assert store.find_span_ids(span.span_id[-10:]) == expected  # its end, as the CLI shows it
+    assert store.find_span_ids(span.span_id[:-1]) == expected
+    assert store.find_span_ids("") == [] and store.find_span_ids("zzzz") == []
+    assert store.find_span_ids("%") == []  # LIKE's wildcards are literal
+    assert len(store.find_span_ids(span.span_id[:2], limit=3)) == 3  # ambiguous: several
+
+
 def test_aggregates_by_model_against_hand_computation(seeded: tuple[Store, list[str]]) -> None:
     store, _ = seeded
     rows = {r.group: r for r in store.aggregates(group_by="model")}

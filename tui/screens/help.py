@@ -36,6 +36,7 @@ KEYS = (
         ("c", "comment"),
         ("e", "export as JSON (owner-only, in the user data folder)"),
         ("y", "copy the trace as JSON"),
+        ("p", "replay the selected model call (llm span): model, temperature, side by side"),
         ("Esc", "back to the traces"),
     )),
     ("Metrics", (
@@ -47,6 +48,8 @@ KEYS = (
     ("Experiments", (("Space", "mark for comparison"), ("Enter", "compare side by side"))),
     ("Sessions", (("Enter", "the conversation, turn by turn"), ("Enter on a turn", "its trace"),
                   ("Esc", "back to the sessions"))),
+    ("Replay", (("Enter", "run it (again) with the model and temperature of the fields"),
+                ("Esc", "close"))),
     ("Filter syntax", (
         ("status:error", "field:value — status, model, user, session, tag, name"),
         ("cost>0.01", "comparisons on cost, latency (2s, 300ms), tokens"),

@@ -1,4 +1,4 @@
-"""One trace: span tree with waterfall, span detail pane, feedback, export, copy."""
+"""One trace: span tree with waterfall, span detail pane, feedback, export, copy, replay."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Static, Tree
 
+from chainsight.framework.replay import ReplayError, messages_of
 from chainsight.tui import format as fmt
 from chainsight.tui.data import StoreDown
 from chainsight.tui.export import trace_json
 from chainsight.tui.safe_text import clean, safe
 from chainsight.tui.screens.prompts import CommentScreen, DatasetNameScreen, RatingScreen
+from chainsight.tui.screens.replay import ReplayScreen
 from chainsight.tui.widgets.health import HealthBar
 from chainsight.tui.widgets.keybar import KeyBar
 from chainsight.tui.widgets.span_detail import SpanDetail, span_text
@@ -59,6 +61,8 @@ class TraceDetailScreen(Screen[None]):
         Binding("e", "export", "Export"),
         Binding("y", "copy", "Copy"),
         Binding("a", "add_to_dataset", "Dataset"),
+        # Shown (and active) only while a model call (llm span) is selected: check_action.
+        Binding("p", "replay", "Replay"),
         Binding("tab", "app.focus_next", "Pane", show=False),
     ]
 
@@ -121,6 +125,7 @@ class TraceDetailScreen(Screen[None]):
         if self.detail is None:
             return
         self.selected = row
+        self.refresh_bindings()  # `p` Replay follows the selection
         pane = self.query_one(SpanDetail)
         if row is None or row.span is None:
             pane.show(trace_header(self.detail.trace, list(self.detail.scores)))
@@ -131,6 +136,25 @@ class TraceDetailScreen(Screen[None]):
         pane.show(span_text(span, scores, self.samples))
 
     # ---- actions ------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "replay":
+            row = self.selected
+            return row is not None and row.span is not None and row.span.kind == "llm"
+        return True
+
+    def action_replay(self) -> None:
+        row = self.selected
+        if row is None or row.span is None or row.span.kind != "llm":
+            self.app.say("select a model call (llm span) to replay", "warning")  # type: ignore[attr-defined]
+            return
+        try:
+            messages_of(row.span)
+        except ReplayError as error:
+            self.app.say(str(error), "error")  # type: ignore[attr-defined]
+            return
+        mock = getattr(self.app, "replay_mock_response", None)
+        self.app.push_screen(ReplayScreen(row.span, mock_response=mock))
+
     def action_back(self) -> None:
         self.app.pop_screen()
 
