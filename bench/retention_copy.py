@@ -1,5 +1,6 @@
 """Prune and copy speed (issue 18): a SQLite store of N spans (4-span traces,
-two score rows per trace, small content), half of it 40 days old.
+a passing check verdict, stored on its span, and a feedback score row per
+trace, small content), half of it 40 days old.
 
   copy:  chainsight.storage.copy.copy_store into a new SQLite file, and into
          PostgreSQL with --postgres URL (an empty database or schema);
@@ -43,8 +44,8 @@ def build(url: str, spans: int) -> None:
             batch_spans += trace
             scores += [Score("pii", "check", trace[0].trace_id, span_id=trace[3].span_id,
                              value=0.0, passed=True),
-                       Score("refusal", "check", trace[0].trace_id, span_id=trace[3].span_id,
-                             value=0.0, passed=True)]
+                       Score("thumbs", "feedback", trace[0].trace_id, span_id=trace[3].span_id,
+                             value=1.0)]
         writer.write(WriteBatch(spans=batch_spans, scores=scores))
     writer.close()
 

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from chainsight.storage import schema
-from chainsight.storage.engine import display_url, open_engine, translate_errors
+from chainsight.storage.engine import MAINTENANCE_BUSY_TIMEOUT_MS, display_url, open_engine, translate_errors
 
 SKIPPED: Final = ("leases", "followers")
 NOT_COPIED_COLUMNS: Final = {"samples": ("sample_id",)}
@@ -74,9 +74,9 @@ def copy_store(source_url: str, target_url: str, *, batch_size: int = BATCH,
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
     if sa.make_url(source_url) == sa.make_url(target_url):
         raise CopyError(f"the source and the destination are the same store: {display_url(source_url)}")
-    source = open_engine(source_url, create=False)
+    source = open_engine(source_url, create=False, busy_timeout_ms=MAINTENANCE_BUSY_TIMEOUT_MS)
     try:
-        target = open_engine(target_url)
+        target = open_engine(target_url, busy_timeout_ms=MAINTENANCE_BUSY_TIMEOUT_MS)
     except BaseException:
         source.dispose()
         raise

@@ -43,6 +43,10 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 DEFAULT_BUSY_TIMEOUT_MS: Final = 2000
+MAINTENANCE_BUSY_TIMEOUT_MS: Final = 30_000
+"""How long prune and copy wait for SQLite's lock: they run beside busy
+writers, which can hold it most of the time, and a short wait costs them
+nothing a failure would not."""
 DEFAULT_CONNECT_TIMEOUT_S: Final = 5
 MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
 

@@ -31,7 +31,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from chainsight.storage import schema
-from chainsight.storage.engine import display_url, open_engine, translate_errors
+from chainsight.storage.engine import MAINTENANCE_BUSY_TIMEOUT_MS, display_url, open_engine, translate_errors
 
 T = schema.traces
 SP = schema.spans
@@ -94,7 +94,8 @@ def prune(url: str, cutoff_ns: int, *, dry_run: bool = False, batch_size: int = 
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
     own = engine is None
-    engine = engine if engine is not None else open_engine(url, create=False)
+    engine = engine if engine is not None else open_engine(
+        url, create=False, busy_timeout_ms=MAINTENANCE_BUSY_TIMEOUT_MS)
     try:
         if dry_run:
             return count_old(engine, url, cutoff_ns)
@@ -170,7 +171,7 @@ def vacuum(url: str) -> None:
     """Rewrite a SQLite store in incremental auto-vacuum mode (``VACUUM``):
     gives every free page back and lets later prunes do so in steps. It holds
     the write lock for the whole rewrite: writers spill meanwhile."""
-    engine = open_engine(url, create=False)
+    engine = open_engine(url, create=False, busy_timeout_ms=MAINTENANCE_BUSY_TIMEOUT_MS)
     try:
         if engine.dialect.name != "sqlite":
             raise ValueError(f"{display_url(url)}: VACUUM here is for SQLite stores; PostgreSQL's autovacuum "

@@ -44,4 +44,5 @@ CASES: list[tuple[str, frozenset[str]]] = [
     ("Flight BA2490 departs at 17:45 from gate 22.", frozenset()),
     ("Invoice total: $12,450.00 due in 30 days.", frozenset()),
     ("ISBN 978-3-16-148410-0 is on the back cover.", frozenset()),
+    ("Replay of span 019a3f4111111111111111c0ffee in trace 019a3f00aa", frozenset()),
 ]
