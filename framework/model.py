@@ -252,6 +252,10 @@ class Score:
 WITHHELD: Final = "[withheld: redaction failed]"
 """What stands in for content that a fail-closed plugin (redaction) could not process."""
 
+REDACTED: Final = "chainsight.redacted"
+"""The span attribute where redaction records what it masked, by kind
+(``{"email": 2}``): read by the pii check, replay and the readers."""
+
 
 def withhold_content(span: Span) -> None:
     """Replace everything redaction would have read after it failed on

@@ -42,7 +42,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
-from chainsight.framework.model import WITHHELD, Span
+from chainsight.framework.model import REDACTED, WITHHELD, Span
 
 if TYPE_CHECKING:
     from chainsight.framework.config import Settings
@@ -55,9 +55,6 @@ REPLAY_EDITED: Final = "chainsight.replay.edited"
 """Root attribute: True when the messages were edited before the replay."""
 REPLAY_MASKED: Final = "chainsight.replay.masked"
 """Root attribute: what redaction had masked in the original span, by kind."""
-REDACTED_ATTRIBUTE: Final = "chainsight.redacted"
-"""Where the redaction plugin records what it masked (``chainsight.plugins.redaction.ATTRIBUTE``;
-the core cannot import plugins, so the name is repeated here and a test keeps the two equal)."""
 PARAMS: Final = ("temperature", "max_tokens")
 """The invocation parameters the adapters record (as span attributes) and replay passes on."""
 
@@ -158,7 +155,7 @@ def messages_of(span: Span) -> list[dict[str, Any]]:
 
 def masked_of(span: Span) -> dict[str, int]:
     """What redaction masked in ``span`` (kind -> count; empty when nothing)."""
-    masked = (span.attributes or {}).get(REDACTED_ATTRIBUTE)
+    masked = (span.attributes or {}).get(REDACTED)
     if not isinstance(masked, Mapping):
         return {}
     return {str(k): int(v) for k, v in masked.items() if isinstance(v, int | float)}
@@ -390,7 +387,6 @@ def masked_notice(masked: Mapping[str, int]) -> str:
 
 __all__ = [
     "PARAMS",
-    "REDACTED_ATTRIBUTE",
     "REPLAY_EDITED",
     "REPLAY_MASKED",
     "REPLAY_OF_SPAN",

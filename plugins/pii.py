@@ -26,9 +26,8 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any, Final
 
-from chainsight.framework.model import Score, Span
+from chainsight.framework.model import REDACTED, Score, Span
 from chainsight.plugins import detectors
-from chainsight.plugins.redaction import ATTRIBUTE
 from chainsight.plugins.span_check import SpanCheckPlugin
 from chainsight.plugins.text import judges_answer, strings
 
@@ -87,7 +86,7 @@ class PiiCheck:
             for text in strings(value):
                 for finding in find(text):
                     found[finding.kind] = found.get(finding.kind, 0) + 1
-        recorded = (span.attributes or {}).get(ATTRIBUTE)
+        recorded = (span.attributes or {}).get(REDACTED)
         if not found and not isinstance(recorded, Mapping):  # the common case
             return [Score(NAME, "check", span.trace_id, span.span_id, 0.0, "clean", True,
                           "no PII or secrets found")]

@@ -55,14 +55,14 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from chainsight.framework import hookimpl
+from chainsight.framework.model import REDACTED, Score, Span, withhold_content
 from chainsight.framework.model import WITHHELD as WITHHELD  # re-exported: it used to live here
-from chainsight.framework.model import Score, Span, withhold_content
 from chainsight.framework.model_classes import MAX_CLASSES, plain_pydantic_class
 from chainsight.plugins import detectors
 from chainsight.plugins.detectors import SECRETS, SENSITIVE_KEY, SWITCHES, Detector
 from chainsight.storage.serialize import MAX_DEPTH, dumps, key_to_text
 
-ATTRIBUTE: Final = "chainsight.redacted"
+ATTRIBUTE: Final = REDACTED  # the model's name for it; re-exported: it used to live here
 TOO_DEEP: Final = "too_deep"
 """The kind of what lies deeper than ``MAX_DEPTH`` (the serialiser's limit): replaced, never stored."""
 CYCLE: Final = "cycle"

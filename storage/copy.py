@@ -24,7 +24,12 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from chainsight.storage import schema
-from chainsight.storage.engine import MAINTENANCE_BUSY_TIMEOUT_MS, display_url, open_engine, translate_errors
+from chainsight.storage.engine import (
+    MAINTENANCE_BUSY_TIMEOUT_MS,
+    display_url,
+    open_engine,
+    translate_errors,
+)
 
 SKIPPED: Final = ("leases", "followers")
 NOT_COPIED_COLUMNS: Final = {"samples": ("sample_id",)}

@@ -31,7 +31,12 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from chainsight.storage import schema
-from chainsight.storage.engine import MAINTENANCE_BUSY_TIMEOUT_MS, display_url, open_engine, translate_errors
+from chainsight.storage.engine import (
+    MAINTENANCE_BUSY_TIMEOUT_MS,
+    display_url,
+    open_engine,
+    translate_errors,
+)
 
 T = schema.traces
 SP = schema.spans

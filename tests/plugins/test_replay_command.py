@@ -26,7 +26,6 @@ from chainsight.framework.cli import main  # noqa: E402
 from chainsight.framework.model import WITHHELD, Span  # noqa: E402
 from chainsight.framework.observer import Observer  # noqa: E402
 from chainsight.framework.replay import (  # noqa: E402
-    REDACTED_ATTRIBUTE,
     REPLAY_EDITED,
     REPLAY_MASKED,
     REPLAY_OF_SPAN,
@@ -37,7 +36,6 @@ from chainsight.framework.replay import (  # noqa: E402
     request_from_span,
     to_messages,
 )
-from chainsight.plugins import redaction  # noqa: E402
 from chainsight.plugins.demo.models import StreamingDemoModel  # noqa: E402
 from chainsight.storage.query import Store  # noqa: E402
 
@@ -274,10 +272,6 @@ def test_a_call_recorded_without_content_is_refused(tmp_path: Path, received: Re
 
 
 # ---- the core: what a stored span turns into ------------------------------------------
-
-
-def test_the_redaction_attribute_is_the_plugin_s() -> None:
-    assert REDACTED_ATTRIBUTE == redaction.ATTRIBUTE
 
 
 def test_langchain_messages_become_chat_messages() -> None:
