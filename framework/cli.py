@@ -348,8 +348,9 @@ def build_parser(plugins: PluginSet | None = None) -> argparse.ArgumentParser:
     p = db_sub.add_parser("rebuild-rollups", help="compute the metric rollups again from the spans",
                           description="Replace the per-minute metric rollups (what the metrics "
                                       "screen and `chainsight stats` read) with ones computed "
-                                      "from every stored span: after spans were deleted, or to "
-                                      "check them.",
+                                      "from every stored span, to check them or to repair them. "
+                                      "The rollups keep the history of pruned spans; this drops "
+                                      "it.",
                           parents=[common])
     add_db_arg(p)
     add_json_arg(p)

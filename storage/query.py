@@ -532,7 +532,9 @@ class Store:
         window, and the passing check verdicts stored on the spans that
         started in it (a verdict is made within its span's run), from the
         rollups; ``from_spans`` reads every span's verdicts instead (the
-        reference the rollups are checked against)."""
+        reference the rollups are checked against). The rollups' verdicts
+        are counted from the oldest stored span on: before it a prune took
+        the failed checks' rows, and the passes alone would read as 100%."""
         sc = schema.scores
         passed = sa.func.sum(sa.case((sc.c.passed.is_(True), 1), else_=0))
         rows = (sa.select(sc.c.source, sc.c.name, sa.func.count(), sa.func.count(sc.c.value),
@@ -550,7 +552,9 @@ class Store:
             found += self._rows(stored)
         else:
             with translate_errors(self.url), self.engine.connect() as conn:
-                checks = rollups.check_totals(conn, since_ns, until_ns)
+                oldest = conn.execute(sa.select(sa.func.min(S.c.start_ns))).scalar()
+                checks = {} if oldest is None else rollups.check_totals(
+                    conn, oldest if since_ns is None else max(since_ns, oldest), until_ns)
             found += [("check", name, n, values, value_sum if values else None, n, n)
                       for name, (n, values, value_sum) in checks.items()]
         totals: dict[tuple[str, str], list[Any]] = {}
@@ -762,9 +766,10 @@ class Store:
         from_spans: bool = False,
     ) -> list[AggregateRow]:
         """Request metrics over a window, one row per group (by count, descending).
-        Grouped by model, provider or kind they come from the rollups;
-        ``from_spans`` reads every span instead (the reference the rollups are
-        checked against)."""
+        Grouped by model, provider or kind (LLM calls) or not at all (whole
+        traces) they come from the rollups, grouped by a trace column from the
+        trace rows; ``from_spans`` reads the rows instead (the reference the
+        rollups are checked against)."""
         result = list(self._metric_query(since_ns, until_ns, group_by, from_spans=from_spans).values())
         if group_by is None and not result:
             result.append(_empty_row(None))

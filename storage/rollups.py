@@ -18,8 +18,10 @@ rows and 120 minute rows per key at most).
 The writer calls :func:`write` in the transaction that stores the spans, with
 only the span rows that transaction inserted, so a replayed or split batch
 never counts twice and a rolled-back one not at all. Spans deleted later
-(a prune) are not taken out of the rollups: rebuild them
-(``chainsight db rebuild-rollups``, :func:`rebuild`).
+(a prune) are not taken out of the rollups: they are the metrics' history,
+kept for longer than the spans. :func:`rebuild` (``chainsight db
+rebuild-rollups``) recomputes them from the spans that are left, and so
+drops that history.
 """
 
 from __future__ import annotations

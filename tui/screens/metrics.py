@@ -21,8 +21,9 @@ from chainsight.tui.widgets.health import HealthBar
 from chainsight.tui.widgets.keybar import KeyBar
 from chainsight.tui.widgets.plot import Bars, Plot
 
-# (label, seconds, buckets): each bucket a whole number of minutes that divides
-# into or by an hour, so that the rollups' minutes and hours fall in one bucket each.
+# (label, seconds, buckets): from 1h on, each bucket a whole number of minutes
+# that divides into or by an hour, so that the rollups' minutes and hours fall
+# in one bucket each; 15m's 15 s buckets are read from the spans.
 RANGES: Final = (("15m", 900, 60), ("1h", 3600, 60), ("6h", 6 * 3600, 72), ("24h", 86400, 48),
                  ("7d", 7 * 86400, 84), ("30d", 30 * 86400, 60))
 # Whole traces and single model calls are measured on different scales (a trace

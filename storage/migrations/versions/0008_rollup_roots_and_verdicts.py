@@ -3,10 +3,18 @@
 The whole-trace metrics (the metrics screen, ``chainsight run``'s summary)
 and the quality panel's pass rates read the rollups instead of every trace
 row and every span's verdicts: ``root`` joins the key (1 for spans without a
-parent) and ``checks`` sums each check's verdicts. Rollups are derived data,
-so the table is made again and filled from the spans. The downgrade makes
-0007's table again and leaves it empty (``chainsight db rebuild-rollups``
-fills it with a Chainsight of that schema).
+parent) and ``checks`` sums each check's verdicts.
+
+The table is made again: from the spans for each period (minute, hour, day)
+from the one that holds the oldest stored span on, and for the periods
+before it (spans pruned, rollups kept as history) the old rows as they were,
+with ``root`` 0 and no verdicts (what was pruned cannot be split by root: the
+whole-trace figures there were read from trace rows, which prune deleted,
+so those periods had none before either). The downgrade adds the roots back
+into 0007's key. The fill runs today's ``storage.rollups``: a later
+migration that changes ``span_rollups`` takes the fill over from this one
+(as this one took it from 0007); tests/storage/test_old_store.py runs the
+whole chain on an old store and fails if it does not.
 
 Revision ID: 0008
 Revises: 0007
@@ -15,7 +23,9 @@ Create Date: 2026-11-27 17:00:00
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from typing import Final
 
 import sqlalchemy as sa
 from alembic import op
@@ -53,13 +63,50 @@ def _create(*, today: bool) -> None:
     )
 
 
+OLD: Final = "span_rollups_0007"
+OLD_KEY: Final = ("period_s", "start_ns", "kind", "model", "provider", "status")
+SUMS: Final = ("count", "input_tokens", "output_tokens", "cost_usd", "unpriced", "latency", "ttft", "tpot")
+
+
 def upgrade() -> None:
-    op.drop_table('span_rollups')
+    conn = op.get_bind()
+    op.rename_table('span_rollups', OLD)
+    if conn.dialect.name == "postgresql":  # constraint names are the schema's, not the table's
+        op.execute(f"ALTER TABLE {OLD} RENAME CONSTRAINT pk_span_rollups TO pk_{OLD}")
     _create(today=True)
-    # The spans' columns the rollups read have not changed since 0006 (checks).
-    rollups.rebuild(op.get_bind())
+    rollups.rebuild(conn)
+    oldest = conn.execute(sa.text("SELECT min(start_ns) FROM spans")).scalar()
+    columns = ", ".join((*OLD_KEY, *SUMS))
+    for period in rollups.PERIODS:
+        width = period * 10**9
+        # The periods before the one holding the oldest span: no span left in them.
+        before = "" if oldest is None else f" AND start_ns < {oldest // width * width}"
+        conn.execute(sa.text(
+            f"INSERT INTO span_rollups ({columns}, root, checks) "
+            f"SELECT {columns}, 0, '{{}}' FROM {OLD} WHERE period_s = {period}{before}"))
+    op.drop_table(OLD)
 
 
 def downgrade() -> None:
+    conn = op.get_bind()
+    rows = conn.execute(sa.text("SELECT * FROM span_rollups")).mappings().all()
+    merged: dict[tuple[object, ...], rollups.Rollup] = {}
+    for m in rows:
+        key = tuple(m[k] for k in OLD_KEY)
+        acc = rollups.Rollup(count=int(m["count"]), input_tokens=int(m["input_tokens"]),
+                             output_tokens=int(m["output_tokens"]), cost_usd=m["cost_usd"],
+                             unpriced=int(m["unpriced"]),
+                             hists={s: json.loads(m[s]) for s in rollups.SPREADS})
+        if key in merged:
+            merged[key].merge(acc)
+        else:
+            merged[key] = acc
     op.drop_table('span_rollups')
     _create(today=False)
+    old = [{**dict(zip(OLD_KEY, key, strict=True)), "count": acc.count, "input_tokens": acc.input_tokens,
+            "output_tokens": acc.output_tokens, "cost_usd": acc.cost_usd, "unpriced": acc.unpriced,
+            **{s: json.dumps(acc.hists[s], separators=(",", ":")) for s in rollups.SPREADS}}
+           for key, acc in merged.items()]
+    if old:
+        table = sa.table('span_rollups', *[sa.column(c) for c in (*OLD_KEY, *SUMS)])
+        conn.execute(table.insert(), old)
