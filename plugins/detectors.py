@@ -193,9 +193,7 @@ DETECTORS: Final[tuple[Detector, ...]] = (
     ), hints=("@",)),
     Detector("iban", re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![A-Za-z0-9])"), iban_valid, digits=2,
              needs=r"[A-Z][A-Z]\d\d"),
-    # Not inside a word: hex ids and hashes hold Luhn-valid digit runs (about 1 id in 500).
-    Detector("credit_card", re.compile(r"(?<![A-Za-z\d.-])(?:\d[ -]?){12,18}\d(?![A-Za-z\d-]|\.\d)"), luhn_valid,
-             digits=13),
+    Detector("credit_card", re.compile(r"(?<![\d.-])(?:\d[ -]?){12,18}\d(?![\d-]|\.\d)"), luhn_valid, digits=13),
     Detector("national_id", re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])"), digits=9,
              needs=r"\d-\d\d-\d"),
     Detector("national_id", re.compile(r"(?<![A-Za-z0-9])[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D](?![A-Za-z0-9])"), digits=6,

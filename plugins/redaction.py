@@ -50,6 +50,7 @@ import dataclasses
 import functools
 import itertools
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
@@ -58,11 +59,14 @@ from chainsight.framework import hookimpl
 from chainsight.framework.model import REDACTED, Score, Span, withhold_content
 from chainsight.framework.model import WITHHELD as WITHHELD  # re-exported: it used to live here
 from chainsight.framework.model_classes import MAX_CLASSES, plain_pydantic_class
+from chainsight.framework.replay import REPLAY_OF_SPAN, REPLAY_OF_TRACE
 from chainsight.plugins import detectors
 from chainsight.plugins.detectors import SECRETS, SENSITIVE_KEY, SWITCHES, Detector
 from chainsight.storage.serialize import MAX_DEPTH, dumps, key_to_text
 
 ATTRIBUTE: Final = REDACTED  # the model's name for it; re-exported: it used to live here
+LINK_IDS: Final = frozenset({REPLAY_OF_SPAN, REPLAY_OF_TRACE})
+HEX_ID: Final = re.compile(r"[0-9a-f]{16,32}")
 TOO_DEEP: Final = "too_deep"
 """The kind of what lies deeper than ``MAX_DEPTH`` (the serialiser's limit): replaced, never stored."""
 CYCLE: Final = "cycle"
@@ -139,15 +143,16 @@ class Redactor:
         if span.error:
             span.error = walk(span.error, counts, None, 0, path)
         if span.attributes:
-            previous = span.attributes.get(ATTRIBUTE)
+            # What Chainsight itself put there: its record of findings, and the
+            # ids a replay links by (hex ids hold Luhn-valid digit runs).
+            own = {k: v for k, v in span.attributes.items()
+                   if k == ATTRIBUTE or (k in LINK_IDS and isinstance(v, str) and HEX_ID.fullmatch(v))}
             rest = span.attributes
-            if ATTRIBUTE in rest:
-                rest = {k: v for k, v in rest.items() if k != ATTRIBUTE}
+            if own:
+                rest = {k: v for k, v in rest.items() if k not in own}
             new_rest = walk(rest, counts, None, 0, path)
             if new_rest is not rest:
-                span.attributes = dict(new_rest)
-                if previous is not None:
-                    span.attributes[ATTRIBUTE] = previous
+                span.attributes = {**new_rest, **own}
         if counts:
             merged = Counter(span.attributes.get(ATTRIBUTE) or {}) if span.attributes else Counter()
             merged.update(counts)

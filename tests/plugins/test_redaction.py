@@ -370,3 +370,17 @@ def test_process_score_follows_the_switches() -> None:
     plugin.configure({**{k: False for k in SWITCHES}, "sensitive_keys": False})
     assert plugin.process_score(score) is None
     assert redaction.RedactionPlugin.FAIL_CLOSED is True
+
+
+def test_a_replay_link_id_is_left_as_it_is_and_nothing_else_is_spared() -> None:
+    from chainsight.framework.replay import REPLAY_OF_SPAN, REPLAY_OF_TRACE
+
+    link = "019a3f4111111111111111c0ffee0000"  # a hex id holding a Luhn-valid digit run
+    span = Span("replay", "chain")
+    span.attributes = {REPLAY_OF_SPAN: link, REPLAY_OF_TRACE: f"card {CARD}", "note": link}
+    Redactor().redact_span(span)
+    assert span.attributes[REPLAY_OF_SPAN] == link
+    # not an id: masked like anything else; the same id under any other key too
+    assert span.attributes[REPLAY_OF_TRACE] == "card [redacted:credit_card]"
+    assert span.attributes["note"] == "019a3f[redacted:credit_card]c0ffee0000"
+    assert span.attributes[ATTRIBUTE] == {"credit_card": 2}
