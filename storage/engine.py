@@ -73,10 +73,13 @@ class StoreNotFound(StoreMisconfigured):
 
 
 def normalize_url(url: str) -> str:
-    """Accept ``postgresql://`` and ``postgres://`` as ``postgresql+psycopg://``."""
+    """Accept ``postgresql://`` and ``postgres://`` as ``postgresql+psycopg://``,
+    and a file path (no ``://``, no ``=`` of a libpq DSN) as that SQLite file."""
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
+    if url and "://" not in url and "=" not in url:
+        return f"sqlite:///{Path(url).expanduser().absolute()}"
     return url
 
 

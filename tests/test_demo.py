@@ -113,3 +113,17 @@ def test_demo_records_with_the_configuration_given_by_config(tmp_path: Path, mon
     detail = store.get_trace(trace.trace_id)
     assert detail is not None and detail.spans
     assert all(s.inputs is None and s.outputs is None for s in detail.spans)
+
+
+def test_a_plain_path_is_a_sqlite_file_and_a_bad_store_stops_the_demo_before_it_records(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(workload, "TOKEN_SLEEP", 0.0005)
+    monkeypatch.setattr(workload, "SLOW_TOKEN_SLEEP", 0.002)
+    assert cli_main(["demo", "--count", "3", "--seed", "1", "--db", "stores/demo.db"]) == 0
+    assert (tmp_path / "stores" / "demo.db").is_file()
+    capsys.readouterr()
+    assert cli_main(["demo", "--count", "3", "--db", "mysql://someone@somewhere/db"]) != 0
+    err = capsys.readouterr().err
+    assert "cannot record the demo: unsupported store URL mysql://someone@somewhere/db" in err
+    assert not list(tmp_path.glob("*.spill.jsonl"))  # nothing recorded, nothing spilled

@@ -41,6 +41,8 @@ def run_demo(ns: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from chainsight.framework.observer import Observer
+    from chainsight.framework.store_api import StoreUnavailable
+    from chainsight.storage.engine import open_engine
 
     console = Console(stderr=True)
     if ns.count < 1:
@@ -51,6 +53,11 @@ def run_demo(ns: argparse.Namespace) -> int:
         sys.stderr.write("langgraph is not installed: skipped the LangGraph scenario "
                          "(pip install langgraph to include it)\n")
     started_ns = time.time_ns()
+    if ns.db:  # a store that cannot be written now would only collect a spill file
+        try:
+            open_engine(ns.db).dispose()
+        except StoreUnavailable as error:
+            raise CommandError(f"cannot record the demo: {error}") from None
     observer = Observer(ns.db, settings=getattr(ns, "settings", None))
     handler = CallbackHandler(observer)
     jobs = workload.plan(ns.count, ns.seed, skip=skip)

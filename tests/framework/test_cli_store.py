@@ -163,7 +163,8 @@ def test_a_missing_psycopg_names_the_extra(monkeypatch: pytest.MonkeyPatch,
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("no-scheme-here", "not a store URL: 'no-scheme-here' (use sqlite:///PATH or "),
+        ("host=h dbname=x", "not a store URL: 'host=h dbname=x' (use sqlite:///PATH or "),
+        ("no-such-folder/no.db", "no Chainsight store at sqlite:///"),  # a path: a SQLite file
         ("nosuchdb://h/x", "unsupported store URL nosuchdb://h/x: Chainsight stores in SQLite"),
         (f"mysql://u:{SECRET}@h/x", "unsupported store URL mysql://u:***@h/x: Chainsight stores in "),
         ("postgresql+asyncpg://u@h/x", "the database driver for postgresql+asyncpg://u@h/x is not "),
