@@ -51,8 +51,7 @@ class ChainsightApp(App[None]):
         Binding("2", "show('metrics')", "Metrics", group=SCREENS),
         Binding("3", "show('alerts')", "Alerts", group=SCREENS),
         Binding("4", "show('experiments')", "Experiments", group=SCREENS),
-        # Not in the footer yet (every footer snapshot would change): ? and ctrl+p name it.
-        Binding("5", "show('sessions')", "Sessions", group=SCREENS, show=False),
+        Binding("5", "show('sessions')", "Sessions", group=SCREENS),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "quit", "Quit"),
     ]
