@@ -53,8 +53,8 @@ Peers are optional benchmark dependencies
 (``.venv/bin/pip install -c constraints.txt -e '.[bench-peers]'``); a peer
 that is not installed is reported as such.
 
-    .venv/bin/python bench/peers.py [--quick] [--rounds 10] [--invokes 300]
-        [--agent-invokes 60] [--warmup 50] [--only chainsight,openllmetry,...]
+    .venv/bin/python bench/peers.py [--quick] [--rounds 20] [--invokes 300]
+        [--agent-invokes 100] [--warmup 50] [--only chainsight,openllmetry,...]
         [--workloads chain,agent]
 """
 
@@ -678,9 +678,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help="a short run (under a minute): 3 rounds of 60 chain / 20 agent invokes")
-    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--invokes", type=int, default=300, help="chain invokes per mode per round")
-    parser.add_argument("--agent-invokes", type=int, default=60, help="agent invokes per mode per round")
+    parser.add_argument("--agent-invokes", type=int, default=100, help="agent invokes per mode per round")
     parser.add_argument("--warmup", type=int, default=50, help="invokes per mode before the rounds")
     parser.add_argument("--only", default=",".join(CONTENDERS),
                         help=f"contenders, comma-separated (of {', '.join(CONTENDERS)})")
