@@ -281,10 +281,16 @@ class ChainsightContender(Contender):
     def count(self) -> int:
         import sqlite3
 
+        # the pipeline's worker creates the store in the background: there may be none yet
         if not self.db.exists():
             return 0
-        with sqlite3.connect(self.db) as conn:
+        conn = sqlite3.connect(self.db)
+        try:
+            if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'spans'").fetchone():
+                return 0
             return int(conn.execute("SELECT count(*) FROM spans").fetchone()[0])
+        finally:
+            conn.close()
 
     def close(self) -> None:
         self.observer.shutdown(CLOSE_TIMEOUT_S)
