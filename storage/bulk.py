@@ -63,6 +63,21 @@ class BulkInsert:
             return int(conn.exec_driver_sql(self.single_sql, list(rows)).rowcount)
         return sum(conn.exec_driver_sql(sql, params).rowcount for sql, params in self.statements(rows))
 
+    def inserted(self, conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Insert ``rows`` one statement each; the rows that went in (an
+        ``ON CONFLICT DO NOTHING`` insert skips the others). Slower than
+        :meth:`run`: for the rare batches that hold rows stored already."""
+        out = []
+        for row in rows:
+            if self.sqlite:
+                [(sql, params)] = self.statements([row])
+                count = conn.exec_driver_sql(sql, params).rowcount
+            else:
+                count = conn.exec_driver_sql(self.single_sql, row).rowcount
+            if count:
+                out.append(row)
+        return out
+
     def statements(self, rows: Sequence[dict[str, Any]]) -> Iterator[tuple[str, tuple[Any, ...]]]:
         """SQLite: ``(sql, parameters)`` per multi-row statement."""
         pick, step = self.row_values, self.rows_per_statement

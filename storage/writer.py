@@ -273,21 +273,6 @@ class _StoredBefore(Exception):
     """Some span rows of a batch were in the store already (a replay)."""
 
 
-def _not_stored(conn: sa.Connection, span_rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The rows of ``span_rows`` whose span id the store does not hold."""
-    s = schema.spans
-    ids = [r["span_id"] for r in span_rows]
-    stored: set[str] = set()
-    for i in range(0, len(ids), 500):
-        stored.update(conn.execute(sa.select(s.c.span_id).where(s.c.span_id.in_(ids[i : i + 500]))).scalars())
-    out = []
-    for r in span_rows:  # a span id twice in the batch: the first one is stored
-        if r["span_id"] not in stored:
-            stored.add(r["span_id"])
-            out.append(r)
-    return out
-
-
 class StoreWriter:
     """Writes batches to one store; safe to use from one thread at a time."""
 
@@ -371,18 +356,25 @@ class StoreWriter:
                      sort_out: bool) -> None:
         """One transaction. The rollups count only the spans it inserts: when
         fewer went in than were given, it is rolled back (:class:`_StoredBefore`)
-        and run again with ``sort_out``, which first reads which spans the store
-        holds already."""
+        and run again with ``sort_out``, which inserts the spans one statement
+        each, so that each statement's row count says whether this
+        transaction stored that span. (Reading which ids the store held
+        first, then inserting, counted a span twice when another writer
+        stored it in between.)"""
         with engine.begin() as conn:
             span_rows = rows.get("spans") or []
-            new_rows = _not_stored(conn, span_rows) if sort_out else span_rows
-            inserted = {name: self._inserts[name].run(conn, rows.get(name) or ())
-                        for name in ("spans", "scores", "samples", "alerts")}
-            if span_rows:
-                if not sort_out and inserted["spans"] < len(span_rows):
+            spans = self._inserts["spans"]
+            if sort_out:
+                new_rows = spans.inserted(conn, span_rows)
+            else:
+                new_rows = span_rows
+                if spans.run(conn, span_rows) < len(span_rows):
                     raise _StoredBefore
+            for name in ("scores", "samples", "alerts"):
+                self._inserts[name].run(conn, rows.get(name) or ())
+            if span_rows:
                 rollups.write(conn, new_rows)
-                write_trace_totals(conn, span_rows, all_new=inserted["spans"] == len(span_rows))
+                write_trace_totals(conn, span_rows, all_new=len(new_rows) == len(span_rows))
 
     @staticmethod
     def _span_row(span: Span, cap: int) -> dict[str, Any]:

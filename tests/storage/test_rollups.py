@@ -284,3 +284,58 @@ def test_histogram_buckets_hold_values_within_two_percent() -> None:
         assert abs(rollups.value_of(rollups.bucket_of(ms)) - ms) <= 0.0197 * ms
     assert rollups.value_of(rollups.bucket_of(0.0)) == 0.0
     assert rollups.hist_percentile({}, 0.5) is None
+
+
+def test_a_span_another_writer_stores_meanwhile_is_counted_once(store_url: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch holding a stored span is written again one span at a time;
+    another writer stores one of its spans in between (uncommitted when the
+    second try begins, committed while it waits). Reading the stored ids
+    first and then inserting counted that span twice."""
+    import threading
+    import time
+
+    x, y = llm_spans(1, seed=9)  # a chain span and its model call
+    writer = StoreWriter(store_url)
+    writer.write(WriteBatch(spans=[y]))
+    x_row = writer.prepare(WriteBatch(spans=[x]))["spans"][0]
+    other = open_engine(store_url)
+    inserted = threading.Event()
+
+    def other_writer() -> None:
+        with other.begin() as conn:
+            conn.execute(sa.insert(schema.spans).values(
+                {c: x_row[c] for c in ("span_id", "trace_id", "kind", "name", "status", "start_ns", "end_ns",
+                                   "tokens_estimated", "chunk_count")}))
+            rollups.write(conn, [x_row])
+            inserted.set()
+            time.sleep(0.5)  # the batch's second try waits on this row meanwhile
+
+    threads: list[threading.Thread] = []
+    first_try = StoreWriter._transaction
+
+    def second_try_after_the_other_insert(self: StoreWriter, engine: Any, rows: Any, *, sort_out: bool) -> None:
+        if sort_out and not threads:  # the first try found y stored and was rolled back
+            threads.append(threading.Thread(target=other_writer))
+            threads[0].start()
+            assert inserted.wait(10)
+        first_try(self, engine, rows, sort_out=sort_out)
+
+    monkeypatch.setattr(StoreWriter, "_transaction", second_try_after_the_other_insert)
+    try:
+        writer.write(WriteBatch(spans=[x, y]))
+    finally:
+        for thread in threads:
+            thread.join(10)
+        writer.close()
+        other.dispose()
+    assert threads, "the batch was not written twice"
+    with Store(store_url) as store:
+        (row,) = store.aggregates(group_by=None)
+        by_kind = {r.group: r.count for r in store.aggregates(group_by="kind")}
+    assert row.count == 1 and by_kind == {"llm": 1}  # x once (the root), y once
+    engine = open_engine(store_url)
+    with engine.connect() as conn:
+        counts = dict(conn.execute(sa.text("SELECT period_s, sum(count) FROM span_rollups GROUP BY period_s")).all())
+    engine.dispose()
+    assert {int(k): int(v) for k, v in counts.items()} == {60: 2, 3600: 2, 86400: 2}
