@@ -72,14 +72,21 @@ class StoreNotFound(StoreMisconfigured):
         self.url = display_url(url)
 
 
+SQLITE_SUFFIXES: Final = (".db", ".sqlite", ".sqlite3")
+
+
 def normalize_url(url: str) -> str:
     """Accept ``postgresql://`` and ``postgres://`` as ``postgresql+psycopg://``,
-    and a file path (no ``://``, no ``=`` of a libpq DSN) as that SQLite file."""
+    and the path of a SQLite file (one that exists, or a name ending in .db,
+    .sqlite or .sqlite3) as ``sqlite:///`` it. Anything else is left to fail
+    as "not a store URL": a mistyped URL must not become a new file."""
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
-    if url and "://" not in url and "=" not in url:
-        return f"sqlite:///{Path(url).expanduser().absolute()}"
+    if url and "://" not in url:
+        path = Path(url).expanduser()
+        if path.suffix in SQLITE_SUFFIXES or path.is_file():
+            return f"sqlite:///{path.absolute()}"
     return url
 
 
