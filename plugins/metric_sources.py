@@ -24,6 +24,14 @@ def failed_checks(scores: Iterable[Score]) -> Iterator[str]:
             yield score.name
 
 
+def check_failures(stats: Iterable[Any]) -> dict[str, int]:
+    """:func:`failed_checks` counted from the store's sums
+    (``Store.score_stats``: per source and name, verdicts and passes), by
+    check name: the same rule, without reading every verdict."""
+    return {st.name: st.verdicts - st.passed for st in stats
+            if st.source == "check" and st.verdicts > st.passed}
+
+
 def feedback_value(score: Score) -> str | None:
     """The ``value`` label of ``llm_feedback_total`` for a feedback score:
     ``up``/``down`` for thumbs, ``1``..``5`` for a rating; None for a bare comment."""

@@ -29,7 +29,7 @@ from chainsight.framework.commands import (
     print_table,
 )
 from chainsight.framework.extension import CommandRegistry
-from chainsight.plugins.metric_sources import cache_hit, failed_checks, feedback_value
+from chainsight.plugins.metric_sources import cache_hit, check_failures, feedback_value
 from chainsight.storage import schema
 
 MAX_SCORES: Final = 1_000_000
@@ -57,11 +57,12 @@ def llm_stats(store: Any, since_ns: int, until_ns: int) -> dict[str, Any]:
             .group_by(s.c.error_type)).all()
         hits = sum(1 for (attributes,) in conn.execute(sa.select(s.c.attributes).where(*window))
                    if cache_hit(attributes))
-    checks = store.list_scores(source="check", since_ns=since_ns, limit=MAX_SCORES)
+    # Failures from the store's sums: the passing verdicts (most of them) are
+    # summed in the rollups, never read one by one.
+    failures = check_failures(store.score_stats(since_ns, until_ns))
     feedback = store.list_scores(source="feedback", since_ns=since_ns, limit=MAX_SCORES)
-    in_window = [sc for sc in (*checks, *feedback) if sc.created_ns < until_ns]
-    failures = Counter(failed_checks(in_window))
-    votes = Counter(v for v in map(feedback_value, in_window) if v is not None)
+    votes = Counter(v for sc in feedback if sc.created_ns < until_ns
+                    if (v := feedback_value(sc)) is not None)
     calls = overall.count if overall else 0
     gpus = latest_samples(store.engine, GPU_NAMES, since_ns)
 

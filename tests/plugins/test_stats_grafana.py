@@ -29,7 +29,8 @@ def calls(url: str) -> None:
     old.model, old.end_ns, old.status = "gpt-4o", old.start_ns + MS, "ok"
     StoreWriter(url).write(WriteBatch(spans=[*spans, old], scores=[
         Score("rating", "feedback", spans[0].trace_id, None, 5.0),
-        Score("refusal", "check", spans[1].trace_id, spans[1].span_id, 1.0, passed=False)]))
+        Score("refusal", "check", spans[1].trace_id, spans[1].span_id, 1.0, passed=False),
+        Score("pii", "check", spans[1].trace_id, spans[1].span_id, 0.0, passed=True)]))  # on its span
 
 
 def test_stats_prints_the_window_figures(sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -40,6 +41,7 @@ def test_stats_prints_the_window_figures(sqlite_url: str, capsys: pytest.Capture
     assert stats["latency_seconds"]["p50"] == pytest.approx(0.2, rel=0.02)  # from the rollups
     assert stats["cache_hit_rate"] == pytest.approx(1 / 3)
     assert stats["feedback"] == {"5": 1} and stats["refusals"] == 1
+    assert stats["check_failures"] == {"refusal": 1}  # the passing pii verdict is no failure
     assert [m["model"] for m in stats["by_model"]] == ["gpt-4o", "claude-3-5-haiku"]
     assert main(["stats", "--since", "1h", "--db", sqlite_url]) == 0
     text = capsys.readouterr().out
