@@ -16,18 +16,27 @@ API, shared content already resolved):
   ``custom_llm_provider``), and the attributes ``temperature`` and
   ``max_tokens`` when the call set them.
 * ``attributes["chainsight.redacted"]``: what the redaction plugin masked in
-  the span, by kind. Masked text stays masked: the placeholders
-  (``[redacted:email]``) are what is sent again, and :attr:`ReplayRequest.masked`
-  says so.
+  the span (inputs and outputs), by kind. Masked text stays masked: the
+  placeholders (``[redacted:email]``, the plugin's ``replacement``) are what is
+  sent again. :attr:`ReplayRequest.masked` counts the placeholders found in
+  the messages sent (the form taken from the configuration, :func:`placeholder_of`);
+  :attr:`ReplayRequest.masked_in_call` is the span's own count, everywhere in
+  the call, which :func:`masked_notice` falls back to (worded as such) when
+  no placeholder of that form is in the messages.
 
 The new trace is a ``chain`` span named ``replay <original span name>``,
 tagged ``replay``, whose attributes name the original span and trace
 (:data:`REPLAY_OF_SPAN`, :data:`REPLAY_OF_TRACE`); the litellm call under it
 is recorded by Chainsight's own :class:`~chainsight.framework.adapters.litellm.LitellmCallback`
-(given to that one call, so litellm's global callback lists are left alone),
+(given to that one call, and taken out of litellm's global callback lists
+afterwards: litellm adds a per-call callback to them for good),
 through the normal pipeline: redacted, priced, checked and stored like any
 other span. A failing call is an error span in the new trace and
-:attr:`ReplayOutcome.error`.
+:attr:`ReplayOutcome.error`. The call is given ``timeout=``
+(:data:`CALL_TIMEOUT_S` unless told otherwise; litellm's own default is 600 s),
+and when its span has not ended soon (:data:`END_WAIT_S`) after it returned,
+the root, which would end before its child, says so (:data:`REPLAY_CALL_PENDING`)
+and so does :attr:`ReplayOutcome.warnings`.
 
 The core part of replay: nothing here reads the store (the readers find the
 span and read the new trace back) and litellm is imported only when a replay
@@ -38,7 +47,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -54,9 +64,18 @@ REPLAY_OF_TRACE: Final = "chainsight.replay_of.trace_id"
 REPLAY_EDITED: Final = "chainsight.replay.edited"
 """Root attribute: True when the messages were edited before the replay."""
 REPLAY_MASKED: Final = "chainsight.replay.masked"
-"""Root attribute: what redaction had masked in the original span, by kind."""
+"""Root attribute: the redaction placeholders in the messages sent, by kind."""
+REPLAY_CALL_PENDING: Final = "chainsight.replay.call_pending"
+"""Root attribute: True when the model call's span had not ended in time (and is not recorded)."""
 PARAMS: Final = ("temperature", "max_tokens")
 """The invocation parameters the adapters record (as span attributes) and replay passes on."""
+CALL_TIMEOUT_S: Final = 60.0
+"""The default limit on the replayed call (litellm's ``timeout=``; its own default is 600 s)."""
+END_WAIT_S: Final = 5.0
+"""How long after the call returns its span is waited for, before the root span ends."""
+DEFAULT_PLACEHOLDER: Final = "[redacted:{kind}]"
+"""The redaction plugin's default ``replacement`` (``{kind}``: what was found), as
+``plugins.detectors.DEFAULT_REPLACEMENT`` (the core cannot import a plugin; a test keeps them equal)."""
 
 # LangChain message types -> chat roles ("chat" messages carry their own role).
 _ROLES: Final = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool",
@@ -64,7 +83,11 @@ _ROLES: Final = {"human": "user", "ai": "assistant", "system": "system", "tool":
                  "HumanMessageChunk": "user", "AIMessageChunk": "assistant"}
 # LangChain's provider names (ls_provider) that litellm spells otherwise.
 _PROVIDERS: Final = {"amazon_bedrock": "bedrock", "google_genai": "gemini",
-                     "google_vertexai": "vertex_ai", "mistralai": "mistral"}
+                     "google_vertexai": "vertex_ai", "mistralai": "mistral",
+                     "fireworks": "fireworks_ai", "together": "together_ai"}
+# An Azure call is addressed by deployment name, which no span records: said when it fails.
+_AZURE_HINT: Final = ("; an Azure model is named by its deployment (azure/DEPLOYMENT), which the span "
+                      "does not record: if {model!r} is not a deployment of yours, name one as the model")
 
 
 class ReplayError(Exception):
@@ -84,7 +107,12 @@ class ReplayRequest:
     messages: list[dict[str, Any]]
     params: dict[str, Any] = field(default_factory=dict)
     masked: dict[str, int] = field(default_factory=dict)
-    """What redaction masked in the original span (kind -> count); its placeholders are sent as stored."""
+    """The redaction placeholders (of the form :attr:`placeholder`) in :attr:`messages`, by kind:
+    what is sent masked, as stored."""
+    masked_in_call: dict[str, int] = field(default_factory=dict)
+    """What redaction masked anywhere in the original span (its inputs or outputs), by kind."""
+    placeholder: str = DEFAULT_PLACEHOLDER
+    """The form of a redaction placeholder (``{kind}`` the kind) that :attr:`masked` counts."""
     edited: bool = False
 
 
@@ -97,6 +125,8 @@ class ReplayOutcome:
     output: str | None
     error: str | None
     stored: bool = True
+    warnings: tuple[str, ...] = ()
+    """What went wrong in the recording, short of the call failing (its span did not end in time)."""
 
 
 @dataclass(frozen=True)
@@ -124,9 +154,18 @@ def request_from_span(
     model: str | None = None,
     temperature: float | None = None,
     max_tokens: int | None = None,
+    drop: Iterable[str] = (),
+    placeholder: str = DEFAULT_PLACEHOLDER,
 ) -> ReplayRequest:
-    """The replay of ``span`` (as read from the store) with the given changes;
-    :class:`ReplayError` naming the span and the reason when it cannot be replayed."""
+    """The replay of ``span`` (as read from the store) with the given changes:
+    ``temperature`` / ``max_tokens`` replace the span's, the parameters named
+    in ``drop`` (of :data:`PARAMS`) are not sent at all (reasoning models refuse
+    a temperature), ``placeholder`` is the redaction placeholder's form
+    (:func:`placeholder_of`). :class:`ReplayError` naming the span and the
+    reason when it cannot be replayed."""
+    unknown = sorted(set(drop) - set(PARAMS))
+    if unknown:
+        raise ReplayError(f"cannot drop {', '.join(unknown)}: replay sends only {', '.join(PARAMS)}")
     messages = messages_of(span)
     chosen = model or default_model(span)
     if not chosen:
@@ -137,8 +176,11 @@ def request_from_span(
         params["temperature"] = temperature
     if max_tokens is not None:
         params["max_tokens"] = max_tokens
+    for name in drop:
+        params.pop(name, None)
     return ReplayRequest(span_id=span.span_id, trace_id=span.trace_id, name=span.name, model=chosen,
-                         messages=messages, params=params, masked=masked_of(span))
+                         messages=messages, params=params, masked=masked_in(messages, placeholder),
+                         masked_in_call=masked_of(span), placeholder=placeholder)
 
 
 def messages_of(span: Span) -> list[dict[str, Any]]:
@@ -154,11 +196,55 @@ def messages_of(span: Span) -> list[dict[str, Any]]:
 
 
 def masked_of(span: Span) -> dict[str, int]:
-    """What redaction masked in ``span`` (kind -> count; empty when nothing)."""
+    """What redaction masked anywhere in ``span``, inputs and outputs (kind ->
+    count, from its attribute; empty when nothing)."""
     masked = (span.attributes or {}).get(REDACTED)
     if not isinstance(masked, Mapping):
         return {}
     return {str(k): int(v) for k, v in masked.items() if isinstance(v, int | float)}
+
+
+def placeholder_of(settings: Settings | None) -> str:
+    """The form of the placeholders redaction writes under ``settings``
+    (``[plugins.redaction] replacement``; plugins.toml, as an observer reads
+    it, when None): :data:`DEFAULT_PLACEHOLDER` unless configured."""
+    if settings is None:
+        from chainsight.framework.config import ConfigError, read_settings
+
+        try:
+            settings, _problems = read_settings(None)
+        except ConfigError:  # a named file that is missing: the observer falls back to defaults too
+            return DEFAULT_PLACEHOLDER
+    value = (settings.plugins.get("redaction") or {}).get("replacement")
+    return value if isinstance(value, str) and value else DEFAULT_PLACEHOLDER
+
+
+def masked_in(messages: Any, placeholder: str = DEFAULT_PLACEHOLDER) -> dict[str, int]:
+    """The redaction placeholders of the form ``placeholder`` (``{kind}``
+    standing for a word) in ``messages``' text and keys, by kind (``masked``
+    when the form names no kind)."""
+    parts = placeholder.split("{kind}")
+    if not "".join(parts):  # no literal text: placeholders cannot be told from other words
+        return {}
+    pattern = re.compile(r"(\w+)".join(re.escape(part) for part in parts))
+    counts: dict[str, int] = {}
+    for text in _strings(messages):
+        for found in pattern.finditer(text):
+            kind = found.group(1) if len(parts) > 1 else "masked"
+            counts[kind] = counts.get(kind, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _strings(key)
+            yield from _strings(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _strings(item)
 
 
 def span_params(span: Span) -> dict[str, Any]:
@@ -169,11 +255,15 @@ def span_params(span: Span) -> dict[str, Any]:
 
 def default_model(span: Span) -> str | None:
     """The litellm model name of the span's call: its model, prefixed with its
-    provider (``openai/gpt-4o-mini``) unless the name already has one."""
+    provider (``openai/gpt-4o-mini``) unless the name already starts with it.
+    A slash in the name is no provider of its own: litellm records
+    ``together_ai/meta-llama/Llama-3-8b-chat-hf`` as the model
+    ``meta-llama/Llama-3-8b-chat-hf`` of the provider ``together_ai`` (so with
+    OpenRouter's and Fireworks' names)."""
     if not span.model:
         return None
     provider = _PROVIDERS.get(span.provider or "", span.provider)
-    if not provider or "/" in span.model:
+    if not provider or span.model.startswith(f"{provider}/"):
         return span.model
     return f"{provider}/{span.model}"
 
@@ -259,20 +349,31 @@ def parse_messages(text: str, where: str) -> list[dict[str, Any]]:
 
 
 def with_messages(request: ReplayRequest, messages: list[dict[str, Any]]) -> ReplayRequest:
-    """``request`` sending ``messages`` instead (marked edited when they differ)."""
+    """``request`` sending ``messages`` instead (marked edited when they differ;
+    the placeholders in them counted again)."""
     if messages == request.messages:
         return request
-    return dataclasses.replace(request, messages=messages, edited=True)
+    return dataclasses.replace(request, messages=messages, edited=True,
+                               masked=masked_in(messages, request.placeholder))
 
 
 # ---- running it -----------------------------------------------------------------
 
 
-def run_replay(request: ReplayRequest, observer: Observer, *, mock_response: str | None = None) -> ReplayOutcome:
+def run_replay(
+    request: ReplayRequest,
+    observer: Observer,
+    *,
+    mock_response: str | None = None,
+    call_timeout_s: float = CALL_TIMEOUT_S,
+    end_wait_s: float = END_WAIT_S,
+) -> ReplayOutcome:
     """Send ``request`` through litellm, recorded by ``observer`` as a new trace
     (see the module's doc). ``mock_response``: litellm's own offline answer
-    (tests, dry runs). Never raises for a failed call: the error is recorded
-    and returned. Does not flush the observer (:func:`replay_into` does)."""
+    (tests, dry runs); ``call_timeout_s``: litellm's ``timeout`` for the call;
+    ``end_wait_s``: how long the call's span is waited for once it returned.
+    Never raises for a failed call: the error is recorded and returned. Does
+    not flush the observer (:func:`replay_into` does)."""
     from chainsight.framework.adapters import litellm as adapter  # imports litellm (seconds)
 
     attributes: dict[str, Any] = {REPLAY_OF_SPAN: request.span_id, REPLAY_OF_TRACE: request.trace_id}
@@ -283,19 +384,31 @@ def run_replay(request: ReplayRequest, observer: Observer, *, mock_response: str
     extra: dict[str, Any] = {} if mock_response is None else {"mock_response": mock_response}
     output: str | None = None
     error: str | None = None
+    warnings: list[str] = []
     trace_id = ""
+    callback = adapter.LitellmCallback(observer)
     try:
         with observer.span(f"replay {request.name}", "chain", tags=[REPLAY_TAG], attributes=attributes,
                            inputs={"messages": request.messages}) as root:
             trace_id = root.trace_id
-            response = adapter.recorded_completion(
-                adapter.LitellmCallback(observer), model=request.model, messages=request.messages,
-                **request.params, **extra)
+            try:
+                response = adapter.recorded_completion(
+                    callback, model=request.model, messages=request.messages, timeout=call_timeout_s,
+                    end_wait_s=end_wait_s, **request.params, **extra)
+            finally:
+                if not callback.wait_pending(0):  # its end did not come in time: not recorded
+                    root.attributes = {**(root.attributes or {}), REPLAY_CALL_PENDING: True}
+                    warnings.append(
+                        f"the model call's span had not ended {end_wait_s:g} s after the call returned, "
+                        f"so it is not recorded: the replay's root span in trace {trace_id} has no "
+                        "model call under it")
             output = response_text(response)
             root.outputs = output
     except Exception as exc:  # the call failed: the spans say so; so does the outcome
         error = f"{type(exc).__name__}: {exc}" if type(exc).__name__ not in str(exc) else str(exc)
-    return ReplayOutcome(trace_id=trace_id, output=output, error=error)
+        if request.model.startswith("azure/"):
+            error += _AZURE_HINT.format(model=request.model)
+    return ReplayOutcome(trace_id=trace_id, output=output, error=error, warnings=tuple(warnings))
 
 
 def replay_into(
@@ -305,16 +418,18 @@ def replay_into(
     settings: Settings | None = None,
     mock_response: str | None = None,
     timeout_s: float = 30.0,
+    call_timeout_s: float = CALL_TIMEOUT_S,
 ) -> ReplayOutcome:
     """:func:`run_replay` with an observer of its own on the store at ``url``
     (configured by ``settings`` or plugins.toml: redaction, pricing and the
-    checks run as for any span), flushed and shut down before it returns;
-    ``stored`` is False when not everything reached the store in time."""
+    checks run as for any span), flushed (for at most ``timeout_s``) and shut
+    down before it returns; ``stored`` is False when not everything reached the
+    store in time. ``call_timeout_s``: the limit on the model call."""
     from chainsight.framework.observer import Observer
 
     observer = Observer(url, settings=settings)
     try:
-        outcome = run_replay(request, observer, mock_response=mock_response)
+        outcome = run_replay(request, observer, mock_response=mock_response, call_timeout_s=call_timeout_s)
         stored = observer.flush(timeout_s)
     finally:
         observer.shutdown()
@@ -376,17 +491,32 @@ def replay_link(span: Span) -> tuple[str, str] | None:
     return None
 
 
-def masked_notice(masked: Mapping[str, int]) -> str:
-    """The line that says masked content was replayed masked (empty when nothing was)."""
-    if not masked:
-        return ""
-    kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(masked.items()))
-    return (f"masked content replayed masked: redaction had masked {kinds} in the original call; "
-            "the placeholders were sent as stored")
+def masked_notice(sent: Mapping[str, int], in_call: Mapping[str, int] | None = None,
+                  placeholder: str = DEFAULT_PLACEHOLDER) -> str:
+    """The line that says what of the messages is sent masked: ``sent``, the
+    placeholders found in them (:func:`masked_in`); else, when the original
+    call had content masked (``in_call``, :func:`masked_of`), a line that says
+    so without claiming it was sent; empty when neither."""
+    if sent:
+        return (f"masked content replayed masked: the messages hold redaction placeholders "
+                f"({_counts(sent)}), sent as stored, never the original text")
+    if in_call:
+        form = placeholder.replace("{kind}", "KIND")
+        return (f"redaction had masked {_counts(in_call)} in this call (its messages or its output); "
+                f"no placeholder of the form {form} is in the messages sent")
+    return ""
+
+
+def _counts(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{kind} {count}" for kind, count in sorted(counts.items()))
 
 
 __all__ = [
+    "CALL_TIMEOUT_S",
+    "DEFAULT_PLACEHOLDER",
+    "END_WAIT_S",
     "PARAMS",
+    "REPLAY_CALL_PENDING",
     "REPLAY_EDITED",
     "REPLAY_MASKED",
     "REPLAY_OF_SPAN",
@@ -397,12 +527,14 @@ __all__ = [
     "ReplayRequest",
     "Side",
     "default_model",
+    "masked_in",
     "masked_notice",
     "masked_of",
     "messages_json",
     "messages_of",
     "output_text",
     "parse_messages",
+    "placeholder_of",
     "replay_call",
     "replay_into",
     "replay_link",

@@ -6,13 +6,16 @@ model call's messages again through litellm and shows both answers side by side.
     chainsight replay 9b1c2d3e4f --model gpt-4o --temperature 0.2
     chainsight replay 9b1c2d3e4f --edit                 # change the messages in $EDITOR first
     chainsight replay 9b1c2d3e4f --mock-response "hi"   # a dry run: litellm answers offline
+    chainsight replay 9b1c2d3e4f --model openai/o3-mini --temperature none   # send no temperature
 
 SPAN_ID is an ``llm`` span's id or a unique part of it (its end, as the TUI
 shows it, or its start); a trace id picks that trace's model call when it has
 just one. The replay is recorded into the same store (``--db``) as a new
 trace tagged ``replay`` whose root names the original span and trace
 (``chainsight show`` prints the link). Masked content (what redaction
-replaced with ``[redacted:KIND]``) is sent masked, and the output says so.
+replaced with ``[redacted:KIND]``, or the configured ``replacement``) is sent
+masked, and the output says so. The call is given up after ``--timeout``
+seconds (default 60).
 How replay works: :mod:`chainsight.framework.replay`.
 """
 
@@ -44,6 +47,7 @@ from chainsight.framework.commands import (
     short_id,
 )
 from chainsight.framework.replay import (
+    CALL_TIMEOUT_S,
     PARAMS,
     ReplayError,
     ReplayRequest,
@@ -51,6 +55,7 @@ from chainsight.framework.replay import (
     masked_notice,
     messages_json,
     parse_messages,
+    placeholder_of,
     replay_call,
     replay_into,
     request_from_span,
@@ -71,9 +76,13 @@ def _configure(parser: argparse.ArgumentParser) -> None:
                              "a trace id picks the trace's one model call")
     parser.add_argument("--model", help="send to this model (a litellm model name, e.g. "
                                         "openai/gpt-4o; default: the span's own)")
-    parser.add_argument("--temperature", type=float, help="sampling temperature (default: the span's)")
-    parser.add_argument("--max-tokens", type=_positive, dest="max_tokens", metavar="N",
-                        help="at most N output tokens (default: the span's)")
+    parser.add_argument("--temperature", type=_temperature, metavar="T",
+                        help="sampling temperature (default: the span's); 'none' sends no temperature "
+                             "(reasoning models refuse one)")
+    parser.add_argument("--max-tokens", type=_max_tokens, dest="max_tokens", metavar="N",
+                        help="at most N output tokens (default: the span's); 'none' sends no limit")
+    parser.add_argument("--timeout", type=_seconds, metavar="SECONDS", default=CALL_TIMEOUT_S,
+                        help=f"give the model call up after SECONDS (default: {CALL_TIMEOUT_S:g})")
     parser.add_argument("--edit", action="store_true",
                         help="edit the messages (JSON) in $EDITOR before sending them")
     parser.add_argument("--mock-response", metavar="TEXT", dest="mock_response",
@@ -81,13 +90,38 @@ def _configure(parser: argparse.ArgumentParser) -> None:
                              "(tests and dry runs; the replay is still recorded)")
 
 
-def _positive(text: str) -> int:
+NONE = "none"
+"""The value of --temperature / --max-tokens that sends no such parameter."""
+
+
+def _temperature(text: str) -> float | str:
+    if text.strip().lower() == NONE:
+        return NONE
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number (or 'none'): {text!r}") from None
+
+
+def _max_tokens(text: str) -> int | str:
+    if text.strip().lower() == NONE:
+        return NONE
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        raise argparse.ArgumentTypeError(f"not an integer (or 'none'): {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0: {text!r}")
     return value
 
 
@@ -184,20 +218,26 @@ def _run(ns: argparse.Namespace) -> int:
     with open_store(ns.db) as store:
         trace_id, span_id = find_span(store, ns.span_id)
         span = _span(store, trace_id, span_id)
+    settings = getattr(ns, "settings", None)
+    given = {"temperature": ns.temperature, "max_tokens": ns.max_tokens}
     try:
-        request = request_from_span(span, model=ns.model, temperature=ns.temperature,
-                                    max_tokens=ns.max_tokens)
+        request = request_from_span(
+            span, model=ns.model,
+            temperature=None if ns.temperature == NONE else ns.temperature,
+            max_tokens=None if ns.max_tokens == NONE else ns.max_tokens,
+            drop=[name for name, value in given.items() if value == NONE],
+            placeholder=placeholder_of(settings))
     except ReplayError as exc:
         raise CommandError(str(exc)) from None
     if ns.edit:
         request = with_messages(request, edit_messages(request.messages))
-    outcome = replay_into(ns.db, request, settings=getattr(ns, "settings", None),
-                          mock_response=ns.mock_response)
+    outcome = replay_into(ns.db, request, settings=settings, mock_response=ns.mock_response,
+                          call_timeout_s=ns.timeout)
     with open_store(ns.db) as store:
         detail = store.get_trace(outcome.trace_id) if outcome.trace_id else None
     call = replay_call(list(detail.spans)) if detail is not None else None
     original, replayed = side_of(span), side_of(call) if call is not None else None
-    notice = masked_notice(request.masked)
+    notice = masked_notice(request.masked, request.masked_in_call, request.placeholder)
     if ns.json:
         print_json({
             "trace_id": outcome.trace_id,
@@ -207,12 +247,16 @@ def _run(ns: argparse.Namespace) -> int:
             "original": dataclasses.asdict(original),
             "replay": dataclasses.asdict(replayed) if replayed is not None else None,
             "masked": request.masked,
+            "masked_in_call": request.masked_in_call,
             "masked_notice": notice or None,
             "error": outcome.error,
             "stored": outcome.stored,
+            "warnings": list(outcome.warnings),
         })
     else:
         _print(original, span, replayed, request, outcome.trace_id, notice)
+    for warning in outcome.warnings:
+        sys.stderr.write(f"chainsight: warning: {warning}\n")
     if outcome.error:
         raise CommandError(f"the replay failed: {outcome.error} (recorded as an error in trace "
                            f"{outcome.trace_id})")

@@ -28,17 +28,20 @@ def _run(args: argparse.Namespace) -> int:
     except ImportError as error:  # Textual is an optional dependency
         raise CommandError(f"chainsight tui needs Textual: pip install 'chainsight[tui]' ({error})",
                            exit_status=2) from None
+    # The configuration `chainsight --config FILE` read: replays (`p`) record with it.
+    settings = getattr(args, "settings", None)
     url = getattr(args, "db", None)
     if not url:
         from chainsight.framework.config import load_settings
 
-        url = load_settings().storage_url
+        url = (settings or load_settings()).storage_url
     # A reader: no store at the URL is an error (StoreNotFound, printed by the
     # CLI as one line), never a new empty store.
     open_store(url).close()
     # For tests and dry runs: replays answer this text without calling a model.
     mock = os.environ.get("CHAINSIGHT_REPLAY_MOCK_RESPONSE") or None
-    ChainsightApp(url, live=bool(getattr(args, "live", False)), replay_mock_response=mock).run()
+    ChainsightApp(url, live=bool(getattr(args, "live", False)), replay_mock_response=mock,
+                  settings=settings).run()
     return 0
 
 

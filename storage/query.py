@@ -410,8 +410,12 @@ class Store:
 
     def find_span_ids(self, short: str, limit: int = 2) -> list[tuple[str, str]]:
         """``(trace id, span id)`` of the spans, in any trace, whose id is
-        ``short``, else starts or ends with it (at most ``limit``). Reads
-        every span id when ``short`` is not a whole one."""
+        ``short``, else starts or ends with it (at most ``limit``). Span ids are
+        lower-case hex and ``short`` is lower-cased first: ``LIKE`` ignores case
+        on SQLite and not on PostgreSQL, and an id must match on both. A
+        suffix match (``LIKE '%x'``, the ends the CLI shows) cannot use the
+        index: it scans the spans table when ``short`` is not a whole id."""
+        short = short.lower()
         ids = self._resolve(S.c.span_id, short, limit) if short else []
         if not ids:
             return []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -24,6 +24,9 @@ from chainsight.tui.screens.trace_detail import TraceDetailScreen
 from chainsight.tui.screens.traces import TracesScreen
 from chainsight.tui.widgets.health import Health, HealthBar
 
+if TYPE_CHECKING:
+    from chainsight.framework.config import Settings
+
 SCREENS = Binding.Group("Screens")  # the footer labels 1-4 together when narrow
 PIPELINE_SAMPLES = {
     "dropped": "chainsight_spans_dropped_total",
@@ -34,7 +37,9 @@ PIPELINE_SAMPLES = {
 
 class ChainsightApp(App[None]):
     """Browse a Chainsight store. ``now_ns`` freezes "now" (tests, snapshots);
-    ``replay_mock_response`` makes replays answer that text offline (tests, dry runs)."""
+    ``replay_mock_response`` makes replays answer that text offline (tests, dry runs);
+    ``settings``: the configuration replays record with (``chainsight --config``;
+    None: plugins.toml as any observer finds it)."""
 
     TITLE = "Chainsight"
     CSS_PATH = "app.tcss"
@@ -70,6 +75,7 @@ class ChainsightApp(App[None]):
         live: bool = False,
         store_label: str | None = None,
         replay_mock_response: str | None = None,
+        settings: Settings | None = None,
     ) -> None:
         super().__init__()
         self.store_url = store_url
@@ -84,6 +90,8 @@ class ChainsightApp(App[None]):
         self.health = Health(store=store_label or _display_url(store_url))
         self.replay_mock_response = replay_mock_response
         """litellm's mock_response for replays (``p`` on a model call): tests and dry runs."""
+        self.settings = settings
+        """The configuration replays are recorded with (redaction, pricing, checks)."""
 
     # ---- time and health ----------------------------------------------------
     def now(self) -> int:

@@ -486,21 +486,35 @@ class LitellmCallback(CustomLogger):
         return await asyncio.to_thread(self.observer.flush, remaining) and ok
 
 
-def recorded_completion(callback: LitellmCallback, *, timeout_s: float = 5.0, **kwargs: Any) -> Any:
-    """``litellm.completion(**kwargs)`` recorded by ``callback`` alone (a
-    per-call callback: litellm's global callback lists are left as they are).
-    Returns once the call's span has ended (at most ``timeout_s`` after the
-    answer), so a span opened around the call ends after it; raises what
-    litellm raises (the failed call is recorded as an error span first).
+def recorded_completion(callback: LitellmCallback, *, timeout: float, end_wait_s: float = 5.0,
+                        **kwargs: Any) -> Any:
+    """``litellm.completion(**kwargs)`` recorded by ``callback`` alone; raises
+    what litellm raises (the failed call is recorded as an error span).
+
+    * ``timeout``: the limit on the call, in seconds (required: litellm's
+      default is 600 s).
+    * The call's end event may come after it returned (litellm's logging
+      threads): this returns (or raises) once the call's span has ended, at
+      most ``end_wait_s`` later, so a span opened around the call ends after
+      it. ``callback.wait_pending(0)`` then says whether it did (False: its
+      end was not recorded).
+    * litellm adds a per-call callback to its global callback lists for good;
+      ``callback`` is taken out of them again afterwards (unless it was there
+      before), so later calls in the process are not recorded by it.
+
     Replay's call: it also turns off litellm's debug hints, which it prints on
     stdout (in the TUI, the screen) when a call fails."""
     import litellm
 
     litellm.suppress_debug_info = True
+    manager = litellm.logging_callback_manager
+    registered = any(c is callback for c in manager.get_all_callbacks())
     try:
-        return litellm.completion(callbacks=[callback], **kwargs)
+        return litellm.completion(callbacks=[callback], timeout=timeout, **kwargs)
     finally:
-        callback.wait_pending(timeout_s)
+        callback.wait_pending(end_wait_s)
+        if not registered:
+            manager.remove_callback_from_all_lists(callback)
 
 
 def _usage(slo: Mapping[str, Any], response_obj: Any) -> Any:

@@ -5,8 +5,12 @@ linked trace."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import socket
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,19 +27,26 @@ from litellm.integrations.custom_logger import CustomLogger  # noqa: E402
 from chainsight.framework.adapters.langchain import CallbackHandler  # noqa: E402
 from chainsight.framework.adapters.litellm import LitellmCallback  # noqa: E402
 from chainsight.framework.cli import main  # noqa: E402
-from chainsight.framework.model import WITHHELD, Span  # noqa: E402
+from chainsight.framework.model import REDACTED, WITHHELD, Span  # noqa: E402
 from chainsight.framework.observer import Observer  # noqa: E402
 from chainsight.framework.replay import (  # noqa: E402
+    DEFAULT_PLACEHOLDER,
+    REPLAY_CALL_PENDING,
     REPLAY_EDITED,
     REPLAY_MASKED,
     REPLAY_OF_SPAN,
     REPLAY_OF_TRACE,
     ReplayError,
     default_model,
+    masked_in,
+    masked_notice,
     parse_messages,
     request_from_span,
+    run_replay,
     to_messages,
+    with_messages,
 )
+from chainsight.plugins import detectors  # noqa: E402
 from chainsight.plugins.demo.models import StreamingDemoModel  # noqa: E402
 from chainsight.storage.query import Store  # noqa: E402
 
@@ -72,14 +83,14 @@ def received() -> Iterator[Received]:
         litellm.suppress_debug_info = suppress
 
 
-def record_chat(url: str, spill: Path) -> dict[str, str]:
+def record_chat(url: str, spill: Path, *, question: str = QUESTION, answer: str = ANSWER) -> dict[str, str]:
     """A prompt | chat model chain, recorded with the default plugins (redaction
     masks the e-mail address): the ids of its trace, root and model call."""
     obs = Observer(url, strict=True, entry_points=False, spill_path=spill)
     try:
         prompt = ChatPromptTemplate.from_messages([("system", SYSTEM), ("human", "{question}")])
-        chain = prompt | StreamingDemoModel(responses=[ANSWER], sleep=0.0, model_label="gpt-4o-mini")
-        chain.invoke({"question": QUESTION}, config={"callbacks": [CallbackHandler(obs)]})
+        chain = prompt | StreamingDemoModel(responses=[answer], sleep=0.0, model_label="gpt-4o-mini")
+        chain.invoke({"question": question}, config={"callbacks": [CallbackHandler(obs)]})
         assert obs.flush(10)
     finally:
         obs.shutdown()
@@ -151,6 +162,23 @@ def test_replay_is_recorded_as_a_linked_trace_and_sends_the_stored_messages(
     assert f"replay of span {store['llm']} of trace {store['trace']}" in shown
 
 
+LISTS = ("callbacks", "input_callback", "success_callback", "failure_callback",
+         "_async_success_callback", "_async_failure_callback")
+
+
+def test_litellm_s_global_callback_lists_are_left_as_they_were(
+        store: dict[str, str], received: Received, capsys: pytest.CaptureFixture[str]) -> None:
+    """litellm adds a per-call callback to its global lists for good; replay takes it out."""
+    def ours() -> list[tuple[str, object]]:
+        return [(name, c) for name in LISTS for c in getattr(litellm, name) if isinstance(c, LitellmCallback)]
+
+    before = ours()
+    assert main(["replay", store["llm"], "--db", store["url"], "--mock-response", "ok"]) == 0
+    assert main(["replay", store["llm"], "--db", store["url"], "--model", "nosuchprovider-x"]) == 1
+    assert ours() == before
+    assert len(replays(store["url"])) == 2
+
+
 def test_json_output_and_the_span_s_own_model(store: dict[str, str], received: Received,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["replay", store["llm"], "--db", store["url"], "--mock-response", "ok",
@@ -191,12 +219,16 @@ def test_edit_sends_the_edited_messages(store: dict[str, str], received: Receive
     script.write_text(EDITOR)
     monkeypatch.setenv("EDITOR", f"{sys.executable} {script}")
     assert main(["replay", store["llm"], "--db", store["url"], "--edit", "--mock-response", "14 days"]) == 0
-    assert "(messages edited)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "(messages edited)" in out
     assert received.calls[0]["messages"] == [SENT[0], {"role": "user",
                                                        "content": "How long is the refund window?"}]
     (detail,) = replays(store["url"])
     root = next(s for s in detail.spans if s.parent_id is None)
     assert root.attributes[REPLAY_EDITED] is True
+    # the edit took the placeholder out: nothing masked is sent, and nothing says it is
+    assert REPLAY_MASKED not in root.attributes
+    assert "replayed masked" not in out and "email 1 in this call" in out
 
 
 def test_bad_json_from_the_editor_is_a_clear_error_and_nothing_runs(
@@ -324,3 +356,263 @@ def test_edited_messages_must_be_messages() -> None:
         parse_messages("{}", "f.json")
     with pytest.raises(ReplayError, match='message 2 must be an object with a "role"'):
         parse_messages('[{"role": "user", "content": "a"}, {"content": "b"}]', "f.json")
+
+
+# ---- parameters, timeouts, ids ----------------------------------------------------------
+
+
+def test_max_tokens_reaches_litellm(store: dict[str, str], received: Received,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", store["llm"], "--db", store["url"], "--max-tokens", "64",
+                 "--mock-response", "ok"]) == 0
+    (call,) = received.calls
+    assert call["params"]["max_tokens"] == 64 and call["params"]["temperature"] == 0.2
+    (detail,) = replays(store["url"])
+    assert next(s for s in detail.spans if s.kind == "llm").attributes["max_tokens"] == 64
+    assert "max_tokens 64" in capsys.readouterr().out
+
+
+def test_none_drops_a_stored_parameter(store: dict[str, str], received: Received,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", store["llm"], "--db", store["url"], "--temperature", "none",
+                 "--max-tokens", "None", "--mock-response", "ok", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    (call,) = received.calls
+    assert "temperature" not in call["params"] and "max_tokens" not in call["params"]
+    assert data["request"]["params"] == {}
+    (detail,) = replays(store["url"])
+    replay = next(s for s in detail.spans if s.kind == "llm")
+    assert "temperature" not in (replay.attributes or {}) and "max_tokens" not in (replay.attributes or {})
+
+
+def test_help_names_none_and_the_timeout_and_bad_values_are_refused(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["replay", "--help"])
+    assert done.value.code == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "'none' sends no temperature" in help_text and "'none' sends no limit" in help_text
+    assert "--timeout SECONDS" in help_text and "(default: 60)" in help_text
+    for args, message in ((["--temperature", "warm"], "not a number (or 'none'): 'warm'"),
+                          (["--max-tokens", "0"], "must be at least 1: '0'"),
+                          (["--timeout", "0"], "must be more than 0: '0'")):
+        with pytest.raises(SystemExit) as done:
+            main(["replay", "abc", *args])
+        assert done.value.code == 2
+        assert message in capsys.readouterr().err
+
+
+@pytest.fixture
+def silent_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """An OpenAI-compatible base URL whose server takes connections (the
+    kernel's backlog) and never answers, named by OPENAI_BASE_URL."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    base = f"http://127.0.0.1:{server.getsockname()[1]}/v1"
+    monkeypatch.setenv("OPENAI_BASE_URL", base)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    try:
+        yield base
+    finally:
+        server.close()
+
+
+def test_the_call_is_given_up_after_the_timeout(store: dict[str, str], received: Received,
+                                                silent_endpoint: str,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    result: dict[str, int] = {}
+
+    def replay() -> None:
+        result["code"] = main(["replay", store["llm"], "--db", store["url"], "--timeout", "0.5"])
+
+    thread = threading.Thread(target=replay, daemon=True)
+    started = time.monotonic()
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive(), "the replay still waits for an endpoint that never answers"
+    assert time.monotonic() - started < 30  # litellm retries twice: about 3 x 0.5 s
+    assert result["code"] == 1
+    err = capsys.readouterr().err
+    assert "the replay failed" in err and "Timeout" in err
+    (detail,) = replays(store["url"])
+    replay_call = next(s for s in detail.spans if s.kind == "llm")
+    assert replay_call.status == "error" and "Timeout" in (replay_call.error or "")
+
+
+def test_a_call_whose_span_has_not_ended_is_said(tmp_path: Path, received: Received) -> None:
+    url = f"sqlite:///{tmp_path / 'pending.db'}"
+    span = Span("chat", "llm", span_id="a" * 32, trace_id="b" * 32)
+    span.inputs, span.model = [{"role": "user", "content": "hi"}], "gpt-4o-mini"
+    # A stream nobody reads: litellm sends its end event only once it is consumed.
+    request = dataclasses.replace(request_from_span(span), params={"stream": True})
+    obs = Observer(url, strict=True, entry_points=False, spill_path=tmp_path / "spill")
+    try:
+        outcome = run_replay(request, obs, mock_response="hello", end_wait_s=0.2)
+        assert obs.flush(10)
+    finally:
+        obs.shutdown()
+    assert outcome.error is None
+    (warning,) = outcome.warnings
+    assert "had not ended 0.2 s after the call returned, so it is not recorded" in warning
+    assert f"root span in trace {outcome.trace_id} has no model call under it" in warning
+    with Store(url) as store:
+        detail = store.get_trace(outcome.trace_id)
+    assert detail is not None
+    root = next(s for s in detail.spans if s.parent_id is None)
+    assert root.attributes[REPLAY_CALL_PENDING] is True
+
+
+def test_an_ambiguous_id_is_refused(store: dict[str, str], received: Received,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    prefix = store["llm"][:6]  # UUIDv7: the spans of one run share their clock digits
+    assert main(["replay", prefix, "--db", store["url"]]) == 1
+    err = capsys.readouterr().err
+    assert f"{prefix!r} matches several spans" in err and "give more of the id" in err
+    assert received.calls == []
+
+
+def test_a_trace_with_several_model_calls_is_refused(tmp_path: Path, received: Received,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'two.db'}"
+    obs = Observer(url, strict=True, entry_points=False, spill_path=tmp_path / "spill")
+    try:
+        callback = LitellmCallback(obs)
+        with obs.span("two calls"):
+            for text in ("one", "two"):
+                litellm.completion(model="gpt-4o-mini", messages=[{"role": "user", "content": text}],
+                                   mock_response=text, callbacks=[callback])
+            assert callback.wait_pending(10)
+        assert callback.flush(10)
+    finally:
+        obs.shutdown()
+    with Store(url) as store:
+        (trace,) = store.list_traces().items
+        detail = store.get_trace(trace.trace_id)
+    assert detail is not None
+    calls = [s for s in detail.spans if s.kind == "llm"]
+    assert len(calls) == 2
+    received.calls.clear()
+    assert main(["replay", trace.trace_id, "--db", url]) == 1
+    err = capsys.readouterr().err
+    assert f"trace {trace.trace_id} has 2 model calls; name one by its span id" in err
+    assert all(call.span_id[-8:] in err for call in calls)
+    assert received.calls == []
+
+
+def test_a_failed_azure_call_says_it_needs_a_deployment_name(tmp_path: Path, received: Received,
+                                                             monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in ("AZURE_API_KEY", "AZURE_OPENAI_API_KEY", "AZURE_API_BASE", "AZURE_OPENAI_ENDPOINT",
+                 "AZURE_AD_TOKEN", "AZURE_OPENAI_AD_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    url = f"sqlite:///{tmp_path / 'azure.db'}"
+    obs = Observer(url, strict=True, entry_points=False, spill_path=tmp_path / "spill")
+    try:
+        callback = LitellmCallback(obs)
+        litellm.completion(model="azure/gpt-4o", messages=[{"role": "user", "content": "hi"}],
+                           mock_response="hello", callbacks=[callback])
+        assert callback.flush(10)
+    finally:
+        obs.shutdown()
+    with Store(url) as store:
+        (trace,) = store.list_traces().items
+    received.calls.clear()
+    assert main(["replay", trace.trace_id, "--db", url, "--timeout", "10"]) == 1
+    err = capsys.readouterr().err
+    assert "the replay failed" in err
+    assert "an Azure model is named by its deployment (azure/DEPLOYMENT)" in err
+    assert "if 'azure/gpt-4o' is not a deployment of yours, name one as the model" in err
+
+
+def test_content_masked_only_in_the_output_is_not_said_to_be_sent(
+        tmp_path: Path, received: Received, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CHAINSIGHT_CONFIG", raising=False)
+    url = f"sqlite:///{tmp_path / 'out.db'}"
+    ids = record_chat(url, tmp_path / "spill", question="What is the refund policy?",
+                      answer="Write to bob@example.com")
+    assert main(["replay", ids["llm"], "--db", url, "--mock-response", "ok", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["masked"] == {} and data["masked_in_call"] == {"email": 1}
+    assert data["masked_notice"] == ("redaction had masked email 1 in this call (its messages or its "
+                                     "output); no placeholder of the form [redacted:KIND] is in the "
+                                     "messages sent")
+    (detail,) = replays(url)
+    root = next(s for s in detail.spans if s.parent_id is None)
+    assert REPLAY_MASKED not in root.attributes
+    assert main(["replay", ids["llm"], "--db", url, "--mock-response", "ok"]) == 0
+    out = capsys.readouterr().out
+    assert "in this call" in out and "replayed masked" not in out
+
+
+# ---- the core: masked content, providers, parameters ----------------------------------------
+
+
+def test_placeholders_are_counted_in_the_messages_sent() -> None:
+    assert DEFAULT_PLACEHOLDER == detectors.DEFAULT_REPLACEMENT  # the plugin's default, repeated
+    messages = [{"role": "user", "content": [{"type": "text", "text": "[redacted:email] and [redacted:email]"}]},
+                {"role": "assistant", "content": "",
+                 "tool_calls": [{"function": {"arguments": '{"card": "[redacted:card]"}'}}]}]
+    assert masked_in(messages) == {"card": 1, "email": 2}
+    assert masked_in([{"role": "user", "content": "<email hidden>, [redacted:ip]"}],
+                     "<{kind} hidden>") == {"email": 1}
+    assert masked_in([{"role": "user", "content": "*** and ***"}], "***") == {"masked": 2}
+    assert masked_in([{"role": "user", "content": "every word"}], "{kind}") == {}
+
+    span = Span("chat", "llm", span_id="s" * 32, trace_id="t" * 32)
+    span.model, span.inputs = "gpt-4o", [{"role": "user", "content": "mail [redacted:email]"}]
+    span.outputs = "call [redacted:phone]"
+    span.attributes = {REDACTED: {"email": 1, "phone": 1}}
+    request = request_from_span(span)
+    assert request.masked == {"email": 1} and request.masked_in_call == {"email": 1, "phone": 1}
+    notice = masked_notice(request.masked, request.masked_in_call, request.placeholder)
+    assert notice.startswith("masked content replayed masked: the messages hold redaction "
+                             "placeholders (email 1)")
+    edited = with_messages(request, [{"role": "user", "content": "mail me"}])
+    assert edited.masked == {} and edited.edited
+    assert masked_notice({}, {}) == ""
+
+
+def test_fireworks_and_together_take_litellm_s_provider_names() -> None:
+    span = Span("chat", "llm", span_id="s" * 32, trace_id="t" * 32)
+    span.model, span.provider = "accounts/fireworks/models/llama-v3p1-8b-instruct", "fireworks"
+    assert default_model(span) == "fireworks_ai/accounts/fireworks/models/llama-v3p1-8b-instruct"
+    span.model, span.provider = "meta-llama/Llama-3-8b-chat-hf", "together"
+    assert default_model(span) == "together_ai/meta-llama/Llama-3-8b-chat-hf"
+    span.model, span.provider = "together_ai/llama-3-8b", "together_ai"
+    assert default_model(span) == "together_ai/llama-3-8b"  # already prefixed: as it is
+
+
+def test_a_litellm_span_s_slashed_model_keeps_its_provider(tmp_path: Path, received: Received) -> None:
+    """litellm records ``openrouter/anthropic/claude-3-haiku`` as the model
+    ``anthropic/claude-3-haiku`` of the provider ``openrouter``."""
+    url = f"sqlite:///{tmp_path / 'router.db'}"
+    obs = Observer(url, strict=True, entry_points=False, spill_path=tmp_path / "spill")
+    try:
+        callback = LitellmCallback(obs)
+        litellm.completion(model="openrouter/anthropic/claude-3-haiku", mock_response="x",
+                           messages=[{"role": "user", "content": "hi"}], callbacks=[callback])
+        assert callback.flush(10)
+    finally:
+        obs.shutdown()
+    with Store(url) as store:
+        (trace,) = store.list_traces().items
+        detail = store.get_trace(trace.trace_id)
+    assert detail is not None
+    (span,) = detail.spans
+    assert (span.model, span.provider) == ("anthropic/claude-3-haiku", "openrouter")
+    assert default_model(span) == "openrouter/anthropic/claude-3-haiku"
+
+
+def test_only_the_replayed_parameters_can_be_dropped() -> None:
+    span = Span("chat", "llm", span_id="s" * 32, trace_id="t" * 32)
+    span.model, span.inputs = "gpt-4o", [{"role": "user", "content": "hi"}]
+    span.attributes = {"temperature": 0.3, "max_tokens": 10}
+    assert request_from_span(span, drop=["temperature"]).params == {"max_tokens": 10}
+    with pytest.raises(ReplayError, match="cannot drop top_p: replay sends only temperature, max_tokens"):
+        request_from_span(span, drop=["top_p"])

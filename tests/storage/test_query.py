@@ -130,6 +130,18 @@ def test_find_span_ids_in_any_trace(seeded: tuple[Store, list[str]]) -> None:
     assert len(store.find_span_ids(span.span_id[:2], limit=3)) == 3  # ambiguous: several
 
 
+def test_find_span_ids_ignores_case_on_every_backend(seeded: tuple[Store, list[str]]) -> None:
+    """Ids are lower-case hex; LIKE ignores case on SQLite but not on PostgreSQL."""
+    store, ids = seeded
+    detail = store.get_trace(ids[3])
+    assert detail is not None
+    span = detail.spans[-1]
+    expected = [(ids[3], span.span_id)]
+    assert store.find_span_ids(span.span_id.upper()) == expected
+    assert store.find_span_ids(span.span_id[-10:].upper()) == expected
+    assert store.find_span_ids(span.span_id[:-1].upper()) == expected
+
+
 def test_aggregates_by_model_against_hand_computation(seeded: tuple[Store, list[str]]) -> None:
     store, _ = seeded
     rows = {r.group: r for r in store.aggregates(group_by="model")}

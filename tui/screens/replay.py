@@ -5,9 +5,14 @@ temperature of the two fields (prefilled from the span; an empty temperature
 leaves it to the model), on a thread worker: the UI never waits. The run is
 recorded into the store as a new trace linked to the original
 (:mod:`chainsight.framework.replay`), read back, and both calls are shown side
-by side: output, latency, tokens, cost. When redaction had masked content of
-the original call, a note says that the placeholders were sent as stored. A
+by side: output, latency, tokens, cost. When the messages hold redaction
+placeholders, a note says that they are sent as stored (when redaction masked
+something else of the call, its output, the note says that instead). A
 failed call is shown as the error it was (and recorded as an error span).
+The replay records with the app's configuration (``ChainsightApp(settings=...)``,
+``chainsight --config FILE tui``): its redaction, pricing and checks. Closing
+the screen while a replay runs drops its result (the replay still completes
+and is recorded; a notification gives its trace).
 
 ``ChainsightApp(replay_mock_response=TEXT)`` (``CHAINSIGHT_REPLAY_MOCK_RESPONSE``
 for ``chainsight tui``) makes litellm answer TEXT without calling the model:
@@ -16,8 +21,7 @@ for tests and dry runs.
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
 from textual import on, work
@@ -34,8 +38,11 @@ from chainsight.framework.replay import (
     ReplayRequest,
     Side,
     default_model,
+    masked_in,
     masked_notice,
     masked_of,
+    messages_of,
+    placeholder_of,
     replay_call,
     replay_into,
     request_from_span,
@@ -45,6 +52,9 @@ from chainsight.framework.replay import (
 from chainsight.tui import format as fmt
 from chainsight.tui.data import StoreDown
 from chainsight.tui.safe_text import safe
+
+if TYPE_CHECKING:
+    from chainsight.framework.config import Settings
 
 
 def side_text(title: str, side: Side | None, params: dict[str, Any], *, note: str = "") -> Text:
@@ -81,14 +91,21 @@ class ReplayScreen(ModalScreen[None]):
 
     BINDINGS: ClassVar = [Binding("escape", "close", "Close")]
 
-    def __init__(self, span: Any, *, mock_response: str | None = None) -> None:
+    def __init__(self, span: Any, *, mock_response: str | None = None,
+                 settings: Settings | None = None) -> None:
         super().__init__()
         self.span = span
         self.mock_response = mock_response
+        self.settings = settings
+        self.placeholder = placeholder_of(settings)
         self.request: ReplayRequest | None = None
         self.outcome: ReplayOutcome | None = None
         self.running = False
-        self.notice = masked_notice(masked_of(span))
+        try:
+            sent = masked_in(messages_of(span), self.placeholder)
+        except ReplayError:  # said when Enter is pressed
+            sent = {}
+        self.notice = masked_notice(sent, masked_of(span), self.placeholder)
 
     def compose(self) -> ComposeResult:
         span = self.span
@@ -134,13 +151,12 @@ class ReplayScreen(ModalScreen[None]):
             self._status(Text(f"temperature: not a number: {text!r}", style="red"))
             return
         try:
-            request = request_from_span(self.span, model=model or None, temperature=temperature)
+            request = request_from_span(self.span, model=model or None, temperature=temperature,
+                                        drop=() if text else ("temperature",),  # empty: the model's default
+                                        placeholder=self.placeholder)
         except ReplayError as error:
             self._status(safe(str(error), "red"))
             return
-        if not text:  # empty: the model's default, not the original's
-            request = dataclasses.replace(
-                request, params={k: v for k, v in request.params.items() if k != "temperature"})
         self.request, self.running = request, True
         label = Text("replaying to ", style="yellow")
         label.append_text(safe(request.model, "bold yellow", single_line=True, max_len=60))
@@ -153,7 +169,8 @@ class ReplayScreen(ModalScreen[None]):
     def _replay(self, request: ReplayRequest) -> None:
         app: Any = self.app
         try:
-            outcome = replay_into(app.store_url, request, mock_response=self.mock_response)
+            outcome = replay_into(app.store_url, request, settings=self.settings,
+                                  mock_response=self.mock_response)
         except Exception as error:  # an observer that could not start...: shown, never fatal
             app.call_from_thread(self._failed, f"replay not run: {type(error).__name__}: {error}")
             return
@@ -165,12 +182,24 @@ class ReplayScreen(ModalScreen[None]):
             return
         app.call_from_thread(self._done, request, outcome, detail)
 
+    def _dismissed(self) -> bool:
+        """Whether the screen was closed (Esc) while the replay ran: its result is dropped."""
+        return not self.is_attached
+
     def _failed(self, message: str) -> None:
+        if self._dismissed():
+            self.app.say(message, "error")  # type: ignore[attr-defined]
+            return
         self.running = False
         self._status(safe(message, "bold red"))
         self.query_one("#replay-result", Static).update(side_text("replay", None, {}, note="not run"))
 
     def _done(self, request: ReplayRequest, outcome: ReplayOutcome, detail: Any) -> None:
+        if self._dismissed():
+            what = f"failed ({outcome.error})" if outcome.error else "finished"
+            self.app.say(f"the replay closed while it ran {what}; recorded as trace "  # type: ignore[attr-defined]
+                         f"{outcome.trace_id}", "error" if outcome.error else "information")
+            return
         self.running, self.outcome = False, outcome
         call = replay_call(list(detail.spans)) if detail is not None else None
         if call is None and outcome.output is not None:  # ran, but not (yet) stored: what came back
@@ -190,6 +219,9 @@ class ReplayScreen(ModalScreen[None]):
             status.append(f"recorded as trace {outcome.trace_id} (tagged replay)", style="green")
         if not outcome.stored or call is None:
             status.append(" · not all of it reached the store in time", style="bold yellow")
+        for warning in outcome.warnings:
+            status.append(" · ", style="dim")
+            status.append_text(safe(warning, "bold yellow", single_line=True, max_len=300))
         status.append(" · Enter runs again · Esc closes", style="dim")
         self._status(status)
 

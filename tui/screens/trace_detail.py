@@ -153,7 +153,8 @@ class TraceDetailScreen(Screen[None]):
             self.app.say(str(error), "error")  # type: ignore[attr-defined]
             return
         mock = getattr(self.app, "replay_mock_response", None)
-        self.app.push_screen(ReplayScreen(row.span, mock_response=mock))
+        settings = getattr(self.app, "settings", None)
+        self.app.push_screen(ReplayScreen(row.span, mock_response=mock, settings=settings))
 
     def action_back(self) -> None:
         self.app.pop_screen()
