@@ -255,6 +255,9 @@ WITHHELD: Final = "[withheld: redaction failed]"
 REDACTED: Final = "chainsight.redacted"
 """The span attribute where redaction records what it masked, by kind
 (``{"email": 2}``): read by the pii check, replay and the readers."""
+REDACTION_PLACEHOLDER: Final = "[redacted:{kind}]"
+"""What redaction puts in place of what it found (``{kind}``: what was
+found), unless ``[plugins.redaction] replacement`` says otherwise."""
 
 
 def withhold_content(span: Span) -> None:

@@ -52,7 +52,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
-from chainsight.framework.model import REDACTED, WITHHELD, Span
+from chainsight.framework.model import REDACTED, REDACTION_PLACEHOLDER, WITHHELD, Span
 
 if TYPE_CHECKING:
     from chainsight.framework.config import Settings
@@ -73,9 +73,6 @@ CALL_TIMEOUT_S: Final = 60.0
 """The default limit on the replayed call (litellm's ``timeout=``; its own default is 600 s)."""
 END_WAIT_S: Final = 5.0
 """How long after the call returns its span is waited for, before the root span ends."""
-DEFAULT_PLACEHOLDER: Final = "[redacted:{kind}]"
-"""The redaction plugin's default ``replacement`` (``{kind}``: what was found), as
-``plugins.detectors.DEFAULT_REPLACEMENT`` (the core cannot import a plugin; a test keeps them equal)."""
 
 # LangChain message types -> chat roles ("chat" messages carry their own role).
 _ROLES: Final = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool",
@@ -111,7 +108,7 @@ class ReplayRequest:
     what is sent masked, as stored."""
     masked_in_call: dict[str, int] = field(default_factory=dict)
     """What redaction masked anywhere in the original span (its inputs or outputs), by kind."""
-    placeholder: str = DEFAULT_PLACEHOLDER
+    placeholder: str = REDACTION_PLACEHOLDER
     """The form of a redaction placeholder (``{kind}`` the kind) that :attr:`masked` counts."""
     edited: bool = False
 
@@ -155,7 +152,7 @@ def request_from_span(
     temperature: float | None = None,
     max_tokens: int | None = None,
     drop: Iterable[str] = (),
-    placeholder: str = DEFAULT_PLACEHOLDER,
+    placeholder: str = REDACTION_PLACEHOLDER,
 ) -> ReplayRequest:
     """The replay of ``span`` (as read from the store) with the given changes:
     ``temperature`` / ``max_tokens`` replace the span's, the parameters named
@@ -207,19 +204,19 @@ def masked_of(span: Span) -> dict[str, int]:
 def placeholder_of(settings: Settings | None) -> str:
     """The form of the placeholders redaction writes under ``settings``
     (``[plugins.redaction] replacement``; plugins.toml, as an observer reads
-    it, when None): :data:`DEFAULT_PLACEHOLDER` unless configured."""
+    it, when None): :data:`REDACTION_PLACEHOLDER` unless configured."""
     if settings is None:
         from chainsight.framework.config import ConfigError, read_settings
 
         try:
             settings, _problems = read_settings(None)
         except ConfigError:  # a named file that is missing: the observer falls back to defaults too
-            return DEFAULT_PLACEHOLDER
+            return REDACTION_PLACEHOLDER
     value = (settings.plugins.get("redaction") or {}).get("replacement")
-    return value if isinstance(value, str) and value else DEFAULT_PLACEHOLDER
+    return value if isinstance(value, str) and value else REDACTION_PLACEHOLDER
 
 
-def masked_in(messages: Any, placeholder: str = DEFAULT_PLACEHOLDER) -> dict[str, int]:
+def masked_in(messages: Any, placeholder: str = REDACTION_PLACEHOLDER) -> dict[str, int]:
     """The redaction placeholders of the form ``placeholder`` (``{kind}``
     standing for a word) in ``messages``' text and keys, by kind (``masked``
     when the form names no kind)."""
@@ -492,7 +489,7 @@ def replay_link(span: Span) -> tuple[str, str] | None:
 
 
 def masked_notice(sent: Mapping[str, int], in_call: Mapping[str, int] | None = None,
-                  placeholder: str = DEFAULT_PLACEHOLDER) -> str:
+                  placeholder: str = REDACTION_PLACEHOLDER) -> str:
     """The line that says what of the messages is sent masked: ``sent``, the
     placeholders found in them (:func:`masked_in`); else, when the original
     call had content masked (``in_call``, :func:`masked_of`), a line that says
@@ -513,7 +510,6 @@ def _counts(counts: Mapping[str, int]) -> str:
 
 __all__ = [
     "CALL_TIMEOUT_S",
-    "DEFAULT_PLACEHOLDER",
     "END_WAIT_S",
     "PARAMS",
     "REPLAY_CALL_PENDING",

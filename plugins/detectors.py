@@ -32,6 +32,7 @@ from typing import Final
 from stdnum import iban, luhn
 from stdnum.es import dni
 
+from chainsight.framework.model import REDACTION_PLACEHOLDER
 from chainsight.plugins.text import any_of
 
 SECRETS: Final = "secrets"
@@ -332,7 +333,7 @@ def count(text: str, detectors: Iterable[Detector] = DETECTORS) -> Counter[str]:
     return Counter(f.kind for f in find(text, detectors))
 
 
-DEFAULT_REPLACEMENT: Final = "[redacted:{kind}]"
+DEFAULT_REPLACEMENT: Final = REDACTION_PLACEHOLDER
 
 
 def redact(
