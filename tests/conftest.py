@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -86,3 +86,32 @@ def store_url(request: pytest.FixtureRequest) -> str:
     name = "sqlite_url" if request.param == "sqlite" else "postgres_url"
     url: str = request.getfixturevalue(name)
     return url
+
+
+@pytest.fixture
+def litellm_call(tmp_path: Path) -> Callable[..., tuple[str, str]]:
+    """``record(name, model=..., capture_content=...)``: (store URL, trace id)
+    of a new SQLite store in ``tmp_path`` holding one litellm call to
+    ``model`` ("hi", answered "hello" by ``mock_response``: no network),
+    recorded by a strict Observer."""
+    import litellm
+
+    from chainsight.framework.adapters.litellm import LitellmCallback
+    from chainsight.framework.observer import Observer
+    from chainsight.storage.query import Store
+
+    def record(name: str, *, model: str = "gpt-4o-mini", capture_content: bool = True) -> tuple[str, str]:
+        url = f"sqlite:///{tmp_path / name}"
+        obs = Observer(url, strict=True, entry_points=False, spill_path=tmp_path / "spill")
+        try:
+            callback = LitellmCallback(obs, capture_content=capture_content)
+            litellm.completion(model=model, messages=[{"role": "user", "content": "hi"}],
+                               mock_response="hello", callbacks=[callback])
+            assert callback.flush(10)
+        finally:
+            obs.shutdown()
+        with Store(url) as store:
+            (trace,) = store.list_traces().items
+        return url, trace.trace_id
+
+    return record

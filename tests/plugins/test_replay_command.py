@@ -11,7 +11,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -279,23 +279,13 @@ def test_unknown_ids_are_refused(store: dict[str, str], capsys: pytest.CaptureFi
     assert "no span (or trace) matches 'nosuchspan'" in capsys.readouterr().err
 
 
-def test_a_call_recorded_without_content_is_refused(tmp_path: Path, received: Received,
+def test_a_call_recorded_without_content_is_refused(tmp_path: Path, litellm_call: Callable[..., tuple[str, str]], received: Received,
                                                     monkeypatch: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(tmp_path)
-    url = f"sqlite:///{tmp_path / 'bare.db'}"
-    obs = Observer(url, strict=True, entry_points=False, spill_path=tmp_path / "spill")
-    try:
-        callback = LitellmCallback(obs, capture_content=False)
-        litellm.completion(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}],
-                           mock_response="hello", callbacks=[callback])
-        assert callback.flush(10)
-    finally:
-        obs.shutdown()
-    with Store(url) as store:
-        (trace,) = store.list_traces().items
+    url, trace_id = litellm_call("bare.db", capture_content=False)
     received.calls.clear()
-    assert main(["replay", trace.trace_id, "--db", url]) == 1
+    assert main(["replay", trace_id, "--db", url]) == 1
     err = capsys.readouterr().err
     assert "cannot be replayed: it has no stored messages" in err and "litellm.completion" in err
     assert received.calls == []
@@ -500,26 +490,16 @@ def test_a_trace_with_several_model_calls_is_refused(tmp_path: Path, received: R
     assert received.calls == []
 
 
-def test_a_failed_azure_call_says_it_needs_a_deployment_name(tmp_path: Path, received: Received,
+def test_a_failed_azure_call_says_it_needs_a_deployment_name(tmp_path: Path, litellm_call: Callable[..., tuple[str, str]], received: Received,
                                                              monkeypatch: pytest.MonkeyPatch,
                                                              capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(tmp_path)
     for name in ("AZURE_API_KEY", "AZURE_OPENAI_API_KEY", "AZURE_API_BASE", "AZURE_OPENAI_ENDPOINT",
                  "AZURE_AD_TOKEN", "AZURE_OPENAI_AD_TOKEN"):
         monkeypatch.delenv(name, raising=False)
-    url = f"sqlite:///{tmp_path / 'azure.db'}"
-    obs = Observer(url, strict=True, entry_points=False, spill_path=tmp_path / "spill")
-    try:
-        callback = LitellmCallback(obs)
-        litellm.completion(model="azure/gpt-4o", messages=[{"role": "user", "content": "hi"}],
-                           mock_response="hello", callbacks=[callback])
-        assert callback.flush(10)
-    finally:
-        obs.shutdown()
-    with Store(url) as store:
-        (trace,) = store.list_traces().items
+    url, trace_id = litellm_call("azure.db", model="azure/gpt-4o")
     received.calls.clear()
-    assert main(["replay", trace.trace_id, "--db", url, "--timeout", "10"]) == 1
+    assert main(["replay", trace_id, "--db", url, "--timeout", "10"]) == 1
     err = capsys.readouterr().err
     assert "the replay failed" in err
     assert "an Azure model is named by its deployment (azure/DEPLOYMENT)" in err
@@ -585,21 +565,12 @@ def test_fireworks_and_together_take_litellm_s_provider_names() -> None:
     assert default_model(span) == "together_ai/llama-3-8b"  # already prefixed: as it is
 
 
-def test_a_litellm_span_s_slashed_model_keeps_its_provider(tmp_path: Path, received: Received) -> None:
+def test_a_litellm_span_s_slashed_model_keeps_its_provider(tmp_path: Path, litellm_call: Callable[..., tuple[str, str]], received: Received) -> None:
     """litellm records ``openrouter/anthropic/claude-3-haiku`` as the model
     ``anthropic/claude-3-haiku`` of the provider ``openrouter``."""
-    url = f"sqlite:///{tmp_path / 'router.db'}"
-    obs = Observer(url, strict=True, entry_points=False, spill_path=tmp_path / "spill")
-    try:
-        callback = LitellmCallback(obs)
-        litellm.completion(model="openrouter/anthropic/claude-3-haiku", mock_response="x",
-                           messages=[{"role": "user", "content": "hi"}], callbacks=[callback])
-        assert callback.flush(10)
-    finally:
-        obs.shutdown()
+    url, trace_id = litellm_call("router.db", model="openrouter/anthropic/claude-3-haiku")
     with Store(url) as store:
-        (trace,) = store.list_traces().items
-        detail = store.get_trace(trace.trace_id)
+        detail = store.get_trace(trace_id)
     assert detail is not None
     (span,) = detail.spans
     assert (span.model, span.provider) == ("anthropic/claude-3-haiku", "openrouter")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,6 @@ from textual.widgets import Input  # noqa: E402
 from tui_seed import HOSTILE  # noqa: E402
 
 from chainsight.framework.adapters.langchain import CallbackHandler  # noqa: E402
-from chainsight.framework.adapters.litellm import LitellmCallback  # noqa: E402
 from chainsight.framework.cli import main  # noqa: E402
 from chainsight.framework.observer import Observer  # noqa: E402
 from chainsight.framework.replay import REPLAY_OF_SPAN  # noqa: E402
@@ -275,16 +274,9 @@ async def test_a_temperature_that_is_no_number_sends_nothing(chat_url: str, now_
     assert _replays(chat_url) == []
 
 
-async def test_p_on_a_call_stored_without_content_says_why(tmp_path: Path, now_ns: int) -> None:
-    url = f"sqlite:///{tmp_path / 'bare.db'}"
-    obs = Observer(url, strict=True, entry_points=False, spill_path=tmp_path / "spill")
-    try:
-        callback = LitellmCallback(obs, capture_content=False)
-        litellm.completion(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}],
-                           mock_response="hello", callbacks=[callback])
-        assert callback.flush(10)
-    finally:
-        obs.shutdown()
+async def test_p_on_a_call_stored_without_content_says_why(
+        litellm_call: Callable[..., tuple[str, str]], now_ns: int) -> None:
+    url, _ = litellm_call("bare.db", capture_content=False)
     app = make_app(url, now_ns, replay_mock_response=MOCK)
     notes = notifications(app)
     async with app.run_test(size=(160, 50)) as pilot:
