@@ -64,8 +64,10 @@ def test_stream_ttft_and_tpot_match_the_models_delay(lc_observer: Observer,
     assert llm.chunk_count == len(answer)
     assert llm.output_tokens == len(answer) and llm.tokens_estimated
     assert llm.ttft_s is not None and llm.tpot_s is not None
-    assert abs(llm.ttft_s - delay) <= 0.1 * delay, llm.ttft_s
-    assert abs(llm.tpot_s - delay) <= 0.1 * delay, llm.tpot_s
+    # The model sleeps before each chunk: never less than the delay; a loaded
+    # machine oversleeps, but the second token (2x) or the last (16x) is far.
+    assert 0.95 * delay <= llm.ttft_s < 1.6 * delay, llm.ttft_s
+    assert 0.95 * delay <= llm.tpot_s < 1.6 * delay, llm.tpot_s
     # streaming runs send their inputs at the end: the root still has them
     assert spans[0].inputs == {"q": "hi"} and spans[0].outputs == "streaming answer"
 
