@@ -90,6 +90,9 @@ async def test_replay_a_model_call_side_by_side(chat_url: str, now_ns: int) -> N
         await pilot.pause()
         replay = app.screen
         assert isinstance(replay, ReplayScreen)
+        await pilot.press("ctrl+o")  # nothing run yet: nothing to open
+        await pilot.pause()
+        assert app.screen is replay
         model = replay.query_one("#replay-model", Input)
         assert model.value == "openai/gpt-4o-mini"  # prefilled from the span
         assert replay.query_one("#replay-temperature", Input).value == "0.2"
@@ -108,6 +111,11 @@ async def test_replay_a_model_call_side_by_side(chat_url: str, now_ns: int) -> N
         assert "10 → 20" in text  # litellm's mock usage, read back from the store
         assert "$0.0" in text  # priced
         assert f"recorded as trace {replay.outcome.trace_id}" in text  # type: ignore[union-attr]
+        await pilot.press("ctrl+o")  # the replay's own trace, over the original's
+        await settle(pilot)
+        opened = app.screen
+        assert isinstance(opened, TraceDetailScreen) and opened is not screen
+        assert opened.trace_id == replay.outcome.trace_id  # type: ignore[union-attr]
         await pilot.press("escape")
         await pilot.pause()
         assert app.screen is screen

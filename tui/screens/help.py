@@ -49,7 +49,7 @@ KEYS = (
     ("Sessions", (("Enter", "the conversation, turn by turn"), ("Enter on a turn", "its trace"),
                   ("Esc", "back to the sessions"))),
     ("Replay", (("Enter", "run it (again) with the model and temperature of the fields"),
-                ("Esc", "close"))),
+                ("Ctrl+O", "open the trace the replay was recorded as"), ("Esc", "close"))),
     ("Filter syntax", (
         ("status:error", "field:value — status, model, user, session, tag, name"),
         ("cost>0.01", "comparisons on cost, latency (2s, 300ms), tokens"),

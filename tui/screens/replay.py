@@ -89,7 +89,8 @@ def side_text(title: str, side: Side | None, params: dict[str, Any], *, note: st
 class ReplayScreen(ModalScreen[None]):
     """The replay of one llm span: fields, then both calls side by side."""
 
-    BINDINGS: ClassVar = [Binding("escape", "close", "Close")]
+    BINDINGS: ClassVar = [Binding("escape", "close", "Close"),
+                          Binding("ctrl+o", "open_replay", "Open the replay's trace")]
 
     def __init__(self, span: Any, *, mock_response: str | None = None,
                  settings: Settings | None = None) -> None:
@@ -222,8 +223,18 @@ class ReplayScreen(ModalScreen[None]):
         for warning in outcome.warnings:
             status.append(" · ", style="dim")
             status.append_text(safe(warning, "bold yellow", single_line=True, max_len=300))
-        status.append(" · Enter runs again · Esc closes", style="dim")
+        status.append(" · Enter runs again · ctrl+o opens its trace · Esc closes", style="dim")
         self._status(status)
 
     def action_close(self) -> None:
         self.dismiss(None)
+
+    def action_open_replay(self) -> None:
+        """Close, and open the trace the last replay was recorded as."""
+        if self.running or self.outcome is None or not self.outcome.trace_id:
+            self.app.say("run the replay first (Enter): ctrl+o opens the trace it is recorded as",  # type: ignore[attr-defined]
+                         "warning")
+            return
+        trace_id = self.outcome.trace_id
+        self.dismiss(None)
+        self.app.open_trace(trace_id)  # type: ignore[attr-defined]
