@@ -66,7 +66,8 @@ from chainsight.storage.serialize import MAX_DEPTH, dumps, key_to_text
 
 ATTRIBUTE: Final = REDACTED  # the model's name for it; re-exported: it used to live here
 LINK_IDS: Final = frozenset({REPLAY_OF_SPAN, REPLAY_OF_TRACE})
-HEX_ID: Final = re.compile(r"[0-9a-f]{16,32}")
+# An id has a letter: 16 digits alone may be a card number, and are scanned.
+HEX_ID: Final = re.compile(r"(?=[0-9]*[a-f])[0-9a-f]{16,32}")
 TOO_DEEP: Final = "too_deep"
 """The kind of what lies deeper than ``MAX_DEPTH`` (the serialiser's limit): replaced, never stored."""
 CYCLE: Final = "cycle"

@@ -384,3 +384,7 @@ def test_a_replay_link_id_is_left_as_it_is_and_nothing_else_is_spared() -> None:
     assert span.attributes[REPLAY_OF_TRACE] == "card [redacted:credit_card]"
     assert span.attributes["note"] == "019a3f[redacted:credit_card]c0ffee0000"
     assert span.attributes[ATTRIBUTE] == {"credit_card": 2}
+    digits = Span("replay", "chain")  # hex-shaped, but no letter: a card number is scanned
+    digits.attributes = {REPLAY_OF_SPAN: CARD.replace(" ", "")}
+    Redactor().redact_span(digits)
+    assert digits.attributes[REPLAY_OF_SPAN] == "[redacted:credit_card]"
