@@ -404,5 +404,5 @@ def check_totals(conn: sa.Connection, since_ns: int | None, until_ns: int | None
     total = Rollup()
     row_where = [R.c.checks != "{}"]
     for _, acc in _scan(conn, since_ns, until_ns, PERIODS, row_where, [S.c.checks.is_not(None)], (), True):
-        total.merge(Rollup(checks=acc.checks))
+        total.merge(acc)
     return total.checks
